@@ -1,0 +1,376 @@
+// One CPU's architectural state and its data-memory access path. Instruction
+// semantics live in emu/ops, event delivery in emu/events.ts, the step loop in
+// emu/run.ts; this file only holds state and the accessors everything shares.
+
+import { FlagState, LZ_NONE, FIXED1, IF } from './flags';
+import { Memory, Page, PageFault, PAGE_SIZE } from './memory';
+import { Insn, InsnCache } from './insn';
+import type { LocalApic } from './apic';
+import type { Machine } from './machine';
+import type { HostFrame } from './host';
+import type { SpinTracker } from './spin';
+
+/** GPR numbering, as in the ModRM encoding. */
+export const RAX = 0, RCX = 1, RDX = 2, RBX = 3, RSP = 4, RBP = 5, RSI = 6, RDI = 7;
+export const R8 = 8, R9 = 9, R10 = 10, R11 = 11, R12 = 12, R13 = 13, R14 = 14, R15 = 15;
+/** Offset of the high halves in `Cpu.r`. */
+export const HI = 16;
+
+export const GPR_NAMES = [
+  'rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi',
+  'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15',
+] as const;
+export type GprName = (typeof GPR_NAMES)[number];
+
+/** A guest exception raised by an instruction; emu/run.ts delivers it through the IDT. */
+export class GuestException {
+  constructor(
+    readonly vector: number,
+    readonly errorCode: number | null = null,
+    /** Why, for diagnostics (the #UD of an unimplemented instruction names it). */
+    readonly detail = '',
+  ) {}
+}
+
+/** Where an interrupted context came from, for reports: thread, NMI, #BP, IRQ, … */
+export interface ContextFrame {
+  kind: string;
+  vector: number;
+  /** RSP after the frame was pushed: IRETQ pops the entry whose frame it consumes. */
+  frameLo: number;
+  frameHi: number;
+}
+
+export class Cpu implements FlagState {
+  /** GPRs: low halves at 0..15, high halves at 16..31, signed int32. */
+  readonly r = new Int32Array(32);
+
+  // FlagState (see flags.ts)
+  flags = FIXED1;
+  lzOp = LZ_NONE;
+  lzSize = 64;
+  rLo = 0;
+  rHi = 0;
+  aLo = 0;
+  aHi = 0;
+  bLo = 0;
+  bHi = 0;
+  lzC = 0;
+
+  /** Scratch: high half of the last 64-bit value read (memory or operand). */
+  th = 0;
+  /** Scratch: high half of the last effective address computed. */
+  eh = 0;
+
+  // Segments. 64-bit mode ignores bases except FS and GS.
+  cs = 0x10;
+  ss = 0x18;
+  ds = 0;
+  es = 0;
+  fsSel = 0;
+  gsSel = 0;
+  fsLo = 0;
+  fsHi = 0;
+  gsLo = 0;
+  gsHi = 0;
+  kgsLo = 0;
+  kgsHi = 0;
+
+  // Control registers. CR2 and CR3 are 64-bit; CR0/CR4 keep the low 32 bits we model.
+  cr0 = 0x80050033; // PG PE MP ET NE WP AM, as Linux runs
+  cr2Lo = 0;
+  cr2Hi = 0;
+  cr3Lo = 0;
+  cr3Hi = 0;
+  cr4 = 0x003006f0; // PAE PGE OSFXSR OSXMMEXCPT SMEP SMAP
+  efer = 0xd01; // SCE LME LMA NXE
+  idtrLo = 0;
+  idtrHi = 0;
+  idtrLimit = 0;
+  gdtrLo = 0;
+  gdtrHi = 0;
+  gdtrLimit = 0;
+  trSel = 0;
+  trLo = 0;
+  trHi = 0;
+  /** MSRs not held in dedicated fields. */
+  readonly msrs = new Map<number, bigint>();
+  /** Added to the machine clock to form this CPU's TSC (IA32_TSC writes set it). */
+  tscOffset = 0n;
+
+  // Event state
+  nmiBlocked = false;
+  nmiPending = false;
+  /** Maskable interrupts are inhibited for one instruction after STI (and MOV/POP SS). */
+  intShadow = false;
+  halted = false;
+  /** Shutdown after a triple fault; the CPU runs no more. */
+  shutdown: { vector: number; rip: bigint; detail: string } | null = null;
+  /** Set to leave the step loop at the next boundary (event arrived, CPU blocked, …). */
+  brk = false;
+  /** A code hook ended the slice in front of the instruction (it did not execute). */
+  deferred = false;
+  /** A breakpoint stopped this CPU in front of this instruction. */
+  stoppedAt: Insn | null = null;
+  /** Skip hooks once when re-executing this instruction in this context (after a stop). */
+  hookSkip: { ins: Insn; depth: number } | null = null;
+  readonly contexts: ContextFrame[] = [];
+
+  // Execution
+  readonly icache: InsnCache;
+  /** Current instruction (RIP is insn.lo/insn.hi at an instruction boundary). */
+  insn: Insn;
+  /** Sequence number of code writes this CPU has observed through serialization. */
+  serialSeq = 0;
+  /** Bumped on each serialization; stale-mode decodes remember it. */
+  serialEpoch = 0;
+  /** Instructions retired (including host-routine steps). */
+  retired = 0;
+  /** Host routines active on this CPU, innermost last. */
+  readonly hostFrames: HostFrame[] = [];
+  /** Non-null while this CPU waits (host wait, PAUSE spin, HLT with nothing to wake it). */
+  blocked: { reason: string; detail: string } | null = null;
+  spin: SpinTracker | null = null;
+  /** When true, reads take the slow path so the spin tracker sees them. */
+  track = false;
+
+  apic!: LocalApic;
+
+  constructor(
+    readonly id: number,
+    readonly machine: Machine,
+    readonly mem: Memory,
+  ) {
+    this.icache = new InsnCache(this);
+    this.insn = this.icache.at(0, 0);
+  }
+
+  // ---- RIP ----
+
+  get rip(): bigint {
+    return (BigInt(this.insn.hi >>> 0) << 32n) | BigInt(this.insn.lo >>> 0);
+  }
+
+  setRip(lo: number, hi: number): void {
+    this.insn = this.icache.at(lo, hi);
+  }
+
+  setRipBig(v: bigint): void {
+    const a = BigInt.asUintN(64, v);
+    this.setRip(Number(a & 0xffffffffn) | 0, Number(a >> 32n) | 0);
+  }
+
+  // ---- Registers (API side) ----
+
+  getReg(i: number): bigint {
+    return (BigInt(this.r[i + HI] >>> 0) << 32n) | BigInt(this.r[i] >>> 0);
+  }
+
+  setReg(i: number, v: bigint): void {
+    const a = BigInt.asUintN(64, v);
+    this.r[i] = Number(a & 0xffffffffn) | 0;
+    this.r[i + HI] = Number(a >> 32n) | 0;
+  }
+
+  get interruptsEnabled(): boolean {
+    return (this.flags & IF) !== 0;
+  }
+
+  // ---- Data memory: the hot path ----
+  // Each accessor tries the TLB for an access within one page; everything else (TLB
+  // miss, page crossing, MMIO, unmapped, logged or watched pages, spin tracking) goes
+  // through the slow path, which is written for clarity rather than speed.
+
+  rd8(lo: number, hi: number): number {
+    const m = this.mem;
+    const i = (lo >>> 12) & 255;
+    if (m.tlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12) && !this.track) {
+      return m.tlbPage[i]!.data[lo & 0xfff];
+    }
+    return this.rdSlow(lo, hi, 1);
+  }
+
+  rd16(lo: number, hi: number): number {
+    const m = this.mem;
+    const off = lo & 0xfff;
+    const i = (lo >>> 12) & 255;
+    if (off <= 4094 && m.tlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12) && !this.track) {
+      return m.tlbPage[i]!.view.getUint16(off, true);
+    }
+    return this.rdSlow(lo, hi, 2);
+  }
+
+  /** Returns the value as a signed int32. */
+  rd32(lo: number, hi: number): number {
+    const m = this.mem;
+    const off = lo & 0xfff;
+    const i = (lo >>> 12) & 255;
+    if (off <= 4092 && m.tlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12) && !this.track) {
+      return m.tlbPage[i]!.view.getInt32(off, true);
+    }
+    return this.rdSlow(lo, hi, 4) | 0;
+  }
+
+  /** Returns the low half; the high half is left in `th`. */
+  rd64(lo: number, hi: number): number {
+    const m = this.mem;
+    const off = lo & 0xfff;
+    const i = (lo >>> 12) & 255;
+    if (off <= 4088 && m.tlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12) && !this.track) {
+      const v = m.tlbPage[i]!.view;
+      this.th = v.getInt32(off + 4, true);
+      return v.getInt32(off, true);
+    }
+    const l = this.rdSlow(lo, hi, 4) | 0;
+    const s = (lo >>> 0) + 4;
+    this.th = this.rdSlow(s | 0, (hi + (s > 0xffffffff ? 1 : 0)) | 0, 4) | 0;
+    return l;
+  }
+
+  wr8(lo: number, hi: number, v: number): void {
+    const m = this.mem;
+    const i = (lo >>> 12) & 255;
+    if (m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) {
+      m.wtlbPage[i]!.data[lo & 0xfff] = v;
+      if (this.track) this.spin!.noteWrite();
+      return;
+    }
+    this.wrSlow(lo, hi, 1, v);
+  }
+
+  wr16(lo: number, hi: number, v: number): void {
+    const m = this.mem;
+    const off = lo & 0xfff;
+    const i = (lo >>> 12) & 255;
+    if (off <= 4094 && m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) {
+      m.wtlbPage[i]!.view.setUint16(off, v, true);
+      if (this.track) this.spin!.noteWrite();
+      return;
+    }
+    this.wrSlow(lo, hi, 2, v);
+  }
+
+  wr32(lo: number, hi: number, v: number): void {
+    const m = this.mem;
+    const off = lo & 0xfff;
+    const i = (lo >>> 12) & 255;
+    if (off <= 4092 && m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) {
+      m.wtlbPage[i]!.view.setInt32(off, v, true);
+      if (this.track) this.spin!.noteWrite();
+      return;
+    }
+    this.wrSlow(lo, hi, 4, v);
+  }
+
+  wr64(lo: number, hi: number, vlo: number, vhi: number): void {
+    const m = this.mem;
+    const off = lo & 0xfff;
+    const i = (lo >>> 12) & 255;
+    if (off <= 4088 && m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) {
+      const v = m.wtlbPage[i]!.view;
+      v.setInt32(off, vlo, true);
+      v.setInt32(off + 4, vhi, true);
+      if (this.track) this.spin!.noteWrite();
+      return;
+    }
+    this.wr64Slow(lo, hi, vlo, vhi);
+  }
+
+  /** A 64-bit write as one logged access (so a watcher sees both halves at once). */
+  private wr64Slow(lo: number, hi: number, vlo: number, vhi: number): void {
+    const off = lo & 0xfff;
+    if (off <= PAGE_SIZE - 8 && !this.mem.mmioAt(lo, hi)) {
+      const pg = this.mem.writePage(lo, hi);
+      pg.view.setInt32(off, vlo, true);
+      pg.view.setInt32(off + 4, vhi, true);
+      this.afterSlowWrite(pg, off, 8, lo, hi);
+      return;
+    }
+    this.wrSlow(lo, hi, 4, vlo);
+    const s = (lo >>> 0) + 4;
+    this.wrSlow(s | 0, (hi + (s > 0xffffffff ? 1 : 0)) | 0, 4, vhi);
+  }
+
+  /** Reads `size` (1, 2 or 4) bytes, returned unsigned. */
+  rdSlow(lo: number, hi: number, size: number): number {
+    const off = lo & 0xfff;
+    let v: number;
+    const dev = this.mem.mmioAt(lo, hi);
+    if (dev) {
+      v = dev.read(this.id, off, size) >>> 0;
+    } else if (off + size <= PAGE_SIZE) {
+      const pg = this.mem.readPage(lo, hi, false);
+      v =
+        size === 1 ? pg.data[off] : size === 2 ? pg.view.getUint16(off, true) : pg.view.getUint32(off, true);
+    } else {
+      v = 0;
+      for (let k = 0; k < size; k++) {
+        const s = (lo >>> 0) + k;
+        const blo = s | 0;
+        const bhi = (hi + (s > 0xffffffff ? 1 : 0)) | 0;
+        const pg = this.mem.readPage(blo, bhi, false);
+        v += pg.data[blo & 0xfff] * 2 ** (8 * k);
+      }
+    }
+    if (this.track) this.spin!.noteRead(lo, hi, size, v);
+    return v;
+  }
+
+  wrSlow(lo: number, hi: number, size: number, v: number): void {
+    const off = lo & 0xfff;
+    const dev = this.mem.mmioAt(lo, hi);
+    if (dev) {
+      dev.write(this.id, off, size, size === 4 ? v >>> 0 : v & (size === 1 ? 0xff : 0xffff));
+      if (this.track) this.spin!.noteWrite();
+      return;
+    }
+    if (off + size <= PAGE_SIZE) {
+      const pg = this.mem.writePage(lo, hi);
+      if (size === 1) pg.data[off] = v;
+      else if (size === 2) pg.view.setUint16(off, v, true);
+      else pg.view.setInt32(off, v, true);
+      this.afterSlowWrite(pg, off, size, lo, hi);
+      return;
+    }
+    // Page-crossing: check both pages exist first so a fault leaves memory unchanged.
+    const e = (lo >>> 0) + size - 1;
+    this.mem.writePage(e | 0, (hi + (e > 0xffffffff ? 1 : 0)) | 0);
+    this.mem.writePage(lo, hi);
+    for (let k = 0; k < size; k++) {
+      const s = (lo >>> 0) + k;
+      const blo = s | 0;
+      const bhi = (hi + (s > 0xffffffff ? 1 : 0)) | 0;
+      const pg = this.mem.writePage(blo, bhi);
+      pg.data[blo & 0xfff] = (v >>> (8 * k)) & 0xff;
+      this.afterSlowWrite(pg, blo & 0xfff, 1, blo, bhi);
+    }
+  }
+
+  private afterSlowWrite(pg: Page, off: number, size: number, lo: number, hi: number): void {
+    if (this.track) this.spin!.noteWrite();
+    if (pg.flags !== 0) {
+      this.mem.noteWrite(pg, off, size, this.id, lo, hi);
+      if (pg.flags & 1) this.icache.ownWrite(pg);
+    }
+  }
+
+  /** Checks that [lo,hi)+size is writable without writing, for all-or-nothing instructions. */
+  probeWrite(lo: number, hi: number, size: number): void {
+    if (this.mem.mmioAt(lo, hi)) return;
+    this.mem.writePage(lo, hi);
+    const e = (lo >>> 0) + size - 1;
+    if (((e | 0) & ~0xfff) !== (lo & ~0xfff) || e > 0xffffffff) {
+      this.mem.writePage(e | 0, (hi + (e > 0xffffffff ? 1 : 0)) | 0);
+    }
+  }
+
+  // ---- Serialization (SDM "serializing instructions"; the XMC rule depends on it) ----
+
+  serialize(): void {
+    this.serialSeq = this.mem.writeSeq;
+    this.serialEpoch++;
+    this.icache.afterSerialize();
+  }
+}
+
+export { PageFault };

@@ -1,0 +1,271 @@
+// Host routines: kernel-model functions written as TypeScript generators and bound to
+// addresses in guest text. A CPU whose RIP reaches a bound address runs the generator
+// instead of decoding bytes. Each `yield` is one schedulable step, and each access to
+// guest memory is its own yielded operation, so other CPUs interleave at that grain
+// and everything goes through the same memory path as guest code (write logging,
+// watches, the XMC checker's writer ids).
+//
+// A routine is entered by a guest `call` (or by an event handler jumping to it) and
+// returns like a function: `ret` semantics, the return value in RAX. It can call
+// guest functions: it pushes its own address as the return address, so when the
+// guest returns, RIP is back at the binding with the same RSP and the frame resumes.
+// The same (address, RSP) test resumes a routine after an interrupt that arrived
+// between two of its steps.
+
+import type { Cpu } from './cpu';
+import { HI, RAX, RSP, RDI, RSI, RDX, RCX, R8, R9 } from './cpu';
+import type { Insn, Exec } from './insn';
+import { push64, pop64 } from './ops/stack';
+import { toBig } from './u64';
+import { readFlags, writeFlags, IF } from './flags';
+
+/** Describes why a CPU waits, for deadlock reports. */
+export interface WaitInfo {
+  /** CPUs whose action would end the wait (edges of the wait-for graph). */
+  cpus: number[];
+  /** One line: what the CPU waits for. */
+  text: string;
+}
+
+export type HostOp =
+  | { op: 'read'; addr: bigint; size: 1 | 2 | 4 | 8 }
+  | { op: 'write'; addr: bigint; size: 1 | 2 | 4 | 8; value: bigint; what?: string }
+  | { op: 'cmpxchg'; addr: bigint; size: 1 | 2 | 4 | 8; expected: bigint; value: bigint }
+  | { op: 'xadd'; addr: bigint; size: 1 | 2 | 4 | 8; value: bigint }
+  | { op: 'or'; addr: bigint; size: 1 | 2 | 4 | 8; value: bigint }
+  | { op: 'and'; addr: bigint; size: 1 | 2 | 4 | 8; value: bigint }
+  | {
+      op: 'wait';
+      addr: bigint;
+      size: 1 | 2 | 4 | 8;
+      until: (v: bigint) => boolean;
+      what: string;
+      waitsFor?: () => WaitInfo;
+    }
+  | { op: 'call'; target: bigint; args: bigint[]; what?: string }
+  | { op: 'serialize'; how: 'cpuid' | 'sync_core' | 'iret' }
+  | { op: 'wrmsr'; msr: number; value: bigint }
+  | { op: 'rdmsr'; msr: number }
+  | { op: 'irqs'; enable: boolean }
+  | { op: 'note'; text: string };
+
+export type HostResult = bigint | undefined;
+export type HostGen = Generator<HostOp, bigint | void, HostResult>;
+
+/** What a routine sees when it starts. */
+export interface HostContext {
+  readonly cpu: number;
+  /** Integer arguments rdi, rsi, rdx, rcx, r8, r9 at entry. */
+  readonly args: readonly bigint[];
+  /** A one-line status shown in reports and traces ("waiting for acks", …). */
+  status: string;
+}
+
+export type HostRoutine = (ctx: HostContext) => HostGen;
+
+export interface HostBinding {
+  name: string;
+  address: bigint;
+  routine: HostRoutine;
+}
+
+export interface HostFrame {
+  binding: HostBinding;
+  ctx: HostContext;
+  gen: HostGen;
+  rspLo: number;
+  rspHi: number;
+  /** A wait that has not been satisfied yet; re-evaluated each time the CPU runs. */
+  pending: Extract<HostOp, { op: 'wait' }> | null;
+  /** A guest call in progress. */
+  calling: boolean;
+  resume: HostResult;
+  /** Description of the last operation, for traces. */
+  last: string;
+}
+
+function sizeMask(size: number): bigint {
+  return (1n << BigInt(size * 8)) - 1n;
+}
+
+function splitBig(v: bigint): [number, number] {
+  const a = BigInt.asUintN(64, v);
+  return [Number(a & 0xffffffffn) | 0, Number(a >> 32n) | 0];
+}
+
+/** Reads guest memory through the CPU's path (so spin tracking and MMIO work). */
+export function hostRead(cpu: Cpu, addr: bigint, size: number): bigint {
+  const [lo, hi] = splitBig(addr);
+  switch (size) {
+    case 1:
+      return BigInt(cpu.rd8(lo, hi));
+    case 2:
+      return BigInt(cpu.rd16(lo, hi));
+    case 4:
+      return BigInt(cpu.rd32(lo, hi) >>> 0);
+    default: {
+      const l = cpu.rd64(lo, hi);
+      return toBig(l, cpu.th);
+    }
+  }
+}
+
+export function hostWrite(cpu: Cpu, addr: bigint, size: number, value: bigint): void {
+  const [lo, hi] = splitBig(addr);
+  const [vl, vh] = splitBig(value & sizeMask(size));
+  switch (size) {
+    case 1:
+      cpu.wr8(lo, hi, vl & 0xff);
+      return;
+    case 2:
+      cpu.wr16(lo, hi, vl & 0xffff);
+      return;
+    case 4:
+      cpu.wr32(lo, hi, vl);
+      return;
+    default:
+      cpu.wr64(lo, hi, vl, vh);
+  }
+}
+
+function findFrame(cpu: Cpu, b: HostBinding): HostFrame | null {
+  const rl = cpu.r[RSP];
+  const rh = cpu.r[RSP + HI];
+  const frames = cpu.hostFrames;
+  for (let k = frames.length - 1; k >= 0; k--) {
+    const f = frames[k];
+    if (f.binding === b && f.rspLo === rl && f.rspHi === rh) {
+      // Frames above it were abandoned (their context was unwound without returning).
+      frames.length = k + 1;
+      return f;
+    }
+  }
+  return null;
+}
+
+/** Compiled form of a bound address: each execution is one step of the routine. */
+export function hostExec(b: HostBinding): Exec {
+  return (cpu, ins) => stepHost(cpu, ins, b);
+}
+
+function stepHost(cpu: Cpu, ins: Insn, b: HostBinding): Insn {
+  let f = findFrame(cpu, b);
+  if (!f) {
+    const ctx: HostContext = {
+      cpu: cpu.id,
+      args: [RDI, RSI, RDX, RCX, R8, R9].map((i) => cpu.getReg(i)),
+      status: '',
+    };
+    f = {
+      binding: b, ctx, gen: b.routine(ctx), rspLo: cpu.r[RSP], rspHi: cpu.r[RSP + HI],
+      pending: null, calling: false, resume: undefined, last: 'enter',
+    };
+    cpu.hostFrames.push(f);
+  } else if (f.calling) {
+    f.calling = false;
+    f.resume = cpu.getReg(RAX);
+  }
+  if (f.pending) {
+    const w = f.pending;
+    const v = hostRead(cpu, w.addr, w.size);
+    if (!w.until(v)) {
+      cpu.machine.blockOnWait(cpu, w);
+      return ins;
+    }
+    f.pending = null;
+    f.resume = v;
+    f.last = `${w.what}: done`;
+    return ins;
+  }
+  const input = f.resume;
+  f.resume = undefined;
+  const r = f.gen.next(input);
+  if (r.done) {
+    cpu.hostFrames.pop();
+    if (typeof r.value === 'bigint') cpu.setReg(RAX, r.value);
+    const lo = pop64(cpu);
+    return cpu.icache.at(lo, cpu.th);
+  }
+  return perform(cpu, ins, f, r.value);
+}
+
+function perform(cpu: Cpu, ins: Insn, f: HostFrame, op: HostOp): Insn {
+  switch (op.op) {
+    case 'read':
+      f.resume = hostRead(cpu, op.addr, op.size);
+      f.last = `read ${sym(cpu, op.addr)} = ${hex(f.resume)}`;
+      return ins;
+    case 'write':
+      hostWrite(cpu, op.addr, op.size, op.value);
+      f.last = `write ${sym(cpu, op.addr)} = ${hex(op.value)}${op.what ? ` (${op.what})` : ''}`;
+      return ins;
+    case 'cmpxchg': {
+      const old = hostRead(cpu, op.addr, op.size);
+      if (old === (op.expected & sizeMask(op.size))) hostWrite(cpu, op.addr, op.size, op.value);
+      f.resume = old;
+      f.last = `cmpxchg ${sym(cpu, op.addr)}: ${hex(old)} -> ${old === op.expected ? hex(op.value) : 'unchanged'}`;
+      return ins;
+    }
+    case 'xadd':
+    case 'or':
+    case 'and': {
+      const old = hostRead(cpu, op.addr, op.size);
+      const nv = op.op === 'xadd' ? old + op.value : op.op === 'or' ? old | op.value : old & op.value;
+      hostWrite(cpu, op.addr, op.size, nv & sizeMask(op.size));
+      f.resume = old;
+      f.last = `lock ${op.op} ${sym(cpu, op.addr)}: ${hex(old)} -> ${hex(nv & sizeMask(op.size))}`;
+      return ins;
+    }
+    case 'wait': {
+      const v = hostRead(cpu, op.addr, op.size);
+      if (op.until(v)) {
+        f.resume = v;
+        f.last = `${op.what}: done`;
+        return ins;
+      }
+      f.pending = op;
+      f.last = `waiting: ${op.what}`;
+      cpu.machine.blockOnWait(cpu, op);
+      return ins;
+    }
+    case 'call': {
+      const regs = [RDI, RSI, RDX, RCX, R8, R9];
+      op.args.forEach((a, i) => cpu.setReg(regs[i], a));
+      push64(cpu, ins.lo, ins.hi);
+      f.calling = true;
+      f.last = `call ${op.what ?? sym(cpu, op.target)}`;
+      const [lo, hi] = splitBig(op.target);
+      return cpu.icache.at(lo, hi);
+    }
+    case 'serialize':
+      cpu.serialize();
+      f.last = op.how;
+      return ins;
+    case 'wrmsr':
+      cpu.machine.wrmsr(cpu, op.msr, op.value);
+      f.last = `wrmsr 0x${op.msr.toString(16)} = ${hex(op.value)}`;
+      return ins;
+    case 'rdmsr':
+      f.resume = cpu.machine.rdmsr(cpu, op.msr);
+      f.last = `rdmsr 0x${op.msr.toString(16)}`;
+      return ins;
+    case 'irqs': {
+      const fl = readFlags(cpu);
+      writeFlags(cpu, op.enable ? fl | IF : fl & ~IF);
+      if (op.enable) cpu.brk = true;
+      f.last = op.enable ? 'local_irq_enable' : 'local_irq_disable';
+      return ins;
+    }
+    case 'note':
+      f.last = op.text;
+      return ins;
+  }
+}
+
+function hex(v: bigint | undefined): string {
+  return v === undefined ? '?' : '0x' + v.toString(16);
+}
+
+function sym(cpu: Cpu, a: bigint): string {
+  return cpu.machine.symbolize(a);
+}

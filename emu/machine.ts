@@ -1,0 +1,463 @@
+// The machine: CPUs sharing sparse memory, their local APICs, host-routine bindings,
+// code hooks, the XMC checker, and the deterministic run loop with deadlock detection.
+// Everything the CLI does is reachable from here as a library call.
+
+import { Cpu, GuestException, HI, RSP } from './cpu';
+import { Memory, splitAddr } from './memory';
+import { LocalApic, type Ipi, type IpiBus, APIC_DEFAULT_BASE, DM_NMI, DM_FIXED, DM_LOWEST, SH_NONE, SH_SELF, SH_ALL, SH_OTHERS } from './apic';
+import { XmcChecker, type XmcViolation } from './xmc';
+import { SpinTracker } from './spin';
+import { SymbolTable } from './symbols';
+import type { HostBinding, HostOp, HostRoutine } from './host';
+import { hostRead } from './host';
+import type { CodeHook, HookAction } from './breakpoints';
+import type { Insn } from './insn';
+import type { Probe } from './probe';
+import type { EventKind } from './events';
+import { runSlice, eventDeliverable } from './run';
+import { Scheduler, type Schedule } from './scheduler';
+import { toBig } from './u64';
+import { PortBus } from './ports';
+
+export type FetchMode = 'coherent' | 'stale';
+
+export interface MachineOptions {
+  /** Number of CPUs, 1 to 256. */
+  cpus: number;
+  /** How another CPU's code writes reach a CPU's decoded instructions (DESIGN.md). */
+  fetchMode?: FetchMode;
+  /** Local APIC mode at reset. */
+  apicMode?: 'x2apic' | 'xapic';
+}
+
+export interface RunOptions {
+  schedule?: Schedule;
+  /** Stop after this many machine steps in total (all CPUs). */
+  maxSteps?: number;
+  /** Stop as soon as any CPU executes HLT (the `exec` command's contract). */
+  stopOnHlt?: boolean;
+  /** Stop at the first XMC violation. */
+  stopOnXmc?: boolean;
+  /** Checked after every slice; true ends the run with stop 'until'. */
+  until?: () => boolean;
+  /** Called after every slice with the steps run so far (progress bars). */
+  onProgress?: (steps: number) => void;
+  /** Run only this CPU (single-stepping); the others stay where they are. */
+  onlyCpu?: number;
+}
+
+export type StopReason =
+  | 'hlt'
+  | 'halted'
+  | 'deadlock'
+  | 'step-limit'
+  | 'breakpoint'
+  | 'shutdown'
+  | 'xmc-violation'
+  | 'until'
+  | 'stopped';
+
+export interface RunResult {
+  stop: StopReason;
+  /** Machine steps (instructions and host-routine steps, all CPUs) when the run ended. */
+  steps: number;
+  /** The CPU the stop concerns (hlt, breakpoint, shutdown, xmc), if any. */
+  cpu: number | null;
+}
+
+/** Why a CPU is blocked, for reports and the wait-for graph. */
+export interface BlockInfo {
+  reason: 'wait' | 'spin';
+  detail: string;
+  waitsFor: number[];
+}
+
+/** MSRs we accept without modelling: storage with a zero reset value. */
+const PLAIN_MSRS = new Set([
+  0x3a, 0x48, 0x49, 0x8b, 0x10a, 0x174, 0x175, 0x176, 0x1a0, 0x1d9, 0x277, 0x6e0,
+  0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000103,
+]);
+export const MSR_TSC = 0x10;
+export const MSR_EFER = 0xc0000080;
+export const MSR_FS_BASE = 0xc0000100;
+export const MSR_GS_BASE = 0xc0000101;
+export const MSR_KERNEL_GS_BASE = 0xc0000102;
+
+interface Timer {
+  step: number;
+  seq: number;
+  fn: () => void;
+}
+
+export class Machine implements IpiBus {
+  readonly mem = new Memory();
+  readonly cpus: Cpu[] = [];
+  readonly xmc = new XmcChecker();
+  readonly symbols = new SymbolTable();
+  readonly ports = new PortBus();
+  fetchMode: FetchMode;
+  /** Machine clock: steps run by all CPUs together. The TSC derives from it. */
+  steps = 0;
+  probe: Probe | null = null;
+  /** Original exception per CPU while a #DF is being delivered (for the shutdown message). */
+  readonly firstFault = new Map<number, { vector: number; detail: string }>();
+  /** Exceptions with a diagnostic (#UD of an unimplemented instruction, #PF), most recent last. */
+  readonly exceptionLog: { cpu: number; vector: number; detail: string; step: number }[] = [];
+  /** NMIs that arrived while one was already latched, and were therefore lost. */
+  droppedNmis = 0;
+  private readonly hosts = new Map<string, HostBinding>();
+  private readonly hooks = new Map<string, CodeHook[]>();
+  private readonly watchIds = new Map<number, number[]>();
+  private timers: Timer[] = [];
+  private timerSeq = 0;
+  private stopRequest: { reason: StopReason; cpu: number | null } | null = null;
+  private stopOnXmc = false;
+  /** Describes what a blocked CPU waits for (set by blockOnWait / the spin detector). */
+  readonly blockInfo = new Map<number, BlockInfo>();
+  /** Extra wait-for edges for spinning CPUs (the kernel model knows lock owners). */
+  spinWaitsFor: ((cpu: Cpu, reads: { addr: bigint; size: number; value: number }[]) => number[]) | null = null;
+
+  constructor(opts: MachineOptions) {
+    const n = opts.cpus;
+    if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error(`cpus must be an integer from 1 to 256 (got ${n})`);
+    this.fetchMode = opts.fetchMode ?? 'coherent';
+    const x2 = (opts.apicMode ?? 'x2apic') === 'x2apic';
+    for (let i = 0; i < n; i++) {
+      const cpu = new Cpu(i, this, this.mem);
+      cpu.apic = new LocalApic(i, i, this, x2);
+      cpu.spin = new SpinTracker(cpu);
+      this.cpus.push(cpu);
+    }
+    // The xAPIC page: each CPU reaches its own APIC at the same address.
+    this.mem.mapMmio(APIC_DEFAULT_BASE, {
+      read: (cpu, off, size) => this.cpus[cpu].apic.read(cpu, off, size),
+      write: (cpu, off, size, v) => this.cpus[cpu].apic.write(cpu, off, size, v),
+    });
+    this.xmc.onViolation = (v) => this.onXmc(v);
+  }
+
+  cpu(i: number): Cpu {
+    const c = this.cpus[i];
+    if (!c) throw new Error(`no CPU ${i} (machine has ${this.cpus.length})`);
+    return c;
+  }
+
+  // ---- Loading ----
+
+  /** Maps and fills memory; marks it as code when `code` (writes to it are then logged). */
+  load(addr: bigint, bytes: Uint8Array, code = false): void {
+    this.mem.map(addr, bytes.length);
+    this.mem.writeBytes(addr, bytes);
+    if (code) this.mem.markCode(addr, bytes.length);
+  }
+
+  // ---- Symbols ----
+
+  symbolize(addr: bigint): string {
+    return this.symbols.format(addr);
+  }
+
+  // ---- Host routines and hooks ----
+
+  bindHost(address: bigint, name: string, routine: HostRoutine): void {
+    const a = BigInt.asUintN(64, address);
+    this.hosts.set(a.toString(), { name, address: a, routine });
+    this.forgetDecode(a);
+  }
+
+  hostAt(lo: number, hi: number): HostBinding | undefined {
+    if (this.hosts.size === 0) return undefined;
+    return this.hosts.get(toBig(lo, hi).toString());
+  }
+
+  /** Adds a hook run before any CPU executes the instruction at `address`. Returns a remover. */
+  addHook(address: bigint, hook: CodeHook): () => void {
+    const a = BigInt.asUintN(64, address);
+    const k = a.toString();
+    const list = this.hooks.get(k) ?? [];
+    list.push(hook);
+    this.hooks.set(k, list);
+    this.forgetDecode(a);
+    return () => {
+      const l = this.hooks.get(k);
+      if (!l) return;
+      const i = l.indexOf(hook);
+      if (i >= 0) l.splice(i, 1);
+      if (l.length === 0) {
+        this.hooks.delete(k);
+        this.forgetDecode(a);
+      }
+    };
+  }
+
+  hasBreakpoint(lo: number, hi: number): boolean {
+    if (this.hooks.size === 0) return false;
+    return this.hooks.has(toBig(lo, hi).toString());
+  }
+
+  runHooks(cpu: Cpu, ins: Insn): HookAction {
+    const list = this.hooks.get(ins.address.toString());
+    if (!list) return 'continue';
+    let action: HookAction = 'continue';
+    for (const h of list.slice()) {
+      const a = h(cpu, ins);
+      if (a === 'stop') action = 'stop';
+      else if (a === 'boundary' && action === 'continue') action = 'boundary';
+    }
+    return action;
+  }
+
+  private forgetDecode(a: bigint): void {
+    const [lo, hi] = splitAddr(a);
+    for (const c of this.cpus) c.icache.forget(lo, hi);
+  }
+
+  // ---- Timers (scenario injections at a step) ----
+
+  /** Runs `fn` at the first slice boundary at or after machine step `step`. */
+  at(step: number, fn: () => void): void {
+    this.timers.push({ step, seq: this.timerSeq++, fn });
+    this.timers.sort((a, b) => a.step - b.step || a.seq - b.seq);
+  }
+
+  private fireTimers(): void {
+    while (this.timers.length && this.timers[0].step <= this.steps) this.timers.shift()!.fn();
+  }
+
+  // ---- Events ----
+
+  /** An NMI arrives at `cpu` (from an APIC, or injected by a scenario). */
+  nmi(cpu: number): void {
+    const c = this.cpu(cpu);
+    if (c.nmiPending) {
+      // One NMI can be latched while another is being handled; more are lost.
+      this.droppedNmis++;
+      return;
+    }
+    c.nmiPending = true;
+    c.brk = true;
+  }
+
+  /** A fixed-mode interrupt arrives at `cpu`. */
+  interrupt(cpu: number, vector: number): void {
+    const c = this.cpu(cpu);
+    c.apic.acceptFixed(vector);
+    c.brk = true;
+  }
+
+  sendIpi(ipi: Ipi): void {
+    const targets: number[] = [];
+    for (const c of this.cpus) {
+      let hit: boolean;
+      switch (ipi.shorthand) {
+        case SH_SELF:
+          hit = c.id === ipi.from;
+          break;
+        case SH_ALL:
+          hit = true;
+          break;
+        case SH_OTHERS:
+          hit = c.id !== ipi.from;
+          break;
+        default:
+          hit = ipi.shorthand === SH_NONE && c.apic.matches(ipi.dest, ipi.logical, ipi.x2apic);
+      }
+      if (hit) targets.push(c.id);
+    }
+    if (ipi.mode === DM_LOWEST && targets.length > 1) targets.length = 1;
+    for (const t of targets) {
+      if (ipi.mode === DM_NMI) this.nmi(t);
+      else if (ipi.mode === DM_FIXED || ipi.mode === DM_LOWEST) this.interrupt(t, ipi.vector);
+      // SMI, INIT and SIPI are not modelled.
+    }
+  }
+
+  onDeliver(cpu: Cpu, vector: number, kind: EventKind): void {
+    cpu.spin?.reset();
+    this.probe?.onEvent?.(cpu, vector, kind);
+  }
+
+  noteException(cpu: Cpu, vector: number, detail: string): void {
+    this.exceptionLog.push({ cpu: cpu.id, vector, detail, step: this.steps });
+    if (this.exceptionLog.length > 1000) this.exceptionLog.shift();
+  }
+
+  private onXmc(v: XmcViolation): void {
+    if (this.stopOnXmc) this.stopRequest = { reason: 'xmc-violation', cpu: v.cpu };
+  }
+
+  /** Ends the current run at the next slice boundary (hooks, host routines, the console). */
+  requestStop(reason: StopReason = 'stopped', cpu: number | null = null): void {
+    this.stopRequest = { reason, cpu };
+  }
+
+  // ---- MSRs ----
+
+  rdmsr(cpu: Cpu, msr: number): bigint {
+    const a = cpu.apic.readMsr(msr);
+    if (a === 'gp') throw new GuestException(13, 0, `rdmsr 0x${msr.toString(16)}: x2APIC MSR in xAPIC mode`);
+    if (a !== undefined) return a;
+    switch (msr >>> 0) {
+      case MSR_TSC:
+        return BigInt.asUintN(64, BigInt(this.steps) + cpu.tscOffset);
+      case MSR_EFER:
+        return BigInt(cpu.efer);
+      case MSR_FS_BASE:
+        return toBig(cpu.fsLo, cpu.fsHi);
+      case MSR_GS_BASE:
+        return toBig(cpu.gsLo, cpu.gsHi);
+      case MSR_KERNEL_GS_BASE:
+        return toBig(cpu.kgsLo, cpu.kgsHi);
+    }
+    const v = cpu.msrs.get(msr >>> 0);
+    if (v !== undefined) return v;
+    if (PLAIN_MSRS.has(msr >>> 0)) return 0n;
+    throw new GuestException(13, 0, `rdmsr of unmodelled MSR 0x${(msr >>> 0).toString(16)}`);
+  }
+
+  /** Returns whether the write serializes (x2APIC MSR writes do not). */
+  wrmsr(cpu: Cpu, msr: number, value: bigint): boolean {
+    const v = BigInt.asUintN(64, value);
+    const a = cpu.apic.writeMsr(msr, v);
+    if (a === 'gp') throw new GuestException(13, 0, `wrmsr 0x${msr.toString(16)}: not writable in this APIC mode`);
+    if (a === true) return !(msr >= 0x800 && msr <= 0x8ff);
+    const [lo, hi] = splitAddr(v);
+    switch (msr >>> 0) {
+      case MSR_TSC:
+        cpu.tscOffset = v - BigInt(this.steps);
+        return true;
+      case MSR_EFER:
+        cpu.efer = lo;
+        return true;
+      case MSR_FS_BASE:
+        cpu.fsLo = lo;
+        cpu.fsHi = hi;
+        return true;
+      case MSR_GS_BASE:
+        cpu.gsLo = lo;
+        cpu.gsHi = hi;
+        return true;
+      case MSR_KERNEL_GS_BASE:
+        cpu.kgsLo = lo;
+        cpu.kgsHi = hi;
+        return true;
+    }
+    if (PLAIN_MSRS.has(msr >>> 0) || cpu.msrs.has(msr >>> 0)) {
+      cpu.msrs.set(msr >>> 0, v);
+      return true;
+    }
+    throw new GuestException(13, 0, `wrmsr of unmodelled MSR 0x${(msr >>> 0).toString(16)}`);
+  }
+
+  // ---- Blocking (host waits, PAUSE spins) ----
+
+  blockOnWait(cpu: Cpu, w: Extract<HostOp, { op: 'wait' }>): void {
+    const info = w.waitsFor?.();
+    this.block(cpu, { reason: 'wait', detail: w.what, waitsFor: info?.cpus ?? [] }, [{ addr: w.addr, size: w.size }]);
+  }
+
+  blockOnSpin(cpu: Cpu): void {
+    const tr = cpu.spin!;
+    const reads = tr.reads.map((r) => ({ addr: toBig(r.lo, r.hi), size: r.size, value: r.value }));
+    const waitsFor = this.spinWaitsFor ? this.spinWaitsFor(cpu, reads) : [];
+    const detail = `spinning with PAUSE until one of changes: ${tr.describe((a) => this.symbolize(a))}`;
+    this.block(cpu, { reason: 'spin', detail, waitsFor }, reads);
+  }
+
+  private block(cpu: Cpu, info: BlockInfo, ranges: { addr: bigint; size: number }[]): void {
+    cpu.blocked = { reason: info.reason, detail: info.detail };
+    this.blockInfo.set(cpu.id, info);
+    cpu.brk = true;
+    const wake = (): void => this.unblock(cpu);
+    this.watchIds.set(cpu.id, ranges.map((r) => this.mem.watch(r.addr, r.size, wake)));
+  }
+
+  unblock(cpu: Cpu): void {
+    if (!cpu.blocked) return;
+    cpu.blocked = null;
+    this.blockInfo.delete(cpu.id);
+    for (const id of this.watchIds.get(cpu.id) ?? []) this.mem.unwatch(id);
+    this.watchIds.delete(cpu.id);
+    cpu.spin?.reset();
+  }
+
+  /** Whether the scheduler may give `cpu` a slice now. */
+  runnable(cpu: Cpu): boolean {
+    if (cpu.shutdown) return false;
+    if (cpu.halted || cpu.blocked) return eventDeliverable(cpu);
+    return true;
+  }
+
+  // ---- Running ----
+
+  /** Runs one CPU for up to `n` steps, whatever the others do. */
+  step(cpuId: number, n = 1): RunResult {
+    this.cpu(cpuId);
+    return this.run({ schedule: { kind: 'round-robin', quantum: n }, maxSteps: this.steps + n, onlyCpu: cpuId });
+  }
+
+  run(opts: RunOptions = {}): RunResult {
+    const only = opts.onlyCpu;
+    const sched = Scheduler.create(opts.schedule ?? { kind: 'round-robin', quantum: 100 });
+    const maxSteps = opts.maxSteps ?? Number.MAX_SAFE_INTEGER;
+    this.stopOnXmc = opts.stopOnXmc ?? false;
+    this.stopRequest = null;
+    const n = this.cpus.length;
+    const runnable = (i: number): boolean => (only === undefined || i === only) && this.runnable(this.cpus[i]);
+    for (;;) {
+      this.fireTimers();
+      const req = this.pendingStop();
+      if (req) return this.finish(req.reason, req.cpu);
+      if (this.steps >= maxSteps) return this.finish('step-limit', null);
+      const slot = sched.next(n, runnable);
+      if (!slot) {
+        if (this.timers.length) {
+          // Every CPU waits: time passes until the next timed injection.
+          this.steps = Math.min(maxSteps, Math.max(this.steps, this.timers[0].step));
+          continue;
+        }
+        return this.finish(this.idleReason(only), null);
+      }
+      let q = Math.min(slot.quantum, maxSteps - this.steps);
+      if (this.timers.length) q = Math.max(1, Math.min(q, this.timers[0].step - this.steps));
+      const cpu = this.cpus[slot.cpu];
+      const ran = runSlice(cpu, q);
+      this.steps += ran;
+      opts.onProgress?.(this.steps);
+      if (cpu.stoppedAt !== null) {
+        cpu.stoppedAt = null;
+        return this.finish('breakpoint', cpu.id);
+      }
+      if (cpu.shutdown) return this.finish('shutdown', cpu.id);
+      if (cpu.halted && opts.stopOnHlt) return this.finish('hlt', cpu.id);
+      if (opts.until?.()) return this.finish('until', null);
+    }
+  }
+
+  private pendingStop(): { reason: StopReason; cpu: number | null } | null {
+    return this.stopRequest;
+  }
+
+  private idleReason(only: number | undefined): StopReason {
+    const live = this.cpus.filter((c) => !c.shutdown && (only === undefined || c.id === only));
+    if (live.length === 0) return 'shutdown';
+    return live.every((c) => c.halted && !c.blocked) ? 'halted' : 'deadlock';
+  }
+
+  private finish(stop: StopReason, cpu: number | null): RunResult {
+    this.stopRequest = null;
+    return { stop, steps: this.steps, cpu };
+  }
+
+  // ---- Convenience for host code and tests ----
+
+  readGuest(cpu: number, addr: bigint, size: number): bigint {
+    return hostRead(this.cpu(cpu), addr, size);
+  }
+
+  /** RSP of a CPU as a bigint. */
+  rsp(cpu: number): bigint {
+    const c = this.cpu(cpu);
+    return toBig(c.r[RSP], c.r[RSP + HI]);
+  }
+}

@@ -1,0 +1,292 @@
+// Sparse guest physical memory: 4 KiB pages keyed by their 52-bit page number, so
+// kernel addresses such as 0xffffffff81000000 are used as they are (no paging).
+//
+// Two direct-mapped TLBs keep the hot path to one compare: the read TLB holds every
+// RAM page, the write TLB only pages whose writes need no bookkeeping. A write to a
+// code page or a watched page takes the slow path, which logs it (per-byte writer and
+// sequence number for the XMC checker, a page generation for decode-cache
+// invalidation) and wakes whoever watches the bytes.
+
+import { pageKey, TWO32 } from './u64';
+
+export const PAGE_SIZE = 4096;
+const TLB_SIZE = 256;
+
+/** Page flag bits: any set bit sends writes down the slow path. */
+export const PAGE_CODE = 1;
+export const PAGE_WATCHED = 2;
+
+/** A memory-mapped device page (the xAPIC register page). Accesses are per CPU. */
+export interface MmioDevice {
+  read(cpu: number, offset: number, size: number): number;
+  write(cpu: number, offset: number, size: number, value: number): void;
+}
+
+/** Called after a watched byte range is written; `cpu` is the writer (-1 for the host API). */
+export type WatchFn = (cpu: number, lo: number, hi: number, size: number) => void;
+
+interface Watch {
+  start: number; // offset in page
+  end: number; // exclusive
+  fn: WatchFn;
+  id: number;
+}
+
+export class Page {
+  readonly data = new Uint8Array(PAGE_SIZE);
+  readonly view = new DataView(this.data.buffer);
+  flags = 0;
+  /** Bumped on every write while the page holds code; decoded instructions compare it. */
+  gen = 0;
+  /** Per byte: CPU that last wrote it (-1: loader or host API), and the global write sequence. */
+  writer: Int16Array | null = null;
+  seq: Float64Array | null = null;
+  watches: Watch[] | null = null;
+  constructor(readonly key: number) {}
+}
+
+/** Raised for an access to unmapped memory; the CPU turns it into a guest #PF. */
+export class PageFault {
+  constructor(
+    readonly lo: number,
+    readonly hi: number,
+    readonly write: boolean,
+    readonly fetch: boolean,
+  ) {}
+}
+
+export class Memory {
+  readonly pages = new Map<number, Page>();
+  private readonly mmio = new Map<number, MmioDevice>();
+  readonly tlbKey = new Float64Array(TLB_SIZE).fill(-1);
+  readonly tlbPage: (Page | null)[] = new Array<Page | null>(TLB_SIZE).fill(null);
+  readonly wtlbKey = new Float64Array(TLB_SIZE).fill(-1);
+  readonly wtlbPage: (Page | null)[] = new Array<Page | null>(TLB_SIZE).fill(null);
+  /** Global sequence of logged (code-page) writes; CPUs record it when they serialize. */
+  writeSeq = 0;
+  private nextWatchId = 1;
+  /** Code-page writes since the start, for consumers (stale fetch mode) that catch up lazily. */
+  readonly codeWriteLog: { seq: number; page: Page; writer: number }[] = [];
+
+  /** Maps zeroed pages covering [addr, addr+size). Already-mapped pages are kept. */
+  map(addr: bigint, size: number): void {
+    if (size <= 0) return;
+    const first = addr >> 12n;
+    const last = (addr + BigInt(size) - 1n) >> 12n;
+    for (let p = first; p <= last; p++) {
+      const key = Number(p);
+      if (!this.pages.has(key) && !this.mmio.has(key)) this.pages.set(key, new Page(key));
+    }
+  }
+
+  isMapped(addr: bigint): boolean {
+    const key = Number(BigInt.asUintN(64, addr) >> 12n);
+    return this.pages.has(key) || this.mmio.has(key);
+  }
+
+  mapMmio(addr: bigint, dev: MmioDevice): void {
+    const key = Number(addr >> 12n);
+    this.pages.delete(key);
+    this.mmio.set(key, dev);
+    this.flushTlb();
+  }
+
+  /** Marks the pages of [addr, addr+size) as code: writes to them are logged per byte. */
+  markCode(addr: bigint, size: number): void {
+    const first = addr >> 12n;
+    const last = (addr + BigInt(Math.max(size, 1)) - 1n) >> 12n;
+    for (let p = first; p <= last; p++) {
+      const pg = this.pages.get(Number(p));
+      if (pg) this.makeCode(pg);
+    }
+  }
+
+  makeCode(pg: Page): void {
+    if (pg.flags & PAGE_CODE) return;
+    pg.flags |= PAGE_CODE;
+    pg.writer = new Int16Array(PAGE_SIZE).fill(-1);
+    pg.seq = new Float64Array(PAGE_SIZE);
+    this.dropFromWriteTlb(pg);
+  }
+
+  pageAt(lo: number, hi: number): Page | undefined {
+    return this.pages.get(pageKey(lo, hi));
+  }
+
+  mmioAt(lo: number, hi: number): MmioDevice | undefined {
+    return this.mmio.get(pageKey(lo, hi));
+  }
+
+  /** Page for a read; fills the read TLB. Throws PageFault when unmapped (and not MMIO). */
+  readPage(lo: number, hi: number, fetch: boolean): Page {
+    const key = pageKey(lo, hi);
+    const pg = this.pages.get(key);
+    if (!pg) throw new PageFault(lo, hi, false, fetch);
+    const i = (lo >>> 12) & (TLB_SIZE - 1);
+    this.tlbKey[i] = key;
+    this.tlbPage[i] = pg;
+    return pg;
+  }
+
+  /** Page for a write; fills the write TLB only when writes to it need no bookkeeping. */
+  writePage(lo: number, hi: number): Page {
+    const key = pageKey(lo, hi);
+    const pg = this.pages.get(key);
+    if (!pg) throw new PageFault(lo, hi, true, false);
+    if (pg.flags === 0) {
+      const i = (lo >>> 12) & (TLB_SIZE - 1);
+      this.wtlbKey[i] = key;
+      this.wtlbPage[i] = pg;
+    }
+    return pg;
+  }
+
+  flushTlb(): void {
+    this.tlbKey.fill(-1);
+    this.wtlbKey.fill(-1);
+    this.tlbPage.fill(null);
+    this.wtlbPage.fill(null);
+  }
+
+  private dropFromWriteTlb(pg: Page): void {
+    const i = pg.key % TLB_SIZE;
+    if (this.wtlbKey[i] === pg.key) {
+      this.wtlbKey[i] = -1;
+      this.wtlbPage[i] = null;
+    }
+  }
+
+  /**
+   * Records a write of `size` bytes at page offset `off` (already stored) by `cpu`.
+   * Only called for pages with flags set.
+   */
+  noteWrite(pg: Page, off: number, size: number, cpu: number, lo: number, hi: number): void {
+    if (pg.flags & PAGE_CODE) {
+      const seq = ++this.writeSeq;
+      pg.gen++;
+      const w = pg.writer!;
+      const s = pg.seq!;
+      for (let k = 0; k < size; k++) {
+        w[off + k] = cpu;
+        s[off + k] = seq;
+      }
+      this.codeWriteLog.push({ seq, page: pg, writer: cpu });
+    }
+    if (pg.watches) {
+      const end = off + size;
+      // Copy: a callback may remove its own watch.
+      for (const wt of pg.watches.slice()) {
+        if (wt.start < end && off < wt.end) wt.fn(cpu, lo, hi, size);
+      }
+    }
+  }
+
+  /**
+   * Calls `fn` after every write that overlaps [addr, addr+size). Returns an id for unwatch.
+   * The range may span pages.
+   */
+  watch(addr: bigint, size: number, fn: WatchFn): number {
+    const id = this.nextWatchId++;
+    let a = BigInt.asUintN(64, addr);
+    let left = size;
+    while (left > 0) {
+      const off = Number(a & 0xfffn);
+      const n = Math.min(left, PAGE_SIZE - off);
+      const key = Number(a >> 12n);
+      const pg = this.pages.get(key);
+      if (pg) {
+        if (!pg.watches) pg.watches = [];
+        pg.watches.push({ start: off, end: off + n, fn, id });
+        pg.flags |= PAGE_WATCHED;
+        this.dropFromWriteTlb(pg);
+      }
+      a = BigInt.asUintN(64, a + BigInt(n));
+      left -= n;
+    }
+    return id;
+  }
+
+  unwatch(id: number): void {
+    for (const pg of this.pages.values()) {
+      if (!pg.watches) continue;
+      const kept = pg.watches.filter((w) => w.id !== id);
+      if (kept.length === pg.watches.length) continue;
+      pg.watches = kept.length ? kept : null;
+      if (!pg.watches) pg.flags &= ~PAGE_WATCHED;
+    }
+  }
+
+  // ---- Host-side (API) access: bigint addresses, no CPU, not logged as a CPU write. ----
+
+  /** Copies bytes in, logging code-page writes with writer -1 (the loader). */
+  writeBytes(addr: bigint, bytes: Uint8Array, writer = -1): void {
+    let a = BigInt.asUintN(64, addr);
+    let i = 0;
+    while (i < bytes.length) {
+      const key = Number(a >> 12n);
+      const pg = this.pages.get(key);
+      const lo = Number(a & 0xffffffffn) | 0;
+      const hi = Number(a >> 32n) | 0;
+      if (!pg) throw new PageFault(lo, hi, true, false);
+      const off = Number(a & 0xfffn);
+      const n = Math.min(bytes.length - i, PAGE_SIZE - off);
+      pg.data.set(bytes.subarray(i, i + n), off);
+      if (pg.flags) this.noteWrite(pg, off, n, writer, lo, hi);
+      i += n;
+      a = BigInt.asUintN(64, a + BigInt(n));
+    }
+  }
+
+  readBytes(addr: bigint, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    let a = BigInt.asUintN(64, addr);
+    let i = 0;
+    while (i < len) {
+      const key = Number(a >> 12n);
+      const pg = this.pages.get(key);
+      if (!pg) {
+        throw new PageFault(Number(a & 0xffffffffn) | 0, Number(a >> 32n) | 0, false, false);
+      }
+      const off = Number(a & 0xfffn);
+      const n = Math.min(len - i, PAGE_SIZE - off);
+      out.set(pg.data.subarray(off, off + n), i);
+      i += n;
+      a = BigInt.asUintN(64, a + BigInt(n));
+    }
+    return out;
+  }
+
+  readU64(addr: bigint): bigint {
+    const b = this.readBytes(addr, 8);
+    return new DataView(b.buffer).getBigUint64(0, true);
+  }
+
+  readU32(addr: bigint): number {
+    const b = this.readBytes(addr, 4);
+    return new DataView(b.buffer).getUint32(0, true);
+  }
+
+  readU8(addr: bigint): number {
+    return this.readBytes(addr, 1)[0];
+  }
+
+  writeU64(addr: bigint, v: bigint, writer = -1): void {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
+    this.writeBytes(addr, b, writer);
+  }
+
+  writeU32(addr: bigint, v: number, writer = -1): void {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, v >>> 0, true);
+    this.writeBytes(addr, b, writer);
+  }
+}
+
+/** Splits a bigint address into (lo, hi) int32 halves. */
+export function splitAddr(addr: bigint): [number, number] {
+  const a = BigInt.asUintN(64, addr);
+  return [Number(a & 0xffffffffn) | 0, Number(a >> 32n) | 0];
+}
+
+export { TWO32 };

@@ -1,0 +1,4 @@
+// (being written)
+import type { OpRow } from '../optable';
+
+export const rows: OpRow[] = [];

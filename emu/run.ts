@@ -1,0 +1,146 @@
+// The step loop: runs one CPU for up to a budget of instructions, delivering pending
+// events at instruction boundaries. The inner loop is the emulator's hot path: one
+// generation compare, one indirect call, one flag test per instruction. Tracing uses a
+// second copy of the loop, so a machine without a probe pays nothing for it.
+
+import type { Cpu } from './cpu';
+import { GuestException } from './cpu';
+import { PageFault } from './memory';
+import { revalidate, type Insn } from './insn';
+import { deliver, pageFaultCode, VEC_PF } from './events';
+import { IF } from './flags';
+
+/** Runs up to `budget` instructions without looking at events. Returns the count run. */
+function execLoop(cpu: Cpu, budget: number): number {
+  let ins = cpu.insn;
+  let n = 0;
+  try {
+    while (n < budget) {
+      if (ins.xgen !== ins.page.gen) ins = revalidate(cpu, ins);
+      cpu.insn = ins;
+      ins = ins.exec(cpu, ins);
+      n++;
+      if (cpu.brk) break;
+    }
+  } catch (e) {
+    n++;
+    cpu.retired += n;
+    raise(cpu, e);
+    return n;
+  }
+  if (cpu.deferred) {
+    // A hook ended the slice in front of the instruction: it did not execute.
+    cpu.deferred = false;
+    n--;
+  }
+  cpu.insn = ins;
+  cpu.retired += n;
+  return n;
+}
+
+/** The same loop with a probe call after every instruction (tracing, stepping UI). */
+function execLoopProbed(cpu: Cpu, budget: number): number {
+  const probe = cpu.machine.probe!;
+  let ins = cpu.insn;
+  let n = 0;
+  try {
+    while (n < budget) {
+      if (ins.xgen !== ins.page.gen) ins = revalidate(cpu, ins);
+      cpu.insn = ins;
+      const at: Insn = ins;
+      const hostFrame = cpu.hostFrames.length;
+      ins = ins.exec(cpu, ins);
+      if (cpu.deferred) {
+        cpu.deferred = false;
+        break;
+      }
+      n++;
+      cpu.retired++;
+      probe.onStep(cpu, at, hostFrame);
+      if (cpu.brk) break;
+    }
+  } catch (e) {
+    n++;
+    cpu.retired++;
+    probe.onStep(cpu, cpu.insn, cpu.hostFrames.length);
+    raise(cpu, e);
+    return n;
+  }
+  cpu.insn = ins;
+  return n;
+}
+
+/** Turns a thrown guest fault into delivery through the IDT. Host bugs propagate. */
+function raise(cpu: Cpu, e: unknown): void {
+  const at = cpu.insn;
+  if (e instanceof GuestException) {
+    deliver(cpu, e.vector, e.errorCode, at.lo, at.hi, 'exception', e.detail);
+  } else if (e instanceof PageFault) {
+    cpu.cr2Lo = e.lo;
+    cpu.cr2Hi = e.hi;
+    const what = `${e.fetch ? 'fetch from' : e.write ? 'write to' : 'read from'} unmapped ${cpu.machine.symbolize(
+      (BigInt(e.hi >>> 0) << 32n) | BigInt(e.lo >>> 0),
+    )}`;
+    deliver(cpu, VEC_PF, pageFaultCode(e), at.lo, at.hi, 'exception', what);
+  } else {
+    throw e;
+  }
+  cpu.brk = true;
+}
+
+/** Whether an event could be delivered to this CPU right now. */
+export function eventDeliverable(cpu: Cpu): boolean {
+  if (cpu.nmiPending && !cpu.nmiBlocked) return true;
+  return (cpu.flags & IF) !== 0 && !cpu.intShadow && cpu.apic.deliverable() >= 0;
+}
+
+/** Delivers at most one pending event (NMI first, then the APIC's best vector). */
+export function checkEvents(cpu: Cpu): void {
+  if (cpu.nmiPending && !cpu.nmiBlocked) {
+    cpu.nmiPending = false;
+    wakeForEvent(cpu);
+    deliver(cpu, 2, null, cpu.insn.lo, cpu.insn.hi, 'nmi');
+    return;
+  }
+  if ((cpu.flags & IF) !== 0 && !cpu.intShadow) {
+    const v = cpu.apic.deliverable();
+    if (v >= 0) {
+      cpu.apic.ack(v);
+      wakeForEvent(cpu);
+      deliver(cpu, v, null, cpu.insn.lo, cpu.insn.hi, 'irq');
+    }
+  }
+}
+
+function wakeForEvent(cpu: Cpu): void {
+  cpu.halted = false;
+  if (cpu.blocked) cpu.machine.unblock(cpu);
+  cpu.spin?.reset();
+}
+
+/**
+ * Runs one CPU for up to `budget` steps: delivers events at boundaries, honours the
+ * one-instruction interrupt shadow after STI, stops early when the CPU halts, blocks,
+ * shuts down or hits a breakpoint. Returns the steps run.
+ */
+export function runSlice(cpu: Cpu, budget: number): number {
+  let n = 0;
+  const probed = cpu.machine.probe !== null;
+  while (n < budget && cpu.shutdown === null) {
+    if (cpu.brk) {
+      cpu.brk = false;
+      if (cpu.stoppedAt !== null) break;
+      checkEvents(cpu);
+    }
+    if (cpu.halted || cpu.blocked) break;
+    if (cpu.intShadow) {
+      n += probed ? execLoopProbed(cpu, 1) : execLoop(cpu, 1);
+      cpu.intShadow = false;
+      cpu.brk = true;
+      continue;
+    }
+    n += probed ? execLoopProbed(cpu, budget - n) : execLoop(cpu, budget - n);
+    if (cpu.stoppedAt !== null) break;
+  }
+  return n;
+}

@@ -1,0 +1,105 @@
+// Deterministic scheduling. A run is a function of the machine, the scenario and the
+// schedule: round-robin with a quantum, seeded random (which CPU, and for how many
+// steps), or an explicit list of (CPU, steps) slots followed by a fallback policy.
+// Only runnable CPUs are picked; a waiting CPU is skipped, which changes nothing it
+// would have computed (see emu/spin.ts) and saves the host the spinning.
+
+export type Schedule =
+  | { kind: 'round-robin'; quantum: number }
+  | { kind: 'random'; seed: number; maxQuantum: number }
+  | { kind: 'list'; slots: { cpu: number; steps: number }[]; then: Schedule };
+
+export interface Slot {
+  cpu: number;
+  quantum: number;
+}
+
+/** mulberry32: a small, fast, well-mixed 32-bit PRNG; the seed fixes the sequence. */
+export class Prng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0;
+  }
+  next(): number {
+    let t = (this.s = (this.s + 0x6d2b79f5) | 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  }
+  /** Uniform integer in [0, n). */
+  below(n: number): number {
+    return this.next() % n;
+  }
+}
+
+export abstract class Scheduler {
+  /** The next slot among CPUs for which `runnable` holds, or null if none is. */
+  abstract next(ncpus: number, runnable: (cpu: number) => boolean): Slot | null;
+
+  static create(s: Schedule): Scheduler {
+    switch (s.kind) {
+      case 'round-robin':
+        return new RoundRobin(s.quantum);
+      case 'random':
+        return new RandomSchedule(s.seed, s.maxQuantum);
+      case 'list':
+        return new ListSchedule(s.slots, Scheduler.create(s.then));
+    }
+  }
+}
+
+class RoundRobin extends Scheduler {
+  private cursor = 0;
+  constructor(private readonly quantum: number) {
+    super();
+    if (!(quantum >= 1)) throw new Error('round-robin quantum must be at least 1');
+  }
+  next(ncpus: number, runnable: (cpu: number) => boolean): Slot | null {
+    for (let k = 0; k < ncpus; k++) {
+      const c = (this.cursor + k) % ncpus;
+      if (runnable(c)) {
+        this.cursor = (c + 1) % ncpus;
+        return { cpu: c, quantum: this.quantum };
+      }
+    }
+    return null;
+  }
+}
+
+class RandomSchedule extends Scheduler {
+  private readonly rng: Prng;
+  private readonly scratch: number[] = [];
+  constructor(
+    seed: number,
+    private readonly maxQuantum: number,
+  ) {
+    super();
+    this.rng = new Prng(seed);
+    if (!(maxQuantum >= 1)) throw new Error('random schedule maxQuantum must be at least 1');
+  }
+  next(ncpus: number, runnable: (cpu: number) => boolean): Slot | null {
+    const c = this.scratch;
+    c.length = 0;
+    for (let k = 0; k < ncpus; k++) if (runnable(k)) c.push(k);
+    if (c.length === 0) return null;
+    const cpu = c[this.rng.below(c.length)];
+    return { cpu, quantum: 1 + this.rng.below(this.maxQuantum) };
+  }
+}
+
+class ListSchedule extends Scheduler {
+  private pos = 0;
+  constructor(
+    private readonly slots: { cpu: number; steps: number }[],
+    private readonly then: Scheduler,
+  ) {
+    super();
+  }
+  next(ncpus: number, runnable: (cpu: number) => boolean): Slot | null {
+    while (this.pos < this.slots.length) {
+      const s = this.slots[this.pos++];
+      if (s.cpu < ncpus && runnable(s.cpu)) return { cpu: s.cpu, quantum: s.steps };
+    }
+    return this.then.next(ncpus, runnable);
+  }
+}

@@ -1,0 +1,121 @@
+// PAUSE-loop detection, so a CPU spinning on an unchanged location costs no host time.
+//
+// A loop iteration from one PAUSE to the next that (1) ends at the same PAUSE, (2)
+// wrote no memory, (3) leaves every register and flag as it found them, and (4) read
+// only values it will read again, is a fixed point: every further iteration repeats
+// it exactly until one of the locations it read changes or an event arrives. So after
+// one such iteration the CPU blocks, watching the addresses it read. Nothing is
+// approximated: the blocked CPU resumes exactly where it would have been.
+
+import type { Cpu } from './cpu';
+import { readFlags } from './flags';
+import { toBig } from './u64';
+
+const MAX_READS = 64;
+/** Iterations longer than this are not treated as spins. */
+const MAX_STEPS = 4096;
+
+export interface SpinRead {
+  lo: number;
+  hi: number;
+  size: number;
+  value: number;
+}
+
+export class SpinTracker {
+  /** Address of the PAUSE that started the iteration being watched. */
+  private pauseLo = 0;
+  private pauseHi = 0;
+  private active = false;
+  private readonly regs = new Int32Array(32);
+  private flags = 0;
+  private wrote = false;
+  private impure = false;
+  private startRetired = 0;
+  reads: SpinRead[] = [];
+
+  constructor(private readonly cpu: Cpu) {}
+
+  noteRead(lo: number, hi: number, size: number, value: number): void {
+    if (this.reads.length >= MAX_READS) {
+      this.impure = true;
+      this.stopTracking();
+      return;
+    }
+    this.reads.push({ lo, hi, size, value });
+  }
+
+  noteWrite(): void {
+    this.wrote = true;
+    this.stopTracking();
+  }
+
+  /** Time-dependent input (rdtsc, port reads): the iteration is not a fixed point. */
+  noteImpure(): void {
+    this.impure = true;
+    this.stopTracking();
+  }
+
+  private stopTracking(): void {
+    this.cpu.track = false;
+  }
+
+  /** Forget everything (an event was delivered, or the CPU was woken). */
+  reset(): void {
+    this.active = false;
+    this.cpu.track = false;
+    this.reads = [];
+  }
+
+  /**
+   * Called when PAUSE at (lo, hi) executes. Returns true if the CPU should block
+   * because the iteration that just ended is a fixed point.
+   */
+  onPause(lo: number, hi: number): boolean {
+    const cpu = this.cpu;
+    if (
+      this.active &&
+      lo === this.pauseLo &&
+      hi === this.pauseHi &&
+      !this.wrote &&
+      !this.impure &&
+      cpu.retired - this.startRetired <= MAX_STEPS &&
+      this.sameState()
+    ) {
+      cpu.track = false;
+      return true;
+    }
+    this.active = true;
+    this.pauseLo = lo;
+    this.pauseHi = hi;
+    this.regs.set(cpu.r);
+    this.flags = readFlags(cpu);
+    this.wrote = false;
+    this.impure = false;
+    this.reads = [];
+    this.startRetired = cpu.retired;
+    cpu.track = true;
+    return false;
+  }
+
+  private sameState(): boolean {
+    const r = this.cpu.r;
+    for (let i = 0; i < 32; i++) if (r[i] !== this.regs[i]) return false;
+    return readFlags(this.cpu) === this.flags;
+  }
+
+  /** Human-readable list of the watched locations. */
+  describe(symbolize: (a: bigint) => string): string {
+    const seen = new Set<string>();
+    const parts: string[] = [];
+    for (const r of this.reads) {
+      const a = toBig(r.lo, r.hi);
+      const s = `${symbolize(a)} == 0x${(r.value >>> 0).toString(16)}`;
+      if (!seen.has(s)) {
+        seen.add(s);
+        parts.push(s);
+      }
+    }
+    return parts.join(', ');
+  }
+}
