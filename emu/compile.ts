@@ -5,7 +5,7 @@
 // never crashes.
 
 import { decodeOne, isDecodeFailure } from './decode';
-import { GuestException } from './cpu';
+import { GuestException } from './fault';
 import type { Cpu } from './cpu';
 import type { Insn, Exec } from './insn';
 import { OPTABLE } from './optable';

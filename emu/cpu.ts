@@ -5,32 +5,15 @@
 import { FlagState, LZ_NONE, FIXED1, IF } from './flags';
 import { Memory, Page, PageFault, PAGE_SIZE } from './memory';
 import { Insn, InsnCache } from './insn';
+import { HI } from './regs';
 import type { LocalApic } from './apic';
 import type { Machine } from './machine';
 import type { HostFrame } from './host';
 import type { SpinTracker } from './spin';
 
-/** GPR numbering, as in the ModRM encoding. */
-export const RAX = 0, RCX = 1, RDX = 2, RBX = 3, RSP = 4, RBP = 5, RSI = 6, RDI = 7;
-export const R8 = 8, R9 = 9, R10 = 10, R11 = 11, R12 = 12, R13 = 13, R14 = 14, R15 = 15;
-/** Offset of the high halves in `Cpu.r`. */
-export const HI = 16;
-
-export const GPR_NAMES = [
-  'rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi',
-  'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15',
-] as const;
-export type GprName = (typeof GPR_NAMES)[number];
-
-/** A guest exception raised by an instruction; emu/run.ts delivers it through the IDT. */
-export class GuestException {
-  constructor(
-    readonly vector: number,
-    readonly errorCode: number | null = null,
-    /** Why, for diagnostics (the #UD of an unimplemented instruction names it). */
-    readonly detail = '',
-  ) {}
-}
+export { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15, HI, GPR_NAMES } from './regs';
+export type { GprName } from './regs';
+export { GuestException } from './fault';
 
 /** Where an interrupted context came from, for reports: thread, NMI, #BP, IRQ, … */
 export interface ContextFrame {

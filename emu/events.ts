@@ -5,7 +5,7 @@
 // fault), which is how an exception "with no handler" ends a run.
 
 import type { Cpu, ContextFrame } from './cpu';
-import { HI, RSP } from './cpu';
+import { HI, RSP } from './regs';
 import { readFlags, IF, TF, NT, RF } from './flags';
 import { PageFault } from './memory';
 import { toBig } from './u64';

@@ -3,7 +3,8 @@
 // normally; otherwise it stops at the step limit.
 
 import { Machine } from './machine';
-import { GPR_NAMES, type GprName } from './cpu';
+import { type GprName } from './cpu';
+import { GPR_NAMES } from './regs';
 import { readFlags, writeFlags } from './flags';
 import { vectorName } from './events';
 import { parseU64 } from './u64';

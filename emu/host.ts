@@ -13,7 +13,7 @@
 // between two of its steps.
 
 import type { Cpu } from './cpu';
-import { HI, RAX, RSP, RDI, RSI, RDX, RCX, R8, R9 } from './cpu';
+import { HI, RAX, RSP, RDI, RSI, RDX, RCX, R8, R9 } from './regs';
 import type { Insn, Exec } from './insn';
 import { push64, pop64 } from './ops/stack';
 import { toBig } from './u64';

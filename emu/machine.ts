@@ -2,7 +2,9 @@
 // code hooks, the XMC checker, and the deterministic run loop with deadlock detection.
 // Everything the CLI does is reachable from here as a library call.
 
-import { Cpu, GuestException, HI, RSP } from './cpu';
+import { Cpu } from './cpu';
+import { HI, RSP } from './regs';
+import { GuestException } from './fault';
 import { Memory, splitAddr } from './memory';
 import { LocalApic, type Ipi, type IpiBus, APIC_DEFAULT_BASE, DM_NMI, DM_FIXED, DM_LOWEST, SH_NONE, SH_SELF, SH_ALL, SH_OTHERS } from './apic';
 import { XmcChecker, type XmcViolation } from './xmc';

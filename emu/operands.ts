@@ -5,7 +5,7 @@
 // hi in `cpu.eh`.
 
 import type { Cpu } from './cpu';
-import { HI } from './cpu';
+import { HI } from './regs';
 import type { Operand } from './decode';
 
 export type Ea = (cpu: Cpu) => number;

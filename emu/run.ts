@@ -4,7 +4,7 @@
 // second copy of the loop, so a machine without a probe pays nothing for it.
 
 import type { Cpu } from './cpu';
-import { GuestException } from './cpu';
+import { GuestException } from './fault';
 import { PageFault } from './memory';
 import { revalidate, type Insn } from './insn';
 import { deliver, pageFaultCode, VEC_PF } from './events';

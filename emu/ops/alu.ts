@@ -4,13 +4,13 @@
 
 import { Mnemonic } from 'iced-x86';
 import type { Cpu } from '../cpu';
-import { HI } from '../cpu';
+import { HI } from '../regs';
 import type { Decoded } from '../decode';
 import { type Exec, linkNext } from '../insn';
 import { LZ_ADD, LZ_SUB, LZ_LOGIC, LZ_INC, LZ_DEC, LZ_ADC, LZ_SBB, getCF } from '../flags';
 import { compileEa, memRead, memWrite, reader, sizeOf, maskOf, Unsupported } from '../operands';
 import type { OpRow } from '../optable';
-import { GuestException } from '../cpu';
+import { GuestException } from '../fault';
 
 /** An ALU operation: computes, records lazy flags, returns lo (hi in cpu.th). */
 export type AluFn = (cpu: Cpu, size: number, aLo: number, aHi: number, bLo: number, bHi: number) => number;

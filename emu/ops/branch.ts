@@ -3,7 +3,8 @@
 
 import { Mnemonic } from 'iced-x86';
 import type { Cpu } from '../cpu';
-import { HI, RCX, GuestException } from '../cpu';
+import { HI, RCX } from '../regs';
+import { GuestException } from '../fault';
 import type { Decoded } from '../decode';
 import { type Exec, type Insn, linkNext, linkTarget } from '../insn';
 import { testCondition, ZF, LZ_NONE, getZF } from '../flags';

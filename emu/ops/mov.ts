@@ -3,7 +3,7 @@
 // the accumulator sign extensions cbw/cwde/cdqe and cwd/cdq/cqo.
 
 import { Mnemonic } from 'iced-x86';
-import { HI } from '../cpu';
+import { HI } from '../regs';
 import type { Decoded, Operand } from '../decode';
 import { type Exec, linkNext } from '../insn';
 import { testCondition } from '../flags';

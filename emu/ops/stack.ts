@@ -3,7 +3,7 @@
 
 import { Code, Mnemonic } from 'iced-x86';
 import type { Cpu } from '../cpu';
-import { HI, RSP, RBP } from '../cpu';
+import { HI, RSP, RBP } from '../regs';
 import type { Decoded } from '../decode';
 import { type Exec, linkNext } from '../insn';
 import { readFlags, writeFlags, POPF_MASK, IF } from '../flags';

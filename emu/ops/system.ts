@@ -6,7 +6,8 @@
 
 import { Mnemonic } from 'iced-x86';
 import type { Cpu } from '../cpu';
-import { HI, RAX, RCX, RDX, GuestException } from '../cpu';
+import { HI, RAX, RCX, RDX } from '../regs';
+import { GuestException } from '../fault';
 import type { Decoded } from '../decode';
 import { type Exec, type Insn, linkNext } from '../insn';
 import { IF, AC, ZF, CF, materialize } from '../flags';
