@@ -65,7 +65,8 @@ export function guest(
     loadIdt(cpu, IDT);
     setIst(m, cpu, TSS + 0x1000n * BigInt(cpu.id), 1, istTop(cpu.id));
     cpu.setReg(4, stackTop(cpu.id));
-    cpu.setRipBig(sym(opts.entry ?? '_start'));
+    const entry = a.symbols.get(opts.entry ?? '_start');
+    if (entry !== undefined) cpu.setRipBig(entry);
     cpu.serialize();
   }
   return { m, sym, stackTop, istTop };
