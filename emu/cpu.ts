@@ -213,9 +213,8 @@ export class Cpu implements FlagState {
   wr8(lo: number, hi: number, v: number): void {
     const m = this.mem;
     const i = (lo >>> 12) & 255;
-    if (m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) {
+    if (m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12) && !this.track) {
       m.wtlbPage[i]!.data[lo & 0xfff] = v;
-      if (this.track) this.spin!.noteWrite();
       return;
     }
     this.wrSlow(lo, hi, 1, v);
@@ -225,9 +224,8 @@ export class Cpu implements FlagState {
     const m = this.mem;
     const off = lo & 0xfff;
     const i = (lo >>> 12) & 255;
-    if (off <= 4094 && m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) {
+    if (off <= 4094 && m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12) && !this.track) {
       m.wtlbPage[i]!.view.setUint16(off, v, true);
-      if (this.track) this.spin!.noteWrite();
       return;
     }
     this.wrSlow(lo, hi, 2, v);
@@ -237,9 +235,8 @@ export class Cpu implements FlagState {
     const m = this.mem;
     const off = lo & 0xfff;
     const i = (lo >>> 12) & 255;
-    if (off <= 4092 && m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) {
+    if (off <= 4092 && m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12) && !this.track) {
       m.wtlbPage[i]!.view.setInt32(off, v, true);
-      if (this.track) this.spin!.noteWrite();
       return;
     }
     this.wrSlow(lo, hi, 4, v);
@@ -249,11 +246,10 @@ export class Cpu implements FlagState {
     const m = this.mem;
     const off = lo & 0xfff;
     const i = (lo >>> 12) & 255;
-    if (off <= 4088 && m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) {
+    if (off <= 4088 && m.wtlbKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12) && !this.track) {
       const v = m.wtlbPage[i]!.view;
       v.setInt32(off, vlo, true);
       v.setInt32(off + 4, vhi, true);
-      if (this.track) this.spin!.noteWrite();
       return;
     }
     this.wr64Slow(lo, hi, vlo, vhi);
@@ -262,6 +258,12 @@ export class Cpu implements FlagState {
   /** A 64-bit write as one logged access (so a watcher sees both halves at once). */
   private wr64Slow(lo: number, hi: number, vlo: number, vhi: number): void {
     const off = lo & 0xfff;
+    if (this.track) {
+      const s = (lo >>> 0) + 4;
+      const hi2 = (hi + (s > 0xffffffff ? 1 : 0)) | 0;
+      this.spin!.noteWrite(lo, hi, 4, this.peek(lo, hi, 4));
+      this.spin!.noteWrite(s | 0, hi2, 4, this.peek(s | 0, hi2, 4));
+    }
     if (off <= PAGE_SIZE - 8 && !this.mem.mmioAt(lo, hi)) {
       const pg = this.mem.writePage(lo, hi);
       pg.view.setInt32(off, vlo, true);
@@ -269,9 +271,23 @@ export class Cpu implements FlagState {
       this.afterSlowWrite(pg, off, 8, lo, hi);
       return;
     }
-    this.wrSlow(lo, hi, 4, vlo);
+    this.wrSlow(lo, hi, 4, vlo, false);
     const s = (lo >>> 0) + 4;
-    this.wrSlow(s | 0, (hi + (s > 0xffffffff ? 1 : 0)) | 0, 4, vhi);
+    this.wrSlow(s | 0, (hi + (s > 0xffffffff ? 1 : 0)) | 0, 4, vhi, false);
+  }
+
+  /**
+   * Reads without side effects (no spin tracking, no MMIO): the value a write is about
+   * to replace, for the spin detector. Unmapped memory reads as 0 (the write faults).
+   */
+  peek(lo: number, hi: number, size: number): number {
+    let v = 0;
+    for (let k = 0; k < size; k++) {
+      const s = (lo >>> 0) + k;
+      const pg = this.mem.pageAt(s | 0, (hi + (s > 0xffffffff ? 1 : 0)) | 0);
+      if (pg) v += pg.data[(s | 0) & 0xfff] * 2 ** (8 * k);
+    }
+    return v;
   }
 
   /** Reads `size` (1, 2 or 4) bytes, returned unsigned. */
@@ -299,14 +315,15 @@ export class Cpu implements FlagState {
     return v;
   }
 
-  wrSlow(lo: number, hi: number, size: number, v: number): void {
+  wrSlow(lo: number, hi: number, size: number, v: number, tracked = true): void {
     const off = lo & 0xfff;
     const dev = this.mem.mmioAt(lo, hi);
     if (dev) {
+      if (this.track) this.spin!.noteImpure();
       dev.write(this.id, off, size, size === 4 ? v >>> 0 : v & (size === 1 ? 0xff : 0xffff));
-      if (this.track) this.spin!.noteWrite();
       return;
     }
+    if (this.track && tracked) this.spin!.noteWrite(lo, hi, size, this.peek(lo, hi, size));
     if (off + size <= PAGE_SIZE) {
       const pg = this.mem.writePage(lo, hi);
       if (size === 1) pg.data[off] = v;
@@ -330,7 +347,6 @@ export class Cpu implements FlagState {
   }
 
   private afterSlowWrite(pg: Page, off: number, size: number, lo: number, hi: number): void {
-    if (this.track) this.spin!.noteWrite();
     if (pg.flags !== 0) {
       this.mem.noteWrite(pg, off, size, this.id, lo, hi);
       if (pg.flags & 1) this.icache.ownWrite(pg);

@@ -362,7 +362,7 @@ export class Machine implements IpiBus {
     const tr = cpu.spin!;
     const reads = tr.reads.map((r) => ({ addr: toBig(r.lo, r.hi), size: r.size, value: r.value }));
     const waitsFor = this.spinWaitsFor ? this.spinWaitsFor(cpu, reads) : [];
-    const detail = `spinning with PAUSE until one of changes: ${tr.describe((a) => this.symbolize(a))}`;
+    const detail = `spinning with PAUSE on ${tr.describe((a) => this.symbolize(a))}`;
     this.block(cpu, { reason: 'spin', detail, waitsFor }, reads);
   }
 

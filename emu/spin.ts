@@ -1,7 +1,8 @@
 // PAUSE-loop detection, so a CPU spinning on an unchanged location costs no host time.
 //
 // A loop iteration from one PAUSE to the next that (1) ends at the same PAUSE, (2)
-// wrote no memory, (3) leaves every register and flag as it found them, and (4) read
+// leaves every register, flag and memory location it wrote as it found them (a
+// `call` in the loop rewrites the same return address: that is allowed), and (3) read
 // only values it will read again, is a fixed point: every further iteration repeats
 // it exactly until one of the locations it read changes or an event arrives. So after
 // one such iteration the CPU blocks, watching the addresses it read. Nothing is
@@ -12,6 +13,7 @@ import { readFlags } from './flags';
 import { toBig } from './u64';
 
 const MAX_READS = 64;
+const MAX_WRITES = 32;
 /** Iterations longer than this are not treated as spins. */
 const MAX_STEPS = 4096;
 
@@ -29,7 +31,7 @@ export class SpinTracker {
   private active = false;
   private readonly regs = new Int32Array(32);
   private flags = 0;
-  private wrote = false;
+  private writes: SpinRead[] = [];
   private impure = false;
   private startRetired = 0;
   reads: SpinRead[] = [];
@@ -45,9 +47,26 @@ export class SpinTracker {
     this.reads.push({ lo, hi, size, value });
   }
 
-  noteWrite(): void {
-    this.wrote = true;
-    this.stopTracking();
+  /** A write of `size` bytes at (lo, hi) is about to replace `old`. */
+  noteWrite(lo: number, hi: number, size: number, old: number): void {
+    if (this.writes.length >= MAX_WRITES) {
+      this.impure = true;
+      this.stopTracking();
+      return;
+    }
+    this.writes.push({ lo, hi, size, value: old });
+  }
+
+  /** Whether every location written during the iteration holds its value from before it. */
+  private writesUndone(): boolean {
+    const seen = new Set<string>();
+    for (const w of this.writes) {
+      const k = `${w.lo}:${w.hi}:${w.size}`;
+      if (seen.has(k)) continue; // only the first write knows the original value
+      seen.add(k);
+      if (this.cpu.peek(w.lo, w.hi, w.size) !== w.value) return false;
+    }
+    return true;
   }
 
   /** Time-dependent input (rdtsc, port reads): the iteration is not a fixed point. */
@@ -65,6 +84,7 @@ export class SpinTracker {
     this.active = false;
     this.cpu.track = false;
     this.reads = [];
+    this.writes = [];
   }
 
   /**
@@ -77,8 +97,8 @@ export class SpinTracker {
       this.active &&
       lo === this.pauseLo &&
       hi === this.pauseHi &&
-      !this.wrote &&
       !this.impure &&
+      this.writesUndone() &&
       cpu.retired - this.startRetired <= MAX_STEPS &&
       this.sameState()
     ) {
@@ -90,7 +110,7 @@ export class SpinTracker {
     this.pauseHi = hi;
     this.regs.set(cpu.r);
     this.flags = readFlags(cpu);
-    this.wrote = false;
+    this.writes = [];
     this.impure = false;
     this.reads = [];
     this.startRetired = cpu.retired;
@@ -110,12 +130,12 @@ export class SpinTracker {
     const parts: string[] = [];
     for (const r of this.reads) {
       const a = toBig(r.lo, r.hi);
-      const s = `${symbolize(a)} == 0x${(r.value >>> 0).toString(16)}`;
+      const s = `${symbolize(a)} (0x${(r.value >>> 0).toString(16)})`;
       if (!seen.has(s)) {
         seen.add(s);
         parts.push(s);
       }
     }
-    return parts.join(', ');
+    return parts.length ? parts.join(', ') : 'nothing it reads can change';
   }
 }

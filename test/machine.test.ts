@@ -123,6 +123,38 @@ describe('waiting CPUs', () => {
     expect(g.m.blockInfo.get(1)?.detail).toMatch(/lock_a/);
   });
 
+  it('a spin loop that calls a function (rewriting the same return address) still blocks', () => {
+    const g = guest(
+      `
+      .text
+      spinner:
+      1: pause
+        call check
+        test %eax, %eax
+        jz 1b
+        hlt
+      check:
+        mov flag(%rip), %eax
+        ret
+      setter:
+        mov $2000, %ecx
+      2: dec %ecx
+        jnz 2b
+        movl $1, flag(%rip)
+        hlt
+      .data
+      flag: .long 0
+      `,
+      { cpus: 2 },
+    );
+    g.m.cpu(0).setRipBig(g.sym('spinner'));
+    g.m.cpu(1).setRipBig(g.sym('setter'));
+    const r = g.m.run({ schedule: { kind: 'round-robin', quantum: 1 }, maxSteps: 1_000_000 });
+    expect(r.stop).toBe('halted');
+    expect(g.m.cpu(0).retired).toBeLessThan(40);
+    expect(g.m.cpu(1).retired).toBeGreaterThan(4000);
+  });
+
   it('a blocked spinner wakes when the location changes', () => {
     const g = guest(ABBA, { cpus: 2 });
     g.m.cpu(0).setRipBig(g.sym('cpu0'));
