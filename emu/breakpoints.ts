@@ -18,6 +18,10 @@ export type CodeHook = (cpu: Cpu, ins: Insn) => HookAction;
 
 export function breakpointExec(inner: Exec): Exec {
   return (cpu, ins) => {
+    if (cpu.continuing === ins) {
+      cpu.continuing = null;
+      return inner(cpu, ins);
+    }
     const skip = cpu.hookSkip;
     if (skip && skip.ins === ins && skip.depth === cpu.contexts.length) {
       cpu.hookSkip = null;

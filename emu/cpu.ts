@@ -15,13 +15,18 @@ export { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14
 export type { GprName } from './regs';
 export { GuestException } from './fault';
 
-/** Where an interrupted context came from, for reports: thread, NMI, #BP, IRQ, … */
+/** An interrupted context, for reports: NMI, #BP, IRQ n, … (the thread is below all of them). */
 export interface ContextFrame {
   kind: string;
   vector: number;
-  /** RSP after the frame was pushed: IRETQ pops the entry whose frame it consumes. */
+  /** Where the hardware frame was pushed (its RIP slot). */
   frameLo: number;
   frameHi: number;
+  /** The interrupted RIP and RSP, saved in the frame. */
+  ripLo: number;
+  ripHi: number;
+  rspLo: number;
+  rspHi: number;
 }
 
 export class Cpu implements FlagState {
@@ -97,6 +102,11 @@ export class Cpu implements FlagState {
   stoppedAt: Insn | null = null;
   /** Skip hooks once when re-executing this instruction in this context (after a stop). */
   hookSkip: { ins: Insn; depth: number } | null = null;
+  /**
+   * Set by an instruction that returns itself to continue in the next step (a `rep`
+   * string instruction between batches): hooks do not fire again for that.
+   */
+  continuing: Insn | null = null;
   readonly contexts: ContextFrame[] = [];
 
   // Execution
@@ -271,6 +281,8 @@ export class Cpu implements FlagState {
       this.afterSlowWrite(pg, off, 8, lo, hi);
       return;
     }
+    // Page-crossing: both pages must be writable before either half is stored.
+    this.probeWrite(lo, hi, 8);
     this.wrSlow(lo, hi, 4, vlo, false);
     const s = (lo >>> 0) + 4;
     this.wrSlow(s | 0, (hi + (s > 0xffffffff ? 1 : 0)) | 0, 4, vhi, false);
@@ -332,10 +344,8 @@ export class Cpu implements FlagState {
       this.afterSlowWrite(pg, off, size, lo, hi);
       return;
     }
-    // Page-crossing: check both pages exist first so a fault leaves memory unchanged.
-    const e = (lo >>> 0) + size - 1;
-    this.mem.writePage(e | 0, (hi + (e > 0xffffffff ? 1 : 0)) | 0);
-    this.mem.writePage(lo, hi);
+    // Page-crossing: check both pages first so a fault leaves memory unchanged.
+    this.probeWrite(lo, hi, size);
     for (let k = 0; k < size; k++) {
       const s = (lo >>> 0) + k;
       const blo = s | 0;
@@ -353,13 +363,23 @@ export class Cpu implements FlagState {
     }
   }
 
-  /** Checks that [lo,hi)+size is writable without writing, for all-or-nothing instructions. */
+  /**
+   * Checks that `size` bytes at (lo, hi) are writable without writing, for stores that
+   * must be all or nothing. A fault names the first byte of the first unmapped page,
+   * as the CPU reports it in CR2.
+   */
   probeWrite(lo: number, hi: number, size: number): void {
-    if (this.mem.mmioAt(lo, hi)) return;
-    this.mem.writePage(lo, hi);
-    const e = (lo >>> 0) + size - 1;
-    if (((e | 0) & ~0xfff) !== (lo & ~0xfff) || e > 0xffffffff) {
-      this.mem.writePage(e | 0, (hi + (e > 0xffffffff ? 1 : 0)) | 0);
+    let a = lo >>> 0;
+    let h = hi;
+    let left = size + (lo & 0xfff);
+    for (;;) {
+      if (!this.mem.mmioAt(a | 0, h)) this.mem.writePage(a | 0, h);
+      left -= PAGE_SIZE;
+      if (left <= 0) return;
+      // Next page: its first byte.
+      const s = (a & ~0xfff) + PAGE_SIZE;
+      a = s >>> 0;
+      if (s > 0xffffffff) h = (h + 1) | 0;
     }
   }
 
