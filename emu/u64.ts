@@ -53,27 +53,3 @@ export function addSigned32(lo: number, hi: number, delta: number, out: U64): vo
   out.lo = s | 0;
   out.hi = (hi + carry) | 0;
 }
-
-/** Unsigned 64×64 → 128 multiply via 16-bit limbs; result as four 32-bit words (little-endian). */
-export function mulU64(aLo: number, aHi: number, bLo: number, bHi: number, out: Int32Array): void {
-  const a0 = aLo & 0xffff, a1 = aLo >>> 16, a2 = aHi & 0xffff, a3 = aHi >>> 16;
-  const b0 = bLo & 0xffff, b1 = bLo >>> 16, b2 = bHi & 0xffff, b3 = bHi >>> 16;
-  // Column sums of 16-bit partial products; each fits comfortably in a double.
-  let c = 0;
-  const cols = [0, 0, 0, 0, 0, 0, 0, 0];
-  const a = [a0, a1, a2, a3];
-  const b = [b0, b1, b2, b3];
-  for (let i = 0; i < 4; i++) {
-    for (let j = 0; j < 4; j++) cols[i + j] += a[i] * b[j];
-  }
-  const limbs = [0, 0, 0, 0, 0, 0, 0, 0];
-  for (let k = 0; k < 8; k++) {
-    const v = cols[k] + c;
-    limbs[k] = v % 65536;
-    c = Math.floor(v / 65536);
-  }
-  out[0] = (limbs[0] | (limbs[1] << 16)) | 0;
-  out[1] = (limbs[2] | (limbs[3] << 16)) | 0;
-  out[2] = (limbs[4] | (limbs[5] << 16)) | 0;
-  out[3] = (limbs[6] | (limbs[7] << 16)) | 0;
-}
