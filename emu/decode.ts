@@ -235,6 +235,13 @@ export function isDecodeFailure(d: Decoded | DecodeFailure): d is DecodeFailure 
   return (d as DecodeFailure).error !== undefined;
 }
 
+/** objdump-like output: lower-case hex, branch targets without leading zeros. */
+function lowerHex(f: Formatter): Formatter {
+  f.uppercaseHex = false;
+  f.branchLeadingZeros = false;
+  return f;
+}
+
 let gasFormatter: Formatter | null = null;
 let intelFormatter: Formatter | null = null;
 
@@ -248,10 +255,10 @@ export function disassemble(bytes: Uint8Array, address: bigint, syntax: 'gas' | 
       if (ins.isInvalid) return { text: '(bad)', len: Math.max(1, ins.length) };
       let f: Formatter;
       if (syntax === 'gas') {
-        gasFormatter ??= new Formatter(FormatterSyntax.Gas);
+        gasFormatter ??= lowerHex(new Formatter(FormatterSyntax.Gas));
         f = gasFormatter;
       } else {
-        intelFormatter ??= new Formatter(FormatterSyntax.Intel);
+        intelFormatter ??= lowerHex(new Formatter(FormatterSyntax.Intel));
         f = intelFormatter;
       }
       return { text: f.format(ins), len: ins.length };

@@ -181,6 +181,10 @@ function pushFrame(
     vector,
     frameLo: ripSlot | 0,
     frameHi: (baseHi + (ripSlot > 0xffffffff ? 1 : 0)) | 0,
+    ripLo: retLo,
+    ripHi: retHi,
+    rspLo: oldRspLo,
+    rspHi: oldRspHi,
   };
   cpu.contexts.push(frame);
   cpu.setRip(targetLo, targetHi);
@@ -202,14 +206,7 @@ export function iretq(cpu: Cpu): void {
   const fl = read(2);
   const rsp = read(3);
   const ss = read(4);
-  // Drop the context entries this frame closes (and any the guest abandoned above it).
-  for (let k = cpu.contexts.length - 1; k >= 0; k--) {
-    const c = cpu.contexts[k];
-    if (c.frameLo === spLo && c.frameHi === spHi) {
-      cpu.contexts.length = k;
-      break;
-    }
-  }
+  closeContext(cpu, spLo, spHi, rip, rsp);
   cpu.cs = cs[0] & 0xffff;
   cpu.ss = ss[0] & 0xffff;
   // Every RFLAGS bit except VM (meaningless in 64-bit mode) and the reserved ones.
@@ -222,6 +219,32 @@ export function iretq(cpu: Cpu): void {
   cpu.setRip(rip[0], rip[1]);
   // Unblocked NMIs or re-enabled interrupts are recognised at the next boundary.
   cpu.brk = true;
+}
+
+/**
+ * Drops the context entry an IRETQ closes, and any the guest abandoned above it. Entry
+ * code may move the frame (Linux-style NMI entries copy it off the IST stack) and
+ * handlers may edit it (an int3 handler rewinds RIP or emulates a call), so the entry
+ * is found by its frame slot, else by where the IRETQ returns to, else it is the
+ * innermost one.
+ */
+function closeContext(cpu: Cpu, spLo: number, spHi: number, rip: [number, number], rsp: [number, number]): void {
+  const cs = cpu.contexts;
+  if (cs.length === 0) return;
+  for (let k = cs.length - 1; k >= 0; k--) {
+    if (cs[k].frameLo === spLo && cs[k].frameHi === spHi) {
+      cs.length = k;
+      return;
+    }
+  }
+  for (let k = cs.length - 1; k >= 0; k--) {
+    const c = cs[k];
+    if (c.ripLo === rip[0] && c.ripHi === rip[1] && c.rspLo === rsp[0] && c.rspHi === rsp[1]) {
+      cs.length = k;
+      return;
+    }
+  }
+  cs.length--;
 }
 
 /** Error code of a #PF from our PageFault: P=0 (not present), W/R, I/D; supervisor. */

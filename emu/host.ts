@@ -59,6 +59,8 @@ export interface HostContext {
   readonly args: readonly bigint[];
   /** A one-line status shown in reports and traces ("waiting for acks", …). */
   status: string;
+  /** The kernel context this routine stands for in reports ("stop_machine"), if any. */
+  label: string;
 }
 
 export type HostRoutine = (ctx: HostContext) => HostGen;
@@ -82,6 +84,8 @@ export interface HostFrame {
   resume: HostResult;
   /** Description of the last operation, for traces. */
   last: string;
+  /** How many interrupt contexts were active when the routine started (for context stacks). */
+  depth: number;
 }
 
 function sizeMask(size: number): bigint {
@@ -155,10 +159,11 @@ function stepHost(cpu: Cpu, ins: Insn, b: HostBinding): Insn {
       cpu: cpu.id,
       args: [RDI, RSI, RDX, RCX, R8, R9].map((i) => cpu.getReg(i)),
       status: '',
+      label: '',
     };
     f = {
       binding: b, ctx, gen: b.routine(ctx), rspLo: cpu.r[RSP], rspHi: cpu.r[RSP + HI],
-      pending: null, calling: false, resume: undefined, last: 'enter',
+      pending: null, calling: false, resume: undefined, last: 'enter', depth: cpu.contexts.length,
     };
     cpu.hostFrames.push(f);
   } else if (f.calling) {

@@ -167,21 +167,24 @@ export function revalidate(cpu: Cpu, ins: Insn): Insn {
     return ins;
   }
   const cur = fetchBytes(cpu, ins.lo, ins.hi);
-  machine.xmc.check(cpu, ins);
   const old = ins.bytes!;
   let same = cur.length >= ins.len;
   for (let k = 0; same && k < ins.len; k++) if (cur[k] !== old[k]) same = false;
   if (same) {
     ins.xgen = ins.crossesPage ? -1 : ins.page.gen;
+    machine.xmc.check(cpu, ins);
     return ins;
   }
   if (machine.fetchMode === 'stale' && ins.epoch === cpu.serialEpoch && !writtenBy(cpu, ins)) {
     // The CPU has not serialized since it decoded these bytes and did not write them
-    // itself: it keeps running what is in its instruction cache.
+    // itself: it keeps running what is in its instruction cache. The checker judges
+    // that stale instruction, since it is what runs.
     ins.xgen = ins.crossesPage ? -1 : ins.page.gen;
     cpu.icache.keepStale(ins);
+    machine.xmc.check(cpu, ins);
     return ins;
   }
+  // The checker judges the instruction that will run: the one decoded from the new bytes.
   resetInsn(ins);
   decodeInto(cpu, ins, cur);
   machine.xmc.check(cpu, ins);

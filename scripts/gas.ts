@@ -21,6 +21,8 @@ export interface Assembled {
   base: bigint;
   sections: Section[];
   symbols: Map<string, bigint>;
+  /** Absolute symbols (`.set NAME, value` exported with .globl): constants, struct offsets. */
+  absolutes: Map<string, bigint>;
 }
 
 function run(cmd: string, args: string[], cwd: string): string {
@@ -53,12 +55,15 @@ export function assemble(source: string, opts: { base?: bigint; linkerScript?: s
     run('ld', ldArgs, dir);
     const sections = readSections(run('readelf', ['-SW', `${name}.elf`], dir));
     const symbols = new Map<string, bigint>();
+    const absolutes = new Map<string, bigint>();
     for (const line of run('nm', ['-n', `${name}.elf`], dir).split('\n')) {
-      const m = /^([0-9a-f]+) \S (\S+)$/.exec(line.trim());
-      if (m) symbols.set(m[2], BigInt('0x' + m[1]));
+      const m = /^([0-9a-f]+) (\S) (\S+)$/.exec(line.trim());
+      if (!m) continue;
+      if (m[2] === 'A' || m[2] === 'a') absolutes.set(m[3], BigInt('0x' + m[1]));
+      else symbols.set(m[3], BigInt('0x' + m[1]));
     }
     const loaded = sections.filter((s) => s.loaded && s.size > 0);
-    if (loaded.length === 0) return { bytes: new Uint8Array(0), base: opts.base ?? 0n, sections, symbols };
+    if (loaded.length === 0) return { bytes: new Uint8Array(0), base: opts.base ?? 0n, sections, symbols, absolutes };
     const base = loaded.reduce((a, s) => (s.address < a ? s.address : a), loaded[0].address);
     const end = loaded.reduce((a, s) => (s.address + BigInt(s.size) > a ? s.address + BigInt(s.size) : a), 0n);
     const bytes = new Uint8Array(Number(end - base));
@@ -67,7 +72,7 @@ export function assemble(source: string, opts: { base?: bigint; linkerScript?: s
       const b = readFileSync(join(dir, `${name}.${s.name.replace(/[^\w]/g, '_')}.bin`));
       bytes.set(b.subarray(0, s.size), Number(s.address - base));
     }
-    return { bytes, base, sections, symbols };
+    return { bytes, base, sections, symbols, absolutes };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,0 +1,69 @@
+// Scenario injections: NMIs and interrupts delivered when a trigger fires — at a
+// machine step, when a CPU reaches a symbol, or when text_poke_state.state takes a
+// value (optionally while a given op's site is the one under patch). Everything is
+// wired to machine events, so it is deterministic and costs nothing elsewhere.
+
+import type { Machine } from '../emu/machine';
+import type { Injection, Action } from './scenario';
+import type { KernelImage } from './image';
+import { ImageError } from './image';
+import { PATCH_STATE_NAMES } from './layout';
+import type { KernelLayout } from './layout';
+
+export interface FiredInjection {
+  step: number;
+  index: number;
+  action: string;
+  trigger: string;
+  /** The CPU whose action fired a symbol trigger, or the writer of the state. */
+  by: number;
+}
+
+function describeAction(a: Action): string {
+  return 'nmi' in a ? `NMI to CPU${a.nmi}` : `interrupt ${a.irq.vector} to CPU${a.irq.cpu}`;
+}
+
+function targetOf(a: Action): number {
+  return 'nmi' in a ? a.nmi : a.irq.cpu;
+}
+
+export function wireInjections(m: Machine, img: KernelImage, L: KernelLayout | null, list: Injection[], file: string): FiredInjection[] {
+  const fired: FiredInjection[] = [];
+  list.forEach((inj, index) => {
+    let left = inj.times;
+    const fire = (trigger: string, by: number): boolean => {
+      if (left <= 0) return false;
+      left--;
+      fired.push({ step: m.steps, index, action: describeAction(inj.action), trigger, by });
+      const a = inj.action;
+      if ('nmi' in a) m.nmi(a.nmi);
+      else m.interrupt(a.irq.cpu, a.irq.vector);
+      return true;
+    };
+    const w = inj.when;
+    if ('step' in w) {
+      m.at(w.step, () => fire(`step ${w.step}`, -1));
+    } else if ('symbol' in w) {
+      const base = img.symbols.resolve(w.symbol);
+      if (base === undefined) throw new ImageError(`${file}: inject[${index}].when.symbol: unknown symbol '${w.symbol}' in ${img.path}`);
+      const addr = base + BigInt(w.offset ?? 0);
+      m.addHook(addr, (cpu) => {
+        if (w.cpu !== undefined && cpu.id !== w.cpu) return 'continue';
+        if (!fire(`CPU${cpu.id} reached ${m.symbolize(addr)}`, cpu.id)) return 'continue';
+        // An event for this very CPU is taken before the instruction runs.
+        return targetOf(inj.action) === cpu.id ? 'boundary' : 'continue';
+      });
+    } else {
+      if (!L) throw new ImageError(`${file}: inject[${index}].when.state: this image has no text_poke_state`);
+      const want = BigInt(Object.entries(PATCH_STATE_NAMES).find(([, n]) => n === w.state)![0]);
+      const sites = w.site === undefined ? null : new Set(img.sites.filter((s) => s.op === w.site).map((s) => s.address));
+      if (sites && sites.size === 0) throw new ImageError(`${file}: inject[${index}].when.site: no site of op '${w.site}' in ${img.path}`);
+      m.mem.watch(L.tps.state, 4, (writer) => {
+        if (BigInt(m.mem.readU32(L.tps.state)) !== want) return;
+        if (sites && !sites.has(m.mem.readU64(L.bpDesc.addr))) return;
+        fire(`text_poke_state.state became ${w.state}${w.site ? ` at the ${w.site} site` : ''}`, writer);
+      });
+    }
+  });
+  return fired;
+}
