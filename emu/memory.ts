@@ -38,7 +38,11 @@ export class Page {
   flags = 0;
   /** Bumped on every write while the page holds code; decoded instructions compare it. */
   gen = 0;
-  /** Per byte: CPU that last wrote it (-1: loader or host API), and the global write sequence. */
+  /**
+   * Per byte: CPU that last wrote it (-1: loader or host API), and the global write
+   * sequence. Allocated on the first logged write: most code is never written, and a
+   * kernel's text is thousands of pages.
+   */
   writer: Int16Array | null = null;
   seq: Float64Array | null = null;
   watches: Watch[] | null = null;
@@ -104,8 +108,6 @@ export class Memory {
   makeCode(pg: Page): void {
     if (pg.flags & PAGE_CODE) return;
     pg.flags |= PAGE_CODE;
-    pg.writer = new Int16Array(PAGE_SIZE).fill(-1);
-    pg.seq = new Float64Array(PAGE_SIZE);
     this.dropFromWriteTlb(pg);
   }
 
@@ -164,7 +166,11 @@ export class Memory {
     if (pg.flags & PAGE_CODE) {
       const seq = ++this.writeSeq;
       pg.gen++;
-      const w = pg.writer!;
+      if (!pg.writer) {
+        pg.writer = new Int16Array(PAGE_SIZE).fill(-1);
+        pg.seq = new Float64Array(PAGE_SIZE);
+      }
+      const w = pg.writer;
       const s = pg.seq!;
       for (let k = 0; k < size; k++) {
         w[off + k] = cpu;
