@@ -41,7 +41,11 @@ function decodeAll(bytes: Uint8Array, address: bigint): { mnemonic: number; len:
 }
 
 export function verifySite(site: PvSite, actual: Uint8Array, choice: PatchChoice): SiteVerdict {
-  const expected = generatePatch(site.op, site.address, site.len, choice).bytes;
+  return compareSite(site, actual, generatePatch(site.op, site.address, site.len, choice).bytes, choice);
+}
+
+/** Compares a site's bytes with the expected ones, accepting equivalent forms. */
+export function compareSite(site: PvSite, actual: Uint8Array, expected: Uint8Array, choice: PatchChoice): SiteVerdict {
   if (hexBytes(actual) === hexBytes(expected)) return { ok: true, expected, how: 'exact' };
   const got = decodeAll(actual, site.address);
   const want = decodeAll(expected, site.address);
