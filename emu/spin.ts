@@ -99,6 +99,7 @@ export class SpinTracker {
       hi === this.pauseHi &&
       !this.impure &&
       this.writesUndone() &&
+      this.readsStillCurrent() &&
       cpu.retired - this.startRetired <= MAX_STEPS &&
       this.sameState()
     ) {
@@ -116,6 +117,15 @@ export class SpinTracker {
     this.startRetired = cpu.retired;
     cpu.track = true;
     return false;
+  }
+
+  /**
+   * Another CPU may have changed a location after this iteration read it: then the
+   * next iteration differs, and blocking now would wait for a write already done.
+   */
+  private readsStillCurrent(): boolean {
+    for (const r of this.reads) if (this.cpu.peek(r.lo, r.hi, r.size) !== r.value >>> 0) return false;
+    return true;
   }
 
   private sameState(): boolean {

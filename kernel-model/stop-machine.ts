@@ -40,6 +40,7 @@ export function* multiCpuStop(k: KernelCtx, ctx: HostContext): Step {
   const st = k.L.stopMachine;
   if ((yield* read(st + ACTIVE, 8)) === 0n || !k.stopFn) return;
   ctx.status = 'in stop_machine';
+  ctx.label = 'stop_machine';
   yield* xadd(st + ENTERED, 8, 1n);
   yield* k.stopFn(ctx.cpu);
   yield* xadd(st + EXITED, 8, 1n);

@@ -155,6 +155,35 @@ describe('waiting CPUs', () => {
     expect(g.m.cpu(1).retired).toBeGreaterThan(4000);
   });
 
+  it('does not block when a location the iteration read changed before its PAUSE (no lost wake-up)', () => {
+    const g = guest(
+      `
+      .text
+      spinner:
+      1: mov flag(%rip), %eax
+        pause
+        test %eax, %eax
+        jnz 1b
+        hlt
+      releaser:
+        movl $0, flag(%rip)
+        hlt
+      .data
+      flag: .long 1
+      `,
+      { cpus: 2 },
+    );
+    g.m.cpu(0).setRipBig(g.sym('spinner'));
+    g.m.cpu(1).setRipBig(g.sym('releaser'));
+    g.m.step(0, 5); // read 1, PAUSE (start watching), test, jnz, read 1 again (watched)
+    g.m.step(1, 1); // the other CPU releases the flag
+    g.m.step(0, 1); // PAUSE: same registers, but what it read is stale: it must not block
+    expect(g.m.cpu(0).blocked).toBeNull();
+    const r = g.m.run({ schedule: { kind: 'round-robin', quantum: 1 }, maxSteps: 1000 });
+    expect(r.stop).toBe('halted');
+    expect(g.m.cpu(0).halted).toBe(true);
+  });
+
   it('a blocked spinner wakes when the location changes', () => {
     const g = guest(ABBA, { cpus: 2 });
     g.m.cpu(0).setRipBig(g.sym('cpu0'));
