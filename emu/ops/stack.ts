@@ -80,7 +80,10 @@ function compilePush(d: Decoded): Exec {
       return ins.next ?? linkNext(cpu, ins);
     };
   }
-  const size = o0.k === 'imm' ? 64 : o0.k === 'reg' ? o0.size : o0.k === 'mem' ? o0.size * 8 : 0;
+  // An immediate push has the operand size of its form: 66 6a/68 pushes a word.
+  const size =
+    o0.k === 'imm' ? (d.code === Code.Pushw_imm8 || d.code === Code.Push_imm16 ? 16 : 64)
+      : o0.k === 'reg' ? o0.size : o0.k === 'mem' ? o0.size * 8 : 0;
   if (size === 16) {
     const src = reader(o0, 16);
     return (cpu, ins) => {
@@ -202,35 +205,51 @@ function compileEnter(d: Decoded): Exec {
   if (o0.k !== 'imm' || o1.k !== 'imm') throw new Unsupported('operands');
   const alloc = o0.lo & 0xffff;
   const level = o1.lo & 31;
-  if (d.code !== Code.Enterq_imm16_imm8) throw new Unsupported('16-bit enter');
+  // 66 c8 (enterw) pushes and copies 16-bit frame pointers; the stack stays 64-bit.
+  const word = d.code === Code.Enterw_imm16_imm8;
+  if (!word && d.code !== Code.Enterq_imm16_imm8) throw new Unsupported('32-bit enter');
+  const w = word ? 2 : 8;
   return (cpu, ins) => {
     const r = cpu.r;
+    // The pushes reach memory first; then the final stack location is checked. A
+    // fault there leaves RSP and RBP as they were (the host CPU does the same).
     const saveLo = r[RSP];
     const saveHi = r[RSP_HI];
+    const bpLo0 = r[RBP];
+    const bpHi0 = r[RBP + HI];
     try {
-      push64(cpu, r[RBP], r[RBP + HI]);
+      if (word) push16(cpu, r[RBP]);
+      else push64(cpu, r[RBP], r[RBP + HI]);
       const ftLo = r[RSP];
       const ftHi = r[RSP_HI];
       if (level > 0) {
-        let bpLo = r[RBP];
-        let bpHi = r[RBP + HI];
+        let bpLo = bpLo0;
+        let bpHi = bpHi0;
         for (let k = 1; k < level; k++) {
-          const s = (bpLo >>> 0) - 8;
+          const s = (bpLo >>> 0) - w;
           bpLo = s | 0;
           bpHi = (bpHi - (s < 0 ? 1 : 0)) | 0;
-          const v = cpu.rd64(bpLo, bpHi);
-          push64(cpu, v, cpu.th);
+          if (word) push16(cpu, cpu.rd16(bpLo, bpHi));
+          else {
+            const v = cpu.rd64(bpLo, bpHi);
+            push64(cpu, v, cpu.th);
+          }
         }
-        push64(cpu, ftLo, ftHi);
+        if (word) push16(cpu, ftLo);
+        else push64(cpu, ftLo, ftHi);
       }
-      r[RBP] = ftLo;
-      r[RBP + HI] = ftHi;
+      if (word) r[RBP] = (r[RBP] & ~0xffff) | (ftLo & 0xffff);
+      else {
+        r[RBP] = ftLo;
+        r[RBP + HI] = ftHi;
+      }
       adjustRsp(cpu, -alloc);
-      // The new stack top must be writable.
       cpu.probeWrite(r[RSP], r[RSP_HI], 1);
     } catch (e) {
       r[RSP] = saveLo;
       r[RSP_HI] = saveHi;
+      r[RBP] = bpLo0;
+      r[RBP + HI] = bpHi0;
       throw e;
     }
     return ins.next ?? linkNext(cpu, ins);
