@@ -41,6 +41,8 @@ export type HostOp =
       until: (v: bigint) => boolean;
       what: string;
       waitsFor?: () => WaitInfo;
+      /** Further locations whose change also re-evaluates `until` (which may peek them). */
+      also?: { addr: bigint; size: number }[];
     }
   | { op: 'call'; target: bigint; args: bigint[]; what?: string }
   | { op: 'serialize'; how: 'cpuid' | 'sync_core' | 'iret' }

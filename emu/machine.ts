@@ -98,8 +98,11 @@ export class Machine implements IpiBus {
   readonly symbols = new SymbolTable();
   readonly ports = new PortBus();
   fetchMode: FetchMode;
-  /** Machine clock: steps run by all CPUs together. The TSC derives from it. */
+  /** Machine clock: steps run by all CPUs together, advanced after each slice. The TSC derives from it. */
   steps = 0;
+  /** The running CPU's retired count when its slice began (see currentStep). */
+  private sliceRetired = 0;
+  private sliceCpu: Cpu | null = null;
   probe: Probe | null = null;
   /** Original exception per CPU while a #DF is being delivered (for the shutdown message). */
   readonly firstFault = new Map<number, { vector: number; detail: string }>();
@@ -355,7 +358,7 @@ export class Machine implements IpiBus {
 
   blockOnWait(cpu: Cpu, w: Extract<HostOp, { op: 'wait' }>): void {
     const info = w.waitsFor?.();
-    this.block(cpu, { reason: 'wait', detail: w.what, waitsFor: info?.cpus ?? [] }, [{ addr: w.addr, size: w.size }]);
+    this.block(cpu, { reason: 'wait', detail: w.what, waitsFor: info?.cpus ?? [] }, [{ addr: w.addr, size: w.size }, ...(w.also ?? [])]);
   }
 
   blockOnSpin(cpu: Cpu): void {
@@ -423,7 +426,10 @@ export class Machine implements IpiBus {
       let q = Math.min(slot.quantum, maxSteps - this.steps);
       if (this.timers.length) q = Math.max(1, Math.min(q, this.timers[0].step - this.steps));
       const cpu = this.cpus[slot.cpu];
+      this.sliceCpu = cpu;
+      this.sliceRetired = cpu.retired;
       const ran = runSlice(cpu, q);
+      this.sliceCpu = null;
       this.steps += ran;
       opts.onProgress?.(this.steps);
       if (cpu.stoppedAt !== null) {
@@ -455,6 +461,14 @@ export class Machine implements IpiBus {
 
   readGuest(cpu: number, addr: bigint, size: number): bigint {
     return hostRead(this.cpu(cpu), addr, size);
+  }
+
+  /**
+   * The machine step at which `cpu` is now, inside its slice. Exact while a probe is
+   * installed (the probed loop counts every instruction); otherwise the slice's start.
+   */
+  currentStep(cpu: Cpu): number {
+    return cpu === this.sliceCpu ? this.steps + (cpu.retired - this.sliceRetired) : this.steps;
   }
 
   /** RSP of a CPU as a bigint. */

@@ -69,7 +69,7 @@ export class XmcChecker {
       length: len,
       bytes: found,
       serialSeq: cpu.serialSeq,
-      step: cpu.machine.steps,
+      step: cpu.machine.currentStep(cpu),
       mnemonic: ins.name,
     };
     this.violations.push(v);

@@ -27,8 +27,9 @@ export function* waitUntil(
   until: (v: bigint) => boolean,
   what: string,
   waitsFor?: () => WaitInfo,
+  also?: { addr: bigint; size: number }[],
 ): Step<bigint> {
-  return (yield { op: 'wait', addr, size, until, what, waitsFor }) as bigint;
+  return (yield { op: 'wait', addr, size, until, what, waitsFor, also }) as bigint;
 }
 
 export function* lockOr(addr: bigint, size: Size, value: bigint): Step<bigint> {

@@ -37,7 +37,8 @@ export class KernelLog {
   readonly events: KernelEvent[] = [];
   constructor(private readonly m: Machine) {}
   add(cpu: number, kind: KernelEvent['kind'], text: string, address?: bigint): void {
-    this.events.push({ step: this.m.steps, cpu, kind, text, address });
+    const step = cpu >= 0 ? this.m.currentStep(this.m.cpu(cpu)) : this.m.steps;
+    this.events.push({ step, cpu, kind, text, address });
   }
   bugs(): KernelEvent[] {
     return this.events.filter((e) => e.kind === 'bug');

@@ -140,10 +140,14 @@ export function* textPokeSyncFinish(k: KernelCtx, cpu: number): Step {
     if (s === PATCH_SYNC_DONE) {
       yield* lockOr(addr, 8, bit);
       const primary = primaryOf(k);
-      yield* waitUntil(k.L.tps.state, 4, (v) => v !== BigInt(PATCH_SYNC_DONE), 'text_poke_state.state to leave PATCH_SYNC_DONE', () => ({
+      const info = (): { cpus: number[]; text: string } => ({
         cpus: [primary],
         text: `waiting in text_poke_sync_finish for the primary (CPU ${primary}) to start the next step`,
-      }));
+      });
+      // If an NMI on this CPU follows a whole site (int3, text_poke_sync_site) while
+      // this waits, the state is back at PATCH_SYNC_DONE when it returns: in the
+      // series, for a step nobody on this CPU acknowledges (see pokeInt3Native).
+      yield* waitUntil(k.L.tps.state, 4, (v) => v !== BigInt(PATCH_SYNC_DONE), 'text_poke_state.state to leave PATCH_SYNC_DONE', info);
       continue;
     }
     const nmi = yield* inNmi(k, cpu);
@@ -217,6 +221,14 @@ export function* pokeInt3Native(k: KernelCtx, cpu: number, ip: bigint): Step<boo
     yield* syncOne(k, cpu);
   } else {
     yield* textPokeSyncSite(k, cpu);
+    // The series returns here without acknowledging the site's PATCH_SYNC_DONE,
+    // leaving it to this CPU's text_poke_sync_finish loop — which, if it was waiting
+    // for the state to leave PATCH_SYNC_DONE when this #BP came (from an NMI), never
+    // sees the step and never acknowledges it. The corrected variant acknowledges here.
+    if (k.variant === 'fixed') {
+      const { addr, bit } = k.L.ackWord(cpu);
+      yield* lockOr(addr, 8, bit);
+    }
   }
   yield* xadd(bd.refs, 4, -1n & 0xffffffffn);
   return true;
