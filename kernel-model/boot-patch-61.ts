@@ -127,11 +127,14 @@ export interface BootPatchOptions {
   features?: Set<number>;
   /** The .altinstructions records (a vmlinux provides them). */
   alternatives: AltInstr[];
+  /** pv_ops slot values to assume instead of the image's (a runtime switch being planned). */
+  slotValue?: (op: string, slot: number) => bigint | undefined;
 }
 
 export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch {
   const sym = (n: string): bigint | undefined => img.symbols.resolve(n);
-  const slot = (op: string): bigint => readU64(img, img.pvOps.address + 8n * BigInt(img.pvOps.slots.indexOf(op)));
+  const slotAt = (op: string, i: number): bigint => opts.slotValue?.(op, i) ?? readU64(img, img.pvOps.address + 8n * BigInt(i));
+  const slot = (op: string): bigint => slotAt(op, img.pvOps.slots.indexOf(op));
   const features = new Set(opts.features ?? bareMetalFeatures());
   // paravirt_set_cap(): lock slots that are not the native thunks switch the ALT_NOTs off.
   if (slot('lock.queued_spin_unlock') !== sym(NATIVE_UNLOCK_THUNK)) features.add(X86_FEATURE_PVUNLOCK);
@@ -143,7 +146,7 @@ export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch
   const results = new Map<bigint, BootSite>();
   for (const s of img.sites) {
     const original = img.read(s.address, s.len);
-    const target = readU64(img, img.pvOps.address + 8n * BigInt(s.slot));
+    const target = slotAt(s.op, s.slot);
     const p = paravirtBytes(s, target, nop, bug);
     text.write(s.address, p.bytes);
     results.set(s.address, { site: s, original, afterParavirt: p.bytes, final: p.bytes, form: p.form, alt: null });

@@ -21,6 +21,8 @@ export interface BootOptions {
   fetchMode?: FetchMode;
   /** Apply boot-time paravirt patching (default true); false leaves the indirect calls. */
   patchAtBoot?: boolean;
+  /** pv_ops slots to set before boot-time patching: op -> target. */
+  bootSlots?: Map<string, bigint>;
 }
 
 export interface BootPatchedSite {
@@ -47,6 +49,7 @@ export function bootFixture(img: FixtureImage, opts: BootOptions): Machine {
   const m = new Machine({ cpus: opts.cpus, fetchMode: opts.fetchMode });
   img.mapInto(m);
   const pv = new PvOps(img);
+  for (const [op, target] of opts.bootSlots ?? []) m.mem.writeU64(pv.slotAddress(op), target);
   if (opts.patchAtBoot ?? true) applyParavirt(m, img, pv);
   const entryTable = requireSymbol(img, 'cpu_entry');
   const argTable = requireSymbol(img, 'cpu_arg');

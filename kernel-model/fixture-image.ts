@@ -61,7 +61,8 @@ export class FixtureImage implements KernelImage {
     }
     for (const [k, v] of Object.entries(manifest.symbols)) this.symbols.add(k, addr(v, `${path}: symbols.${k}`));
     this.constants = manifest.constants;
-    const pvAddr = this.symbols.resolve(manifest.pvOps.symbol);
+    // An empty symbol: a harness without a pv_ops table of its own.
+    const pvAddr = manifest.pvOps.symbol === '' ? 0n : this.symbols.resolve(manifest.pvOps.symbol);
     if (pvAddr === undefined) throw new ImageError(`${path}: pvOps.symbol '${manifest.pvOps.symbol}' is not a symbol`);
     this.pvOps = { address: pvAddr, slots: manifest.pvOps.slots };
     this.sites = manifest.sites.map((s, i) => ({
@@ -112,7 +113,7 @@ function parseManifest(json: unknown, where: string): FixtureManifest {
   field(json, 'symbols', where, isObj, 'an object of name: address');
   field(json, 'constants', where, isObj, 'an object of name: number');
   const pv = field(json, 'pvOps', where, isObj, 'an object');
-  field(pv, 'symbol', `${where}: pvOps`, isStr, 'a symbol name');
+  field(pv, 'symbol', `${where}: pvOps`, (v): v is string => typeof v === 'string', 'a symbol name (or "")');
   field(pv, 'slots', `${where}: pvOps`, isArr, 'an array of op names');
   const sites = field(json, 'sites', where, isArr, 'an array');
   sites.forEach((s, i) => {

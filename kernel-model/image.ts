@@ -36,6 +36,15 @@ export interface KernelImage {
   read(address: bigint, len: number): Uint8Array;
   /** Maps every section into the machine, writes its bytes, marks text as code, adds symbols. */
   mapInto(m: Machine): void;
+  /** Where CPU `cpu`'s per-CPU area (GS base) is, when the image decides it (a kernel with a harness). */
+  percpuBase?(cpu: number): bigint;
+  /**
+   * The bytes the kernel's own rules give the sites of the ops in `targets` for those
+   * pv_ops targets (others at `current`); images without this use DESIGN.md's rules.
+   */
+  generateSites?(targets: Map<string, bigint>, current: (op: string) => bigint): Map<bigint, Uint8Array>;
+  /** Paravirt implementations of ops, by symbol, where the image's kernel has them. */
+  readonly paravirtTargets?: Readonly<Record<string, string>>;
 }
 
 export class ImageError extends Error {}

@@ -27,6 +27,17 @@ function targetOf(a: Action): number {
   return 'nmi' in a ? a.nmi : a.irq.cpu;
 }
 
+/** Sites named by an op ("lock.queued_spin_unlock") or by address ("_raw_spin_unlock+5"). */
+function siteSet(img: KernelImage, name: string): Set<bigint> {
+  const byOp = img.sites.filter((s) => s.op === name).map((s) => s.address);
+  if (byOp.length) return new Set(byOp);
+  const m = /^([\w.$]+)(?:\+(0x[0-9a-fA-F]+|\d+))?$/.exec(name);
+  const base = m ? img.symbols.resolve(m[1]) : undefined;
+  if (base === undefined) return new Set();
+  const a = base + BigInt(m![2] ?? 0);
+  return new Set(img.sites.filter((s) => s.address === a).map((s) => s.address));
+}
+
 export function wireInjections(m: Machine, img: KernelImage, L: KernelLayout | null, list: Injection[], file: string): FiredInjection[] {
   const fired: FiredInjection[] = [];
   list.forEach((inj, index) => {
@@ -56,8 +67,8 @@ export function wireInjections(m: Machine, img: KernelImage, L: KernelLayout | n
     } else {
       if (!L) throw new ImageError(`${file}: inject[${index}].when.state: this image has no text_poke_state`);
       const want = BigInt(Object.entries(PATCH_STATE_NAMES).find(([, n]) => n === w.state)![0]);
-      const sites = w.site === undefined ? null : new Set(img.sites.filter((s) => s.op === w.site).map((s) => s.address));
-      if (sites && sites.size === 0) throw new ImageError(`${file}: inject[${index}].when.site: no site of op '${w.site}' in ${img.path}`);
+      const sites = w.site === undefined ? null : siteSet(img, w.site);
+      if (sites && sites.size === 0) throw new ImageError(`${file}: inject[${index}].when.site: '${w.site}' is neither an op with sites nor a site's symbol+offset in ${img.path}`);
       m.mem.watch(L.tps.state, 4, (writer) => {
         if (BigInt(m.mem.readU32(L.tps.state)) !== want) return;
         if (sites && !sites.has(m.mem.readU64(L.bpDesc.addr))) return;

@@ -17,6 +17,13 @@ import { textPokeLate, textPokeNmi, pokeInt3Native } from './text-poke-late';
 import { textPokeBpBatch, pokeInt3Emulate, genericSmpCallFunctionInterrupt } from './text-poke-bp';
 import { multiCpuStop } from './stop-machine';
 import { type Step, read, write, writeBytes } from './hostlib';
+import { disasmInline } from './disasm';
+
+/** Whether bytes start with a 5-byte `call rel32` or the 5-byte NOP (what text_poke_bp emulates). */
+function firstInsnIsCallOrNop5(b: Uint8Array): boolean {
+  if (b[0] === 0xe8) return true;
+  return b[0] === 0x0f && b[1] === 0x1f && b[2] === 0x44 && b[3] === 0x00 && b[4] === 0x00;
+}
 
 /** Writes each site's new bytes with plain stores, no int3 and no sync: the hazard. */
 function* naivePoke(k: KernelModel, cpu: number, plan: PlannedSite[]): Step {
@@ -161,6 +168,12 @@ export class KernelModel implements KernelCtx {
    */
   planSites(req: PatchRequest): PlannedSite[] {
     const out: PlannedSite[] = [];
+    // A real kernel's own rules (6.1: paravirt call or nothing, then the ALTERNATIVE
+    // replacement when its feature condition holds) decide the new bytes there.
+    const targets = new Map(req.ops.map((c) => [c.op, this.pv.target(c.op, c.mode)]));
+    const kernelBytes = req.protocol !== 'batch' && this.img.generateSites
+      ? this.img.generateSites(targets, (op) => this.pv.read(this.m, op))
+      : null;
     for (const c of req.ops) {
       const target = this.pv.target(c.op, c.mode);
       for (const s of this.img.sites.filter((x) => x.op === c.op)) {
@@ -168,11 +181,23 @@ export class KernelModel implements KernelCtx {
         let bytes: Uint8Array;
         let form: PlannedSite['form'];
         let emulate: PlannedSite['emulate'];
-        if (req.protocol !== 'batch') {
+        if (kernelBytes) {
+          bytes = kernelBytes.get(s.address)!;
+          form = bytes[0] === 0xe8 ? 'call' : this.pv.choice(c.op, target).nop ? 'nop' : 'inline';
+        } else if (req.protocol !== 'batch') {
           const g = generatePatch(c.op, s.address, s.len, this.pv.choice(c.op, target));
           bytes = g.bytes;
           form = g.form;
         } else {
+          // int3 emulation stands in for one 5-byte call or NOP; the bytes after it stay.
+          // Anything else (inline code, a 6-byte NOP) could be mid-execution on another
+          // CPU at an instruction boundary the new bytes do not have.
+          if (!firstInsnIsCallOrNop5(old)) {
+            throw new PatchRequestError(
+              `the batch protocol cannot patch ${c.op} at 0x${s.address.toString(16)}: it holds ${disasmInline(old, s.address, null)}, ` +
+                'and int3 emulation can only replace a 5-byte call or NOP (use the stop-machine protocol)',
+            );
+          }
           const choice = this.pv.choice(c.op, target);
           const head = choice.nop ? X86_NOPS[5] : encodeCall(s.address, target);
           bytes = old.slice();

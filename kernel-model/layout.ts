@@ -40,7 +40,10 @@ export class KernelLayout {
   readonly vectors: { callFunction: number; stopMachine: number };
   readonly maxCpus: number;
 
+  private readonly percpuBase: ((cpu: number) => bigint) | null;
+
   constructor(img: KernelImage) {
+    this.percpuBase = img.percpuBase ? (cpu) => img.percpuBase!(cpu) : null;
     const s = (n: string): bigint => requireSymbol(img, n);
     const c = (n: string): number => requireConstant(img, n);
     const tps = s('text_poke_state');
@@ -78,7 +81,7 @@ export class KernelLayout {
     this.nmiListHead = s('nmi_list_head');
     this.textPokeNmiAction = s('text_poke_nmi_action');
     this.percpu = {
-      base: s('percpu_areas'),
+      base: img.symbols.resolve('percpu_areas') ?? 0n,
       size: c('PCPU_SIZE'),
       cpu: c('PCPU_CPU'),
       preempt: c('PCPU_PREEMPT'),
@@ -95,6 +98,7 @@ export class KernelLayout {
 
   /** Address of a per-CPU field. */
   pcpu(cpu: number, offset: number): bigint {
+    if (this.percpuBase) return this.percpuBase(cpu) + BigInt(offset);
     return this.percpu.base + BigInt(cpu * this.percpu.size + offset);
   }
 

@@ -43,6 +43,20 @@ export const MAX_FEATURE = (22 + 2) * 32;
 export const NATIVE_UNLOCK_THUNK = '__raw_callee_save___native_queued_spin_unlock';
 export const NATIVE_PREEMPTED_THUNK = '__raw_callee_save___native_vcpu_is_preempted';
 
+/**
+ * Paravirt implementations in 6.1 that run without a hypervisor and without kernel
+ * init: the paravirt qspinlock unlock through its callee-save thunk (as the slot
+ * requires; it releases with a cmpxchg and needs the lock hash only when a paravirt
+ * waiter marked the lock, which the native slow path never does), and KVM's
+ * vcpu_is_preempted (it only reads per-CPU steal-time data). Not here: the paravirt
+ * slow path (it hashes waiters into pv_lock_hash, allocated by boot code that the
+ * harness does not run) and lock.wait/kick (KVM's issue hypercalls).
+ */
+export const PARAVIRT_TARGETS_6_1: Readonly<Record<string, string>> = {
+  'lock.queued_spin_unlock': '__raw_callee_save___pv_queued_spin_unlock',
+  'lock.vcpu_is_preempted': '__raw_callee_save___kvm_vcpu_is_preempted',
+};
+
 /** Feature bits a bare-metal boot has set, before paravirt_set_cap(). */
 export function bareMetalFeatures(): Set<number> {
   return new Set([X86_FEATURE_ALWAYS]);

@@ -37,6 +37,8 @@ export class PvOps {
    * nothing).
    */
   nativeTarget(op: string): bigint {
+    // A distribution kernel boots with native targets in every slot (bare metal).
+    if (this.img.kind === 'vmlinux') return this.initialTarget(op);
     const name = op.split('.')[1] ?? op;
     for (const cand of [`native_${name}`, `__raw_callee_save___native_${name}`, `__native_${name}`]) {
       const a = this.img.symbols.resolve(cand);
@@ -48,6 +50,13 @@ export class PvOps {
 
   /** The paravirt implementation: the slot's value in the image unless that is native. */
   paravirtTarget(op: string): bigint {
+    const table = this.img.paravirtTargets;
+    if (table) {
+      const name = table[op];
+      const a = name === undefined ? undefined : this.img.symbols.resolve(name);
+      if (a === undefined) throw new ImageError(`${this.img.path}: no paravirt implementation of ${op} that runs without a hypervisor`);
+      return a;
+    }
     const t = this.initialTarget(op);
     if (t !== this.nativeTarget(op)) return t;
     const name = op.split('.')[1] ?? op;

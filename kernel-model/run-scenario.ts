@@ -9,6 +9,15 @@ import type { Probe } from '../emu/probe';
 import type { XmcViolation } from '../emu/xmc';
 import { loadFixture, type FixtureImage } from './fixture-image';
 import { bootFixture } from './boot';
+import type { KernelImage } from './image';
+import { ImageError } from './image';
+import { loadVmlinuxImage } from './vmlinux-image';
+import { withHarness, bootVmlinux, KernelWithHarness } from './kernel-harness';
+import { PvOps } from './pv-ops';
+import type { VmlinuxImage } from './vmlinux-image';
+import { cachedKernelVersions, defaultCacheDir } from './fetch';
+import { existsSync } from 'fs';
+import { join, dirname } from 'path';
 import { KernelModel } from './kernel';
 import type { ProtocolVariant, KernelEvent } from './kctx';
 import { hexBytes } from './kctx';
@@ -20,6 +29,8 @@ import { disasmInline } from './disasm';
 import { verifySite } from './verify';
 
 export interface RunOverrides {
+  /** An image already loaded (instead of loading the scenario's `image`). */
+  image?: KernelImage;
   schedule?: Schedule;
   maxSteps?: number;
   fetchMode?: FetchMode;
@@ -73,7 +84,7 @@ const WORKLOADS_WITH_LOCKING = new Set(['workload_locker', 'workload_patcher']);
 
 export interface ScenarioRun {
   m: Machine;
-  img: FixtureImage;
+  img: KernelImage;
   k: KernelModel;
   injections: FiredInjection[];
   scenario: Scenario;
@@ -81,14 +92,49 @@ export interface ScenarioRun {
   maxSteps: number;
 }
 
+/**
+ * The image a scenario names: a fixture (name or manifest path), "debian-6.1" for
+ * the cached Debian kernel, or a vmlinux path (with System.map beside it).
+ */
+export function scenarioImage(name: string): { kind: 'fixture'; img: FixtureImage } | { kind: 'vmlinux'; path: string; systemMap: string } {
+  if (name === 'debian-6.1') {
+    const versions = cachedKernelVersions();
+    if (versions.length === 0) throw new ImageError('debian-6.1: no kernel in the cache (run npm run fetch-kernel first)');
+    const dir = join(defaultCacheDir(), versions[versions.length - 1]);
+    return { kind: 'vmlinux', path: join(dir, 'vmlinux'), systemMap: join(dir, 'System.map') };
+  }
+  if (existsSync(name) && !name.endsWith('.json') && !name.endsWith('.bin')) {
+    return { kind: 'vmlinux', path: name, systemMap: join(dirname(name), 'System.map') };
+  }
+  return { kind: 'fixture', img: loadFixture(name) };
+}
+
 /** Sets up a scenario's machine without running it (the stepping console starts here). */
 export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name): ScenarioRun {
-  const img = loadFixture(s.image);
-  const work = s.work.map((w) => {
-    requireSymbol(img, w.entry);
-    return { entry: w.entry, arg: w.arg };
-  });
-  const m = bootFixture(img, { cpus: s.cpus, work, fetchMode: o.fetchMode ?? s.fetchMode });
+  const fetchMode = o.fetchMode ?? s.fetchMode;
+  const bootSlotsFor = (im: KernelImage): Map<string, bigint> => {
+    const pv = new PvOps(im);
+    return new Map(s.bootOps.map((b) => [b.op, pv.target(b.op, b.mode)]));
+  };
+  let source: KernelImage;
+  if (o.image) source = o.image;
+  else {
+    const which = scenarioImage(s.image);
+    source = which.kind === 'fixture' ? which.img : loadVmlinuxImage(which.path, which.systemMap);
+  }
+  let img: KernelImage;
+  let m: Machine;
+  if (source.kind === 'vmlinux') {
+    const k = source instanceof KernelWithHarness ? source : withHarness(source as VmlinuxImage);
+    for (const w of s.work) requireSymbol(k.harness, w.entry);
+    img = k;
+    m = bootVmlinux(k, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(k) });
+  } else {
+    const fx = source as FixtureImage;
+    for (const w of s.work) requireSymbol(fx, w.entry);
+    img = fx;
+    m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(fx) });
+  }
   const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc' });
   if (s.patch) {
     k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi };

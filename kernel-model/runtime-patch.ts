@@ -6,7 +6,6 @@
 import type { Schedule } from '../emu/scheduler';
 import type { FetchMode } from '../emu/machine';
 import type { KernelImage } from './image';
-import { ImageError } from './image';
 import type { OpChange, Protocol } from './kernel';
 import type { ProtocolVariant } from './kctx';
 import type { Scenario } from './scenario';
@@ -23,6 +22,8 @@ export interface RuntimePatchOptions {
   maxSteps?: number;
   /** Lock iterations per CPU around the patch. */
   iterations?: number;
+  /** pv ops set before boot patching (a paravirt guest's boot). */
+  bootOps?: OpChange[];
   onProgress?: (steps: number) => void;
 }
 
@@ -35,7 +36,6 @@ export interface RuntimePatchResult {
 export class RuntimePatchError extends Error {}
 
 export function runtimePatch(img: KernelImage, o: RuntimePatchOptions): RuntimePatchResult {
-  if (img.kind !== 'fixture') throw new ImageError(`${img.path}: runtime patching of a vmlinux goes through its harness (see runtimePatchVmlinux)`);
   const cpus = o.cpus ?? 2;
   const iters = BigInt(o.iterations ?? 20);
   const s: Scenario = {
@@ -44,6 +44,7 @@ export function runtimePatch(img: KernelImage, o: RuntimePatchOptions): RuntimeP
     image: img.path,
     cpus,
     fetchMode: o.fetchMode ?? 'coherent',
+    bootOps: o.bootOps ?? [],
     work: [{ entry: 'workload_patcher', arg: iters }, ...Array.from({ length: cpus - 1 }, () => ({ entry: 'workload_locker', arg: iters }))],
     patch: { ops: o.ops, protocol: o.protocol, nmi: o.nmi ?? false, variant: o.variant ?? 'fixed' },
     inject: [],
@@ -51,7 +52,7 @@ export function runtimePatch(img: KernelImage, o: RuntimePatchOptions): RuntimeP
     maxSteps: o.maxSteps ?? 20_000_000,
     expect: null,
   };
-  const run = prepareScenario(s, {}, img.path);
+  const run = prepareScenario(s, { image: img }, img.path);
   const r = run.m.run({ schedule: run.schedule, maxSteps: run.maxSteps, onProgress: o.onProgress });
   const report = explain(run, r);
   if (report.outcome !== 'completed') {

@@ -35,6 +35,8 @@ export interface Scenario {
   image: string;
   cpus: number;
   fetchMode: FetchMode;
+  /** pv ops set before boot-time patching (a paravirt guest's boot), op -> mode. */
+  bootOps: { op: string; mode: OpMode }[];
   work: { entry: string; arg: bigint }[];
   patch: { ops: { op: string; mode: OpMode }[]; protocol: Protocol; nmi: boolean; variant: ProtocolVariant } | null;
   inject: Injection[];
@@ -133,7 +135,7 @@ function parseTrigger(v: V, x: Json, path: string, ncpus: number): Trigger {
     const state = v.oneOf(o.state, `${path}.state`, Object.values(PATCH_STATE_NAMES));
     return { state, site: o.site === undefined ? undefined : v.str(o.site, `${path}.site`) };
   }
-  v.fail(path, 'expected a trigger: {"step": N}, {"symbol": "name", "cpu"?: N} or {"state": "PATCH_SYNC_0", "site"?: "op"}');
+  v.fail(path, 'expected a trigger: {"step": N}, {"symbol": "name", "cpu"?: N} or {"state": "PATCH_SYNC_0", "site"?: "op or symbol+offset"}');
 }
 
 function parseAction(v: V, o: Record<string, Json>, path: string, ncpus: number): Action {
@@ -150,7 +152,7 @@ function parseAction(v: V, o: Record<string, Json>, path: string, ncpus: number)
 export function parseScenario(json: Json, file: string): Scenario {
   const v = new V(file);
   const o = v.obj(json, '(top level)');
-  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
+  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
   const cpus = v.int(o.cpus, 'cpus', 1, 256);
   if (!Array.isArray(o.work)) v.fail('work', `expected an array with one {"entry", "arg"} per CPU, got ${show(o.work)}`);
   const workIn = o.work as Json[];
@@ -160,6 +162,10 @@ export function parseScenario(json: Json, file: string): Scenario {
     v.known(wo, `work[${i}]`, ['entry', 'arg']);
     return { entry: v.str(wo.entry, `work[${i}].entry`), arg: wo.arg === undefined ? 0n : v.big(wo.arg, `work[${i}].arg`) };
   });
+  const bootOps = o.bootOps === undefined ? [] : Object.entries(v.obj(o.bootOps, 'bootOps')).map(([op, mode]) => ({
+    op,
+    mode: v.oneOf(mode, `bootOps.${op}`, ['native', 'paravirt'] as const),
+  }));
   let patch: Scenario['patch'] = null;
   if (o.patch !== undefined) {
     const p = v.obj(o.patch, 'patch');
@@ -204,6 +210,7 @@ export function parseScenario(json: Json, file: string): Scenario {
     image: o.image === undefined ? 'minikernel' : v.str(o.image, 'image'),
     cpus,
     fetchMode: o.fetchMode === undefined ? 'coherent' : v.oneOf(o.fetchMode, 'fetchMode', ['coherent', 'stale'] as const),
+    bootOps,
     work,
     patch,
     inject,

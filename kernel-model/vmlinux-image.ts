@@ -7,7 +7,7 @@ import type { SymbolTable } from '../emu/symbols';
 import type { ImageSection, KernelImage, PvSite } from './image';
 import { ImageError } from './image';
 import { loadVmlinux, type Vmlinux } from './vmlinux';
-import { PV_OPS_6_1 } from './linux-6.1';
+import { PV_OPS_6_1, PARAVIRT_TARGETS_6_1 } from './linux-6.1';
 
 export class VmlinuxImage implements KernelImage {
   readonly kind = 'vmlinux' as const;
@@ -16,6 +16,7 @@ export class VmlinuxImage implements KernelImage {
   readonly pvOps: { address: bigint; slots: readonly string[] };
   readonly sites: PvSite[];
   readonly constants: Record<string, number> = {};
+  readonly paravirtTargets = PARAVIRT_TARGETS_6_1;
 
   constructor(readonly vm: Vmlinux) {
     this.symbols = vm.symbols;
