@@ -304,7 +304,7 @@ export class Machine implements IpiBus {
     if (a !== undefined) return a;
     switch (msr >>> 0) {
       case MSR_TSC:
-        return BigInt.asUintN(64, BigInt(this.steps) + cpu.tscOffset);
+        return BigInt.asUintN(64, BigInt(this.currentStep(cpu)) + cpu.tscOffset);
       case MSR_EFER:
         return BigInt(cpu.efer);
       case MSR_FS_BASE:
@@ -329,7 +329,7 @@ export class Machine implements IpiBus {
     const [lo, hi] = splitAddr(v);
     switch (msr >>> 0) {
       case MSR_TSC:
-        cpu.tscOffset = v - BigInt(this.steps);
+        cpu.tscOffset = v - BigInt(this.currentStep(cpu));
         return true;
       case MSR_EFER:
         cpu.efer = lo;
@@ -463,10 +463,7 @@ export class Machine implements IpiBus {
     return hostRead(this.cpu(cpu), addr, size);
   }
 
-  /**
-   * The machine step at which `cpu` is now, inside its slice. Exact while a probe is
-   * installed (the probed loop counts every instruction); otherwise the slice's start.
-   */
+  /** The machine step at which `cpu` is now, inside its slice (the step loop counts as it goes). */
   currentStep(cpu: Cpu): number {
     return cpu === this.sliceCpu ? this.steps + (cpu.retired - this.sliceRetired) : this.steps;
   }

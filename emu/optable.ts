@@ -17,6 +17,7 @@ import { rows as string } from './ops/string';
 import { rows as flagops } from './ops/flagops';
 import { rows as system } from './ops/system';
 import { rows as atomic } from './ops/atomic';
+import { rows as bmi2 } from './ops/bmi2';
 
 export type Frequency = 'hot' | 'warm' | 'cold';
 
@@ -36,7 +37,7 @@ export interface OpRow {
 
 export const OP_ROWS: readonly OpRow[] = [
   ...alu, ...mov, ...branch, ...stack, ...shift, ...muldiv, ...bits, ...string, ...flagops, ...system,
-  ...atomic,
+  ...atomic, ...bmi2,
 ];
 
 export const OPTABLE: ReadonlyMap<number, OpRow> = (() => {

@@ -13,29 +13,29 @@ import { IF } from './flags';
 /** Runs up to `budget` instructions without looking at events. Returns the count run. */
 function execLoop(cpu: Cpu, budget: number): number {
   let ins = cpu.insn;
-  let n = 0;
+  const start = cpu.retired;
+  const end = start + budget;
   try {
-    while (n < budget) {
+    // cpu.retired counts as it goes, so the TSC and currentStep() are exact mid-slice.
+    while (cpu.retired < end) {
       if (ins.xgen !== ins.page.gen) ins = revalidate(cpu, ins);
       cpu.insn = ins;
       ins = ins.exec(cpu, ins);
-      n++;
+      cpu.retired++;
       if (cpu.brk) break;
     }
   } catch (e) {
-    n++;
-    cpu.retired += n;
+    cpu.retired++;
     raise(cpu, e);
-    return n;
+    return cpu.retired - start;
   }
   if (cpu.deferred) {
     // A hook ended the slice in front of the instruction: it did not execute.
     cpu.deferred = false;
-    n--;
+    cpu.retired--;
   }
   cpu.insn = ins;
-  cpu.retired += n;
-  return n;
+  return cpu.retired - start;
 }
 
 /** The same loop with a probe call after every instruction (tracing, stepping UI). */

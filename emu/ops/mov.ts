@@ -276,6 +276,8 @@ const SETS = [
 
 export const rows: OpRow[] = [
   { mnemonic: Mnemonic.Mov, compile: compileMov, freq: 'hot', check: 'oracle' },
+  // A non-temporal store is an ordinary store to the emulator: there is no cache to bypass.
+  { mnemonic: Mnemonic.Movnti, compile: compileMov, freq: 'cold', check: 'sdm' },
   { mnemonic: Mnemonic.Movzx, compile: (d) => compileExtend(d, false), freq: 'hot', check: 'oracle' },
   { mnemonic: Mnemonic.Movsx, compile: (d) => compileExtend(d, true), freq: 'warm', check: 'oracle' },
   { mnemonic: Mnemonic.Movsxd, compile: (d) => compileExtend(d, true), freq: 'warm', check: 'oracle' },

@@ -139,7 +139,7 @@ function compileWrmsr(): Exec {
 
 function tsc(cpu: Cpu): bigint {
   cpu.spin?.noteImpure();
-  return BigInt.asUintN(64, BigInt(cpu.machine.steps) + cpu.tscOffset);
+  return BigInt.asUintN(64, BigInt(cpu.machine.currentStep(cpu)) + cpu.tscOffset);
 }
 
 function compileRdtsc(withAux: boolean): Exec {
