@@ -40,7 +40,7 @@ export interface BuiltFixture {
 export function buildFixture(name: string, dir = FIXTURE_DIR): BuiltFixture {
   const source = readFileSync(join(dir, `${name}.S`), 'utf8');
   const script = readFileSync(join(dir, `${name}.ld`), 'utf8');
-  const a = assemble(source, { linkerScript: script, name });
+  const a = assemble(source, { linkerScript: script, name, includeDir: dir });
   const slotNames: string[] = [];
   for (const [sym, v] of a.absolutes) {
     const m = /^PVOP__(\w+?)__(\w+)$/.exec(sym);

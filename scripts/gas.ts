@@ -38,12 +38,12 @@ function run(cmd: string, args: string[], cwd: string): string {
  * Assembles and links `source`. With `linkerScript`, that script places the sections;
  * otherwise .text starts at `base` and everything else follows it.
  */
-export function assemble(source: string, opts: { base?: bigint; linkerScript?: string; name?: string } = {}): Assembled {
+export function assemble(source: string, opts: { base?: bigint; linkerScript?: string; name?: string; includeDir?: string } = {}): Assembled {
   const dir = mkdtempSync(join(tmpdir(), 'textpoke-gas-'));
   try {
     const name = opts.name ?? 'snippet';
     writeFileSync(join(dir, `${name}.S`), source);
-    run('as', ['--64', '-o', `${name}.o`, `${name}.S`], dir);
+    run('as', ['--64', ...(opts.includeDir ? ['-I', opts.includeDir] : []), '-o', `${name}.o`, `${name}.S`], dir);
     const ldArgs = ['-m', 'elf_x86_64', '--no-warn-rwx-segments', '-nostdlib', '-static', '-o', `${name}.elf`];
     if (opts.linkerScript) {
       writeFileSync(join(dir, `${name}.ld`), opts.linkerScript);
