@@ -1,7 +1,8 @@
 // One entry point for every kind of kernel image: a fixture (its .json manifest or
 // .bin blob, or a bare fixture name) or an ELF vmlinux (with System.map).
 
-import { closeSync, existsSync, openSync, readSync } from 'fs';
+import { existsSync } from 'fs';
+import { isElfFile } from './coverage-input';
 import type { KernelImage } from './image';
 import { ImageError } from './image';
 import { loadFixture } from './fixture-image';
@@ -14,21 +15,11 @@ export interface LoadImageOptions {
   manifest?: string;
 }
 
-function isElf(path: string): boolean {
-  const fd = openSync(path, 'r');
-  try {
-    const b = Buffer.alloc(4);
-    return readSync(fd, b, 0, 4, 0) === 4 && b[0] === 0x7f && b[1] === 0x45 && b[2] === 0x4c && b[3] === 0x46;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export function loadImage(path: string, opts: LoadImageOptions = {}): KernelImage {
   if (opts.manifest) return loadFixture(opts.manifest);
   if (!path.includes('/') && !path.includes('.') && !existsSync(path)) return loadFixture(path);
   if (!existsSync(path)) throw new ImageError(`${path}: no such file`);
   if (path.endsWith('.json') || path.endsWith('.bin')) return loadFixture(path);
-  if (isElf(path)) return loadVmlinuxImage(path, opts.systemMap);
+  if (isElfFile(path)) return loadVmlinuxImage(path, opts.systemMap);
   throw new ImageError(`${path}: neither an ELF vmlinux nor a fixture (.bin with its .json manifest)`);
 }

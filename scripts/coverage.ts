@@ -4,8 +4,9 @@
 // implements, and the missing mnemonics and unsupported forms ranked by count.
 
 import * as fs from 'fs';
+import { elfChunks, isElfFile } from '../kernel-model/coverage-input';
 import { sweepCoverage, formatCoverage, coverageToJson, type CoverageChunk } from '../emu/coverage';
-import { loadVmlinux, type Vmlinux } from '../kernel-model/vmlinux';
+import { loadVmlinux } from '../kernel-model/vmlinux';
 import { fetchKernel } from '../kernel-model/fetch';
 
 const USAGE =
@@ -53,31 +54,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-function isElf(file: string): boolean {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const b = Buffer.alloc(4);
-    fs.readSync(fd, b, 0, 4, 0);
-    return b.toString('hex') === '7f454c46';
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Chunks for an ELF: per section, with function extents when symbols are known. */
-function elfChunks(vm: Vmlinux, sections: string[], perFunction: boolean): { chunks: CoverageChunk[]; mode: string } {
-  const chunks: CoverageChunk[] = [];
-  for (const name of sections) {
-    const sec = vm.requireSection(name);
-    const bytes = vm.elf.readSection(vm.elf.sections[sec.index]);
-    const functions = perFunction
-      ? vm.functions([name]).map((f) => ({ start: Number(f.start - sec.addr), end: Number(f.end - sec.addr) }))
-      : undefined;
-    chunks.push({ base: sec.addr, bytes, functions });
-  }
-  return { chunks, mode: perFunction ? 'per function' : 'linear' };
-}
-
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const t0 = performance.now();
@@ -91,7 +67,7 @@ async function main(): Promise<void> {
   let chunks: CoverageChunk[];
   let title: string;
   let symbolName: ((a: bigint) => string) | undefined;
-  if (isElf(file)) {
+  if (isElfFile(file)) {
     const vm = loadVmlinux(file, { systemMap: args.noSymbols ? null : systemMap });
     try {
       const sections = args.sections.length ? args.sections : ['.text'];

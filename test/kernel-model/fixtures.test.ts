@@ -1,7 +1,7 @@
 // The committed fixture blobs and manifests are what their sources assemble to, and a
 // damaged fixture is reported precisely.
 
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { buildFixture, fixtureNames, FIXTURE_DIR } from '../../scripts/build-fixtures';
@@ -32,6 +32,7 @@ describe('fixtures', () => {
 
   describe('damaged fixtures are named precisely', () => {
     const dir = mkdtempSync(join(tmpdir(), 'textpoke-fixture-'));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
     const copy = (): string => {
       copyFileSync(join(FIXTURE_DIR, 'minikernel.bin'), join(dir, 'minikernel.bin'));
       copyFileSync(join(FIXTURE_DIR, 'minikernel.json'), join(dir, 'minikernel.json'));

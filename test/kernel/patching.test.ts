@@ -3,7 +3,7 @@
 // and the seed's deadlock and its fix on the kernel's own spinlock code.
 
 import { join } from 'path';
-import { mkdtempSync, readFileSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { testKernel, FETCH_TIMEOUT_MS } from './kernel';
 import { loadVmlinuxImage, type VmlinuxImage } from '../../kernel-model/vmlinux-image';
@@ -74,17 +74,25 @@ describe('boot-time patching by Linux 6.1 rules', () => {
 
   it('a boot-patched image written to disk verifies; the original does not', () => {
     const dir = mkdtempSync(join(tmpdir(), 'textpoke-boot-'));
-    const out = join(dir, 'vmlinux.booted');
-    writePatchedImage(img, bootPatchImage(img).writes, out);
-    const patched = loadVmlinuxImage(out, join(img.path, '..', 'System.map'));
-    const v = verifyImage(patched, { against: img });
-    expect(v.mismatches).toBe(0);
-    expect(v.sites.every((s) => s.changed)).toBe(true);
-    expect(verifyImage(img).ok).toBe(false);
-    // Same layout: only site bytes changed.
-    expect(readFileSync(out).length).toBe(readFileSync(img.path).length);
+    try {
+      checkBootPatchedCopy(join(dir, 'vmlinux.booted'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
+
+/** Writes a boot-patched copy of the kernel to `out`, reloads it and verifies it. */
+function checkBootPatchedCopy(out: string): void {
+  writePatchedImage(img, bootPatchImage(img).writes, out);
+  const patched = loadVmlinuxImage(out, join(img.path, '..', 'System.map'));
+  const v = verifyImage(patched, { against: img });
+  expect(v.mismatches).toBe(0);
+  expect(v.sites.every((s) => s.changed)).toBe(true);
+  expect(verifyImage(img).ok).toBe(false);
+  // Same layout: only site bytes changed.
+  expect(readFileSync(out).length).toBe(readFileSync(img.path).length);
+}
 
 describe('runtime patching of the lock ops on the emulated machine', () => {
   const TO_NATIVE: OpChange[] = [

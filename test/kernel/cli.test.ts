@@ -1,0 +1,82 @@
+// The CLI on Debian's 6.1 vmlinux: load, disasm, verify, and patch (boot-time and
+// runtime) followed by verify on the written ELF.
+
+import { join } from 'path';
+import { existsSync } from 'fs';
+import { testKernel, FETCH_TIMEOUT_MS } from './kernel';
+import { textpoke, json, tempDir, removeTempDirs } from '../cli/textpoke';
+import type { KernelFiles } from '../../kernel-model/fetch';
+
+afterAll(removeTempDirs);
+
+describe('textpoke on a real vmlinux', () => {
+  let k: KernelFiles;
+  let dir: string;
+
+  beforeAll(async () => {
+    k = await testKernel();
+    dir = tempDir();
+  }, FETCH_TIMEOUT_MS);
+
+  it('load: sections, symbols, pv sites by op, alternatives', () => {
+    const j = json<{ kind: string; symbols: number; sections: { name: string }[]; sites: { total: number; original: number; byOp: { op: string; count: number }[] }; alternatives: { total: number; overlappingSites: number } }>(
+      textpoke(['load', k.vmlinux, '--map', k.systemMap, '--json']),
+    );
+    expect(j.kind).toBe('vmlinux');
+    expect(j.symbols).toBeGreaterThan(50000);
+    expect(j.sections.map((s) => s.name)).toEqual(expect.arrayContaining(['.text', '.data', '.parainstructions', '.altinstructions']));
+    expect(j.sites.total).toBeGreaterThan(3000);
+    expect(j.sites.original).toBe(j.sites.total);
+    expect(j.sites.byOp.find((o) => o.op === 'lock.queued_spin_unlock')!.count).toBeGreaterThan(10);
+    expect(j.alternatives.total).toBeGreaterThan(1000);
+    expect(j.alternatives.overlappingSites).toBeGreaterThan(0);
+  });
+
+  it('disasm _raw_spin_unlock: the unpatched pv call annotated', () => {
+    const r = textpoke(['disasm', k.vmlinux, '_raw_spin_unlock', '--map', k.systemMap]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/<_raw_spin_unlock\+0x[0-9a-f]+>: +ff 15 [0-9a-f ]+ +callq? \*0x[0-9a-f]+ <pv_ops\+0x[0-9a-f]+> +# pv site lock\.queued_spin_unlock \(6 bytes\): original \(indirect call through pv_ops\)/);
+    expect(r.ms).toBeLessThan(5000);
+  });
+
+  it('verify: the distribution image still holds the indirect calls (exit 1)', () => {
+    const r = textpoke(['verify', k.vmlinux, '--map', k.systemMap, '--limit', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/paravirt site\(s\) checked against pv_ops \(linux-6\.1 rules\): \d+ mismatch/);
+  });
+
+  it('patch --boot, then verify the written ELF (exit 0)', () => {
+    const out = join(dir, 'vmlinux.booted');
+    const p = json<{ mode: string; files: string[]; byForm: Record<string, number> }>(textpoke(['patch', k.vmlinux, '--map', k.systemMap, '--boot', '-o', out, '--json']));
+    expect(p.mode).toBe('boot');
+    expect(p.files).toEqual([out]);
+    expect(p.byForm.inline).toBeGreaterThan(1000);
+    const v = textpoke(['verify', out, '--map', k.systemMap, '--against', k.vmlinux, '--against-map', k.systemMap]);
+    expect(v.code).toBe(0);
+    expect(v.stdout).toMatch(/all match/);
+    const d = textpoke(['disasm', out, '_raw_spin_unlock', '--map', k.systemMap]);
+    expect(d.stdout).toMatch(/c6 07 00 +movb \$0,\(%rdi\) +# pv site lock\.queued_spin_unlock \(6 bytes\): boot-patched/);
+  });
+
+  it('run: the seed deadlock on the real kernel, and its NMI-safe twin', () => {
+    const scen = (n: string): string => join(__dirname, '..', '..', '..', 'fixtures', 'scenarios', 'kernel', `${n}.json`);
+    const d = json<{ outcome: string; cycle: number[]; cpus: { symbol: string; context: string[] }[] }>(textpoke(['run', scen('real-nmi-deadlock-primary'), '--json']));
+    expect(d.outcome).toBe('deadlock');
+    expect(d.cycle).toEqual([0, 1]);
+    expect(d.cpus[1].context).toEqual(['thread', 'stop_machine', 'NMI', '#BP']);
+    const s = textpoke(['run', scen('real-nmi-safe-primary')]);
+    expect(s.code).toBe(0);
+    expect(s.stdout).toMatch(/COMPLETED/);
+    expect(s.stdout).toMatch(/… \d+ more changed site\(s\), all verified/);
+  });
+
+  it('patch at runtime (paravirt boot, unlock switched to native, NMI-safe), then verify', () => {
+    const out = join(dir, 'vmlinux.runtime');
+    const r = textpoke(['patch', k.vmlinux, '--map', k.systemMap, '--boot-op', 'lock.queued_spin_unlock=paravirt', '--op', 'lock.queued_spin_unlock=native', '--nmi', '-o', out]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/completed after/);
+    expect(existsSync(out)).toBe(true);
+    expect(textpoke(['verify', out, '--map', k.systemMap]).code).toBe(0);
+  });
+});
