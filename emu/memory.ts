@@ -69,6 +69,8 @@ export class Memory {
   /** Global sequence of logged (code-page) writes; CPUs record it when they serialize. */
   writeSeq = 0;
   private nextWatchId = 1;
+  /** The pages each watch sits on, so unwatch touches only those. */
+  private readonly watchPages = new Map<number, Page[]>();
   /** Code-page writes since the start, for consumers (stale fetch mode) that catch up lazily. */
   readonly codeWriteLog: { seq: number; page: Page; writer: number }[] = [];
 
@@ -193,6 +195,8 @@ export class Memory {
    */
   watch(addr: bigint, size: number, fn: WatchFn): number {
     const id = this.nextWatchId++;
+    const on: Page[] = [];
+    this.watchPages.set(id, on);
     let a = BigInt.asUintN(64, addr);
     let left = size;
     while (left > 0) {
@@ -203,6 +207,7 @@ export class Memory {
       if (pg) {
         if (!pg.watches) pg.watches = [];
         pg.watches.push({ start: off, end: off + n, fn, id });
+        on.push(pg);
         pg.flags |= PAGE_WATCHED;
         this.dropFromWriteTlb(pg);
       }
@@ -213,7 +218,10 @@ export class Memory {
   }
 
   unwatch(id: number): void {
-    for (const pg of this.pages.values()) {
+    const on = this.watchPages.get(id);
+    if (!on) return;
+    this.watchPages.delete(id);
+    for (const pg of on) {
       if (!pg.watches) continue;
       const kept = pg.watches.filter((w) => w.id !== id);
       if (kept.length === pg.watches.length) continue;

@@ -10,7 +10,9 @@ import { requireSymbol } from './image';
 import { KernelLayout, PT_REGS } from './layout';
 import { type KernelCtx, type PlannedSite, type ProtocolVariant, KernelLog } from './kctx';
 import { PvOps, type OpMode } from './pv-ops';
-import { generatePatch, encodeCall } from './paravirt-patch';
+import { generatePatch, encodeCall, type PatchChoice } from './paravirt-patch';
+import { compareSite } from './verify';
+import type { PvSite } from './image';
 import { X86_NOPS } from './nops';
 import { LockTracker } from './locks';
 import { textPokeLate, textPokeNmi, pokeInt3Native } from './text-poke-late';
@@ -191,14 +193,16 @@ export class KernelModel implements KernelCtx {
         } else {
           // int3 emulation stands in for one 5-byte call or NOP; the bytes after it stay.
           // Anything else (inline code, a 6-byte NOP) could be mid-execution on another
-          // CPU at an instruction boundary the new bytes do not have.
+          // CPU at an instruction boundary the new bytes do not have. A site already in
+          // the requested state needs no patch, whatever its form.
+          const choice = this.pv.choice(c.op, target);
+          if (this.siteMatches(s, old, choice)) continue;
           if (!firstInsnIsCallOrNop5(old)) {
             throw new PatchRequestError(
               `the batch protocol cannot patch ${c.op} at 0x${s.address.toString(16)}: it holds ${disasmInline(old, s.address, null)}, ` +
                 'and int3 emulation can only replace a 5-byte call or NOP (use the stop-machine protocol)',
             );
           }
-          const choice = this.pv.choice(c.op, target);
           const head = choice.nop ? X86_NOPS[5] : encodeCall(s.address, target);
           bytes = old.slice();
           bytes.set(head, 0);
@@ -210,6 +214,14 @@ export class KernelModel implements KernelCtx {
       }
     }
     return out;
+  }
+
+  /** Whether a site's bytes already implement `choice` (by the image's own rules or equivalently). */
+  private siteMatches(s: PvSite, bytes: Uint8Array, choice: PatchChoice): boolean {
+    const expected = this.img.generateSites
+      ? this.img.generateSites(new Map([[s.op, choice.target]]), (op) => this.pv.read(this.m, op)).get(s.address)!
+      : generatePatch(s.op, s.address, s.len, choice).bytes;
+    return compareSite(s, bytes, expected, choice).ok;
   }
 
   /** Whether any CPU recorded an oops (an unexpected exception in the guest). */
