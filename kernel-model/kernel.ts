@@ -10,9 +10,8 @@ import { requireSymbol } from './image';
 import { KernelLayout, PT_REGS } from './layout';
 import { type KernelCtx, type PlannedSite, type ProtocolVariant, KernelLog } from './kctx';
 import { PvOps, type OpMode } from './pv-ops';
-import { generatePatch, encodeCall, type PatchChoice } from './paravirt-patch';
+import { generatePatch, encodeCall } from './paravirt-patch';
 import { compareSite } from './verify';
-import type { PvSite } from './image';
 import { X86_NOPS } from './nops';
 import { LockTracker } from './locks';
 import { textPokeLate, textPokeNmi, pokeInt3Native } from './text-poke-late';
@@ -173,9 +172,7 @@ export class KernelModel implements KernelCtx {
     // A real kernel's own rules (6.1: paravirt call or nothing, then the ALTERNATIVE
     // replacement when its feature condition holds) decide the new bytes there.
     const targets = new Map(req.ops.map((c) => [c.op, this.pv.target(c.op, c.mode)]));
-    const kernelBytes = req.protocol !== 'batch' && this.img.generateSites
-      ? this.img.generateSites(targets, (op) => this.pv.read(this.m, op))
-      : null;
+    const kernelBytes = this.img.generateSites ? this.img.generateSites(targets, (op) => this.pv.read(this.m, op)) : null;
     for (const c of req.ops) {
       const target = this.pv.target(c.op, c.mode);
       for (const s of this.img.sites.filter((x) => x.op === c.op)) {
@@ -183,7 +180,7 @@ export class KernelModel implements KernelCtx {
         let bytes: Uint8Array;
         let form: PlannedSite['form'];
         let emulate: PlannedSite['emulate'];
-        if (kernelBytes) {
+        if (kernelBytes && req.protocol !== 'batch') {
           bytes = kernelBytes.get(s.address)!;
           form = bytes[0] === 0xe8 ? 'call' : this.pv.choice(c.op, target).nop ? 'nop' : 'inline';
         } else if (req.protocol !== 'batch') {
@@ -196,7 +193,8 @@ export class KernelModel implements KernelCtx {
           // CPU at an instruction boundary the new bytes do not have. A site already in
           // the requested state needs no patch, whatever its form.
           const choice = this.pv.choice(c.op, target);
-          if (this.siteMatches(s, old, choice)) continue;
+          const wanted = kernelBytes?.get(s.address) ?? generatePatch(s.op, s.address, s.len, choice).bytes;
+          if (compareSite(s, old, wanted, choice).ok) continue;
           if (!firstInsnIsCallOrNop5(old)) {
             throw new PatchRequestError(
               `the batch protocol cannot patch ${c.op} at 0x${s.address.toString(16)}: it holds ${disasmInline(old, s.address, null)}, ` +
@@ -214,14 +212,6 @@ export class KernelModel implements KernelCtx {
       }
     }
     return out;
-  }
-
-  /** Whether a site's bytes already implement `choice` (by the image's own rules or equivalently). */
-  private siteMatches(s: PvSite, bytes: Uint8Array, choice: PatchChoice): boolean {
-    const expected = this.img.generateSites
-      ? this.img.generateSites(new Map([[s.op, choice.target]]), (op) => this.pv.read(this.m, op)).get(s.address)!
-      : generatePatch(s.op, s.address, s.len, choice).bytes;
-    return compareSite(s, bytes, expected, choice).ok;
   }
 
   /** Whether any CPU recorded an oops (an unexpected exception in the guest). */
