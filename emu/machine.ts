@@ -44,6 +44,12 @@ export interface RunOptions {
   until?: () => boolean;
   /** Called after every slice with the steps run so far (progress bars). */
   onProgress?: (steps: number) => void;
+  /**
+   * Livelock: every CPU that is not waiting or halted has gone round the same PAUSE
+   * loop for at least this many of its instructions, none of them a fixed point (each
+   * iteration changes something). Default 2,000,000; 0 disables.
+   */
+  livelockSteps?: number;
   /** Run only this CPU (single-stepping); the others stay where they are. */
   onlyCpu?: number;
 }
@@ -52,6 +58,7 @@ export type StopReason =
   | 'hlt'
   | 'halted'
   | 'deadlock'
+  | 'livelock'
   | 'step-limit'
   | 'breakpoint'
   | 'shutdown'
@@ -279,6 +286,7 @@ export class Machine implements IpiBus {
 
   onDeliver(cpu: Cpu, vector: number, kind: EventKind): void {
     cpu.spin?.reset();
+    cpu.spin?.endLoop();
     this.probe?.onEvent?.(cpu, vector, kind);
   }
 
@@ -409,6 +417,8 @@ export class Machine implements IpiBus {
     this.stopRequest = null;
     const n = this.cpus.length;
     const runnable = (i: number): boolean => (only === undefined || i === only) && this.runnable(this.cpus[i]);
+    const livelockSteps = opts.livelockSteps ?? 2_000_000;
+    let nextLivelockCheck = this.steps + 65536;
     for (;;) {
       this.fireTimers();
       const req = this.pendingStop();
@@ -439,7 +449,24 @@ export class Machine implements IpiBus {
       if (cpu.shutdown) return this.finish('shutdown', cpu.id);
       if (cpu.halted && opts.stopOnHlt) return this.finish('hlt', cpu.id);
       if (opts.until?.()) return this.finish('until', null);
+      if (livelockSteps > 0 && this.steps >= nextLivelockCheck) {
+        nextLivelockCheck = this.steps + 65536;
+        if (this.livelocked(livelockSteps, only)) return this.finish('livelock', null);
+      }
     }
+  }
+
+  /** Every live CPU spins in one PAUSE loop for `steps` or more, or waits; at least one spins. */
+  private livelocked(steps: number, only: number | undefined): boolean {
+    let spinning = 0;
+    for (const c of this.cpus) {
+      if (only !== undefined && c.id !== only) continue;
+      if (c.shutdown) continue;
+      if ((c.blocked || c.halted) && !eventDeliverable(c)) continue;
+      if ((c.spin?.loopLength() ?? 0) < steps) return false;
+      spinning++;
+    }
+    return spinning > 0;
   }
 
   private pendingStop(): { reason: StopReason; cpu: number | null } | null {

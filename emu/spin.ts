@@ -35,6 +35,14 @@ export class SpinTracker {
   private impure = false;
   private startRetired = 0;
   reads: SpinRead[] = [];
+  /**
+   * The PAUSE loop this CPU has been going round without leaving: where, since which
+   * of its retired instructions, and its last iteration. For livelock detection.
+   */
+  loopLo = 0;
+  loopHi = 0;
+  loopSince = -1;
+  loopLast = -1;
 
   constructor(private readonly cpu: Cpu) {}
 
@@ -79,6 +87,17 @@ export class SpinTracker {
     this.cpu.track = false;
   }
 
+  /** Instructions this CPU has spent in its current PAUSE loop (0 if it is not in one). */
+  loopLength(): number {
+    if (this.loopSince < 0 || this.cpu.retired - this.loopLast > MAX_STEPS) return 0;
+    return this.cpu.retired - this.loopSince;
+  }
+
+  /** Leaving the loop for an event handler ends it. */
+  endLoop(): void {
+    this.loopSince = -1;
+  }
+
   /** Forget everything (an event was delivered, or the CPU was woken). */
   reset(): void {
     this.active = false;
@@ -93,6 +112,15 @@ export class SpinTracker {
    */
   onPause(lo: number, hi: number): boolean {
     const cpu = this.cpu;
+    // The same PAUSE again soon after the last one: still the same loop.
+    if (this.loopSince >= 0 && lo === this.loopLo && hi === this.loopHi && cpu.retired - this.loopLast <= MAX_STEPS) {
+      this.loopLast = cpu.retired;
+    } else {
+      this.loopLo = lo;
+      this.loopHi = hi;
+      this.loopSince = cpu.retired;
+      this.loopLast = cpu.retired;
+    }
     if (
       this.active &&
       lo === this.pauseLo &&

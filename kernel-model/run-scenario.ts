@@ -181,6 +181,7 @@ export function explain(run: ScenarioRun, r: RunResult): RunReport {
   const bugs = k.log.bugs().length + k.oopses().length;
   let outcome: Outcome;
   if (r.stop === 'deadlock') outcome = 'deadlock';
+  else if (r.stop === 'livelock') outcome = 'livelock';
   else if (m.xmc.violations.length > 0) outcome = 'xmc-violation';
   else if (bugs > 0) outcome = 'oops';
   else if ((r.stop === 'halted' || r.stop === 'until') && (!s.patch || k.patchDone) && done >= workers) outcome = 'completed';

@@ -11,7 +11,7 @@ import type { Protocol } from './kernel';
 import type { ProtocolVariant } from './kctx';
 import { PATCH_STATE_NAMES } from './layout';
 
-export type Outcome = 'deadlock' | 'completed' | 'step-limit' | 'xmc-violation' | 'oops';
+export type Outcome = 'deadlock' | 'livelock' | 'completed' | 'step-limit' | 'xmc-violation' | 'oops';
 
 /** When an injection fires. */
 export type Trigger =
@@ -200,7 +200,7 @@ export function parseScenario(json: Json, file: string): Scenario {
     const e = v.obj(o.expect, 'expect');
     v.known(e, 'expect', ['outcome', 'cycle']);
     expect = {
-      outcome: e.outcome === undefined ? undefined : v.oneOf(e.outcome, 'expect.outcome', ['deadlock', 'completed', 'step-limit', 'xmc-violation', 'oops'] as const),
+      outcome: e.outcome === undefined ? undefined : v.oneOf(e.outcome, 'expect.outcome', ['deadlock', 'livelock', 'completed', 'step-limit', 'xmc-violation', 'oops'] as const),
       cycle: e.cycle === undefined ? undefined : (Array.isArray(e.cycle) ? (e.cycle as Json[]).map((c, i) => v.int(c, `expect.cycle[${i}]`, 0, cpus - 1)) : v.fail('expect.cycle', 'expected an array of CPU numbers')),
     };
   }

@@ -223,6 +223,30 @@ describe('waiting CPUs', () => {
     expect(g.m.blockInfo.get(1)?.waitsFor).toEqual([0]);
   });
 
+  it('CPUs that keep going round PAUSE loops that change something are a livelock', () => {
+    const g = guest(
+      `
+      .text
+      # Each CPU waits for a flag nobody sets, counting its attempts: never a fixed point.
+      waiter:
+      1: pause
+        incq %r8
+        cmpq $0, flag(%rip)
+        je 1b
+        hlt
+      .data
+      flag: .quad 0
+      `,
+      { cpus: 2 },
+    );
+    for (const c of g.m.cpus) c.setRipBig(g.sym('waiter'));
+    const r = g.m.run({ schedule: { kind: 'round-robin', quantum: 10 }, maxSteps: 10_000_000, livelockSteps: 100_000 });
+    expect(r.stop).toBe('livelock');
+    expect(r.steps).toBeLessThan(1_000_000);
+    expect(g.m.cpus.every((c) => (c.spin?.loopLength() ?? 0) >= 100_000)).toBe(true);
+    expect(g.m.cpus.every((c) => c.blocked === null)).toBe(true); // spinning, not waiting: no fixed point
+  });
+
   it('a timed event still arrives while every CPU waits', () => {
     const g = guest(ABBA, { cpus: 2 });
     g.m.cpu(0).setRipBig(g.sym('cpu0'));
