@@ -229,8 +229,11 @@ export function regWriter(op: RegOperand): Writer {
   }
 }
 
-/** Writes a register of `size` bits directly (for implicit operands such as rax/rdx). */
-export function setReg(cpu: Cpu, i: number, size: number, lo: number, hi: number): void {
+/**
+ * Writes a register of `size` bits: a 32-bit write zero-extends into the upper half,
+ * 8/16-bit writes merge, `high8` selects AH..BH.
+ */
+export function writeReg(cpu: Cpu, i: number, size: number, high8: boolean, lo: number, hi: number): void {
   const r = cpu.r;
   switch (size) {
     case 64:
@@ -245,8 +248,14 @@ export function setReg(cpu: Cpu, i: number, size: number, lo: number, hi: number
       r[i] = (r[i] & ~0xffff) | (lo & 0xffff);
       return;
     default:
-      r[i] = (r[i] & ~0xff) | (lo & 0xff);
+      if (high8) r[i] = (r[i] & ~0xff00) | ((lo & 0xff) << 8);
+      else r[i] = (r[i] & ~0xff) | (lo & 0xff);
   }
+}
+
+/** Writes a register of `size` bits directly (for implicit operands such as rax/rdx). */
+export function setReg(cpu: Cpu, i: number, size: number, lo: number, hi: number): void {
+  writeReg(cpu, i, size, false, lo, hi);
 }
 
 /** Reads a register of `size` bits directly; hi left in cpu.th. */

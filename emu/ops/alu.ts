@@ -8,7 +8,7 @@ import { HI } from '../regs';
 import type { Decoded } from '../decode';
 import { type Exec, linkNext } from '../insn';
 import { LZ_ADD, LZ_SUB, LZ_LOGIC, LZ_INC, LZ_DEC, LZ_ADC, LZ_SBB, getCF } from '../flags';
-import { compileEa, memRead, memWrite, reader, sizeOf, maskOf, Unsupported } from '../operands';
+import { compileEa, memRead, memWrite, reader, sizeOf, maskOf, Unsupported, writeReg } from '../operands';
 import type { OpRow } from '../optable';
 import { GuestException } from '../fault';
 
@@ -230,27 +230,6 @@ export function compileUnary(d: Decoded, fn: AluFn): Exec {
     memWrite(cpu, a, ah, size, lo, cpu.th);
     return ins.next ?? linkNext(cpu, ins);
   };
-}
-
-/** Register write of any width, including the legacy high-byte registers. */
-export function writeReg(cpu: Cpu, i: number, size: number, high8: boolean, lo: number, hi: number): void {
-  const r = cpu.r;
-  switch (size) {
-    case 64:
-      r[i] = lo;
-      r[i + HI] = hi;
-      return;
-    case 32:
-      r[i] = lo;
-      r[i + HI] = 0;
-      return;
-    case 16:
-      r[i] = (r[i] & ~0xffff) | (lo & 0xffff);
-      return;
-    default:
-      if (high8) r[i] = (r[i] & ~0xff00) | ((lo & 0xff) << 8);
-      else r[i] = (r[i] & ~0xff) | (lo & 0xff);
-  }
 }
 
 /** LOCK on a form that cannot take it is #UD. */

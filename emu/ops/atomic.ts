@@ -23,7 +23,8 @@ import { type Exec, linkNext } from '../insn';
 import { materialize, ZF } from '../flags';
 import { compileEa, getReg, memRead, memWrite, regReader, setReg, sizeOf, Unsupported } from '../operands';
 import type { OpRow } from '../optable';
-import { add, sub, writeReg, lockUd } from './alu';
+import { add, sub, lockUd } from './alu';
+import { writeReg } from '../operands';
 
 function compileCmpxchg(d: Decoded): Exec {
   const [o0, o1] = d.ops;

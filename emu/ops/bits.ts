@@ -13,7 +13,8 @@ import { type Exec, linkNext } from '../insn';
 import { CF, ZF, SF, ARITH, LZ_NONE, materialize } from '../flags';
 import { compileEa, memRead, memWrite, reader, sizeOf, Unsupported, type MemOperand, type Ea } from '../operands';
 import type { OpRow } from '../optable';
-import { writeReg, lockUd } from './alu';
+import { lockUd } from './alu';
+import { writeReg } from '../operands';
 
 // ---- bt / bts / btr / btc ----
 

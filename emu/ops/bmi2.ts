@@ -8,7 +8,7 @@ import type { Decoded } from '../decode';
 import { type Exec, linkNext } from '../insn';
 import { reader, Unsupported } from '../operands';
 import type { OpRow } from '../optable';
-import { writeReg } from './alu';
+import { writeReg } from '../operands';
 
 type Kind = 'shl' | 'shr' | 'sar' | 'ror';
 

@@ -9,7 +9,8 @@ import { type Exec, linkNext } from '../insn';
 import { testCondition } from '../flags';
 import { compileEa, memRead, memWrite, reader, writer, sizeOf, Unsupported } from '../operands';
 import type { OpRow } from '../optable';
-import { writeReg, lockUd } from './alu';
+import { lockUd } from './alu';
+import { writeReg } from '../operands';
 import { compileMovSystem } from './system';
 
 function compileMov(d: Decoded): Exec {

@@ -18,7 +18,8 @@ import { type Exec, linkNext } from '../insn';
 import { CF, OF, ZF, SF, ARITH, LZ_NONE, parityFlag } from '../flags';
 import { reader, sizeOf, Unsupported } from '../operands';
 import type { OpRow } from '../optable';
-import { writeReg, lockUd } from './alu';
+import { lockUd } from './alu';
+import { writeReg } from '../operands';
 
 const TWO32 = 4294967296;
 const RAX = 0;

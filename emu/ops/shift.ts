@@ -18,7 +18,8 @@ import { type Exec, linkNext } from '../insn';
 import { CF, AF, ZF, SF, OF, ARITH, LZ_NONE, materialize, parityFlag } from '../flags';
 import { compileEa, memRead, memWrite, reader, sizeOf, maskOf, Unsupported } from '../operands';
 import type { OpRow } from '../optable';
-import { writeReg, lockUd } from './alu';
+import { lockUd } from './alu';
+import { writeReg } from '../operands';
 
 /** Shifts by a masked, non-zero count; returns lo, leaves hi in cpu.th, sets flags. */
 type ShiftFn = (cpu: Cpu, size: number, lo: number, hi: number, m: number) => number;

@@ -9,7 +9,7 @@ import { type Exec, linkNext } from '../insn';
 import { readFlags, writeFlags, POPF_MASK, IF } from '../flags';
 import { compileEa, reader, memWrite, Unsupported } from '../operands';
 import type { OpRow } from '../optable';
-import { writeReg } from './alu';
+import { writeReg } from '../operands';
 
 const RSP_HI = RSP + HI;
 

@@ -23,7 +23,7 @@ import { HI, RAX, RCX, RSI, RDI } from '../regs';
 import type { Decoded } from '../decode';
 import { type Exec, linkNext } from '../insn';
 import { DF, getZF } from '../flags';
-import { memRead, memWrite, Unsupported } from '../operands';
+import { memRead, memWrite, Unsupported, getReg, setReg } from '../operands';
 import type { OpRow } from '../optable';
 import { pageKey } from '../u64';
 import { sub, lockUd } from './alu';
@@ -109,34 +109,6 @@ function decCount(r: Int32Array, a32: boolean, k: number): void {
   r[RCX + HI] = (r[RCX + HI] - (s < 0 ? 1 : 0)) | 0;
 }
 
-/** Reads the accumulator (AL/AX/EAX/RAX); hi in cpu.th. */
-function readAcc(cpu: Cpu, bits: number): number {
-  const r = cpu.r;
-  cpu.th = bits === 64 ? r[RAX + HI] : 0;
-  return bits === 8 ? r[RAX] & 0xff : bits === 16 ? r[RAX] & 0xffff : r[RAX];
-}
-
-function writeAcc(cpu: Cpu, bits: number, lo: number, hi: number): void {
-  const r = cpu.r;
-  switch (bits) {
-    case 64:
-      r[RAX] = lo;
-      r[RAX + HI] = hi;
-      return;
-    case 32:
-      r[RAX] = lo;
-      r[RAX + HI] = 0;
-      return;
-    case 16:
-      r[RAX] = (r[RAX] & ~0xffff) | (lo & 0xffff);
-      return;
-    default:
-      r[RAX] = (r[RAX] & ~0xff) | (lo & 0xff);
-  }
-}
-
-// ---- One element ----
-
 /** Performs one element and advances rSI/rDI by `delta`; memory is touched before registers. */
 type Step = (cpu: Cpu, delta: number) => void;
 
@@ -158,7 +130,7 @@ function stepFor(kind: number, bytes: number, a32: boolean, seg: 'fs' | 'gs' | n
       return (cpu, delta) => {
         const d = dstAddr(cpu, a32);
         const dh = cpu.eh;
-        const v = readAcc(cpu, bits);
+        const v = getReg(cpu, RAX, bits);
         memWrite(cpu, d, dh, bits, v, cpu.th);
         advance(cpu.r, RDI, a32, delta);
       };
@@ -166,7 +138,7 @@ function stepFor(kind: number, bytes: number, a32: boolean, seg: 'fs' | 'gs' | n
       return (cpu, delta) => {
         const s = srcAddr(cpu, a32, seg);
         const v = memRead(cpu, s, cpu.eh, bits);
-        writeAcc(cpu, bits, v, bits === 64 ? cpu.th : 0);
+        setReg(cpu, RAX, bits, v, bits === 64 ? cpu.th : 0);
         advance(cpu.r, RSI, a32, delta);
       };
     case CMPS:
@@ -188,7 +160,7 @@ function stepFor(kind: number, bytes: number, a32: boolean, seg: 'fs' | 'gs' | n
         const d = dstAddr(cpu, a32);
         const b = memRead(cpu, d, cpu.eh, bits);
         const bh = bits === 64 ? cpu.th : 0;
-        const a = readAcc(cpu, bits);
+        const a = getReg(cpu, RAX, bits);
         sub(cpu, bits, a, cpu.th, b, bh);
         advance(cpu.r, RDI, a32, delta);
       };

@@ -15,7 +15,7 @@ import { deliver, iretq, VEC_BP, VEC_DB, VEC_UD } from '../events';
 import { cpuid } from '../cpuid';
 import { compileEa, reader, writer, Unsupported, getReg, setReg } from '../operands';
 import type { OpRow } from '../optable';
-import { writeReg } from './alu';
+import { writeReg } from '../operands';
 import { toBig, loOf, hiOf } from '../u64';
 import { Prng } from '../scheduler';
 
