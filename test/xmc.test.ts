@@ -81,6 +81,36 @@ const SRC = `
   seen: .quad 0
 `;
 
+/** A reader that runs the patched site once, late, and two patchers: one skips syncs. */
+const LATE = `
+  .text
+  later_runner:             # CPU 1: busy elsewhere, then runs site2 once
+    sti
+    mov $3000, %ecx
+  3:
+    dec %ecx
+    jnz 3b
+  site2:
+    mov $1, %eax
+    mov %eax, seen(%rip)
+    hlt
+  sloppy_patcher:
+    movb $0xcc, site2(%rip)
+    call sync
+    call spin_a_while         # let CPU 1 leave its IPI handler (whose IRETQ serializes)
+    movl $2, site2+1(%rip)
+    movb $0xb8, site2(%rip)   # no sync after the tail, nor after the first byte
+    hlt
+  careful_patcher:
+    movb $0xcc, site2(%rip)
+    call sync
+    movl $2, site2+1(%rip)
+    call sync
+    movb $0xb8, site2(%rip)
+    call sync
+    hlt
+`;
+
 function build(mode: FetchMode, patcher: string): ReturnType<typeof guest> {
   const g = guest(SRC, { cpus: 2, fetchMode: mode, gates: { 0x50: ['irq50'], 3: ['bp'] } });
   g.m.cpu(0).setRipBig(g.sym(patcher));
@@ -112,78 +142,23 @@ describe.each<FetchMode>(['coherent', 'stale'])('XMC checker (%s fetch)', (mode)
     expect(g.m.mem.readU64(g.sym('seen'))).toBe(2n);
   });
 
+  /** CPU 1 runs site2 once, after CPU 0 has patched it with `patcher` (both below). */
+  function lateReader(patcher: string): ReturnType<typeof guest> {
+    const g = guest(SRC + LATE, { cpus: 2, fetchMode: mode, gates: { 0x50: ['irq50'], 3: ['bp'] } });
+    g.m.cpu(0).setRipBig(g.sym(patcher));
+    g.m.cpu(1).setRipBig(g.sym('later_runner'));
+    g.m.run({ schedule: { kind: 'round-robin', quantum: 1 }, maxSteps: 20000 });
+    return g;
+  }
+
   it('reports a skipped sync: the reader runs the new bytes without having serialized since the tail was written', () => {
-    const g = guest(
-      SRC +
-        `
-      .text
-      later_runner:             # CPU 1: busy elsewhere, then runs site2 once
-        sti
-        mov $3000, %ecx
-      3:
-        dec %ecx
-        jnz 3b
-      site2:
-        mov $1, %eax
-        mov %eax, seen(%rip)
-        hlt
-      sloppy_patcher:
-        movb $0xcc, site2(%rip)
-        call sync
-        call spin_a_while         # let CPU 1 leave its IPI handler (whose IRETQ serializes)
-        movl $2, site2+1(%rip)
-        movb $0xb8, site2(%rip)   # no sync after the tail, nor after the first byte
-        hlt
-      careful_patcher:
-        movb $0xcc, site2(%rip)
-        call sync
-        movl $2, site2+1(%rip)
-        call sync
-        movb $0xb8, site2(%rip)
-        call sync
-        hlt
-      `,
-      { cpus: 2, fetchMode: mode, gates: { 0x50: ['irq50'], 3: ['bp'] } },
-    );
-    const run = (patcher: string): void => {
-      g.m.cpu(0).setRipBig(g.sym(patcher));
-      g.m.cpu(1).setRipBig(g.sym('later_runner'));
-      g.m.run({ schedule: { kind: 'round-robin', quantum: 1 }, maxSteps: 20000 });
-    };
-    run('sloppy_patcher');
+    const g = lateReader('sloppy_patcher');
     expect(g.m.xmc.violations.map((v) => [v.cpu, v.address])).toEqual([[1, g.sym('site2')]]);
     expect(g.m.mem.readU64(g.sym('seen'))).toBe(2n);
   });
 
   it('passes the same late reader when every phase is synced', () => {
-    const g = guest(
-      SRC +
-        `
-      .text
-      later_runner:
-        sti
-        mov $3000, %ecx
-      3:
-        dec %ecx
-        jnz 3b
-      site2:
-        mov $1, %eax
-        mov %eax, seen(%rip)
-        hlt
-      careful_patcher:
-        movb $0xcc, site2(%rip)
-        call sync
-        movl $2, site2+1(%rip)
-        call sync
-        movb $0xb8, site2(%rip)
-        call sync
-        hlt
-      `,
-      { cpus: 2, fetchMode: mode, gates: { 0x50: ['irq50'], 3: ['bp'] } },
-    );
-    g.m.cpu(0).setRipBig(g.sym('careful_patcher'));
-    g.m.cpu(1).setRipBig(g.sym('later_runner'));
-    g.m.run({ schedule: { kind: 'round-robin', quantum: 1 }, maxSteps: 20000 });
+    const g = lateReader('careful_patcher');
     expect(g.m.xmc.violations).toEqual([]);
     expect(g.m.mem.readU64(g.sym('seen'))).toBe(2n);
   });
