@@ -33,7 +33,7 @@ import {
 } from 'iced-x86';
 import { Prng } from '../../emu/scheduler';
 import { decodeOne, isDecodeFailure, icedFlagsToArch, CODE_NAMES, MNEMONIC_NAMES, type Decoded } from '../../emu/decode';
-import { ARITH, CF, DF } from '../../emu/flags';
+import { ARITH, CF, DF, OF } from '../../emu/flags';
 import {
   INSN_ADDR,
   TARGET_BACK,
@@ -797,12 +797,15 @@ function countOf(b: Builder, c: Choice | undefined): bigint {
 function sizeBits(b: Builder, c: Choice): number {
   return c.t === 'reg' ? c.size : (b.mem?.size ?? 8) * 8;
 }
-for (const m of [Mnemonic.Shl, Mnemonic.Sal, Mnemonic.Shr]) {
+for (const m of [Mnemonic.Shl, Mnemonic.Sal, Mnemonic.Shr, Mnemonic.Sar, Mnemonic.Rol, Mnemonic.Ror, Mnemonic.Rcl, Mnemonic.Rcr]) {
   PROFILES.get(m)!.undef = (b, ops) => {
-    // SDM: for SHL/SHR with a count >= the operand size (8/16-bit forms), CF is undefined.
     const size = sizeBits(b, ops[0]);
     const n = Number(countOf(b, ops[1]) & (size === 64 ? 0x3fn : 0x1fn));
-    if (n >= size) b.undefFlags |= CF;
+    // SDM: OF is defined only for 1-bit shifts and rotates (a masked count of 0 changes
+    // no flags). iced-x86 cannot tell from the form alone; CPU vendors differ here.
+    if (n > 1) b.undefFlags |= OF;
+    // SDM: for SHL/SHR with a count >= the operand size (8/16-bit forms), CF is undefined.
+    if ((m === Mnemonic.Shl || m === Mnemonic.Sal || m === Mnemonic.Shr) && n >= size) b.undefFlags |= CF;
   };
 }
 for (const m of [Mnemonic.Shld, Mnemonic.Shrd]) {
