@@ -692,6 +692,8 @@ const SHIFTS = [
   Mnemonic.Shld, Mnemonic.Shrd,
 ];
 const BT = [Mnemonic.Bt, Mnemonic.Bts, Mnemonic.Btr, Mnemonic.Btc];
+/** Producers whose undefined flags depend on operand values (see the `undef` profiles). */
+const VALUE_UNDEFINED_FLAGS = new Set<number>([...SHIFTS, Mnemonic.Bsf, Mnemonic.Bsr]);
 const RCX_BRANCHES = [Mnemonic.Loop, Mnemonic.Loope, Mnemonic.Loopne, Mnemonic.Jrcxz, Mnemonic.Jecxz];
 
 const setCountInCl = (b: Builder): void => {
@@ -1265,8 +1267,11 @@ function tryPairCase(p: Prng, form: Form, producers: Form[], index: number): Ora
       if (!cb) return null;
       const cd = decodeAs(cb, at, form.mnemonic);
       if (!cd) return null;
-      // A flag the producer leaves undefined must not decide the consumer's result.
+      // A flag the producer leaves undefined must not decide the consumer's result —
+      // including flags only its operand values leave undefined (a shift or rotate by
+      // more than one and OF, large shift counts and CF), which iced-x86 cannot report.
       if (pd.flagsUndefined & cd.flagsRead) continue;
+      if (VALUE_UNDEFINED_FLAGS.has(pf.mnemonic) && cd.flagsRead & (OF | CF)) continue;
       const bytes = new Uint8Array(pb.length + cb.length);
       bytes.set(pb, 0);
       bytes.set(cb, pb.length);
