@@ -15,6 +15,8 @@ const TLB_SIZE = 256;
 /** Page flag bits: any set bit sends writes down the slow path. */
 export const PAGE_CODE = 1;
 export const PAGE_WATCHED = 2;
+/** Reads of the page are watched (debugger read watchpoints): kept out of the read TLB. */
+export const PAGE_RWATCHED = 4;
 
 /** A memory-mapped device page (the xAPIC register page). Accesses are per CPU. */
 export interface MmioDevice {
@@ -46,6 +48,8 @@ export class Page {
   writer: Int16Array | null = null;
   seq: Float64Array | null = null;
   watches: Watch[] | null = null;
+  /** Read watches (debugger watchpoints); reads of such a page take the CPU's slow path. */
+  readWatches: Watch[] | null = null;
   constructor(readonly key: number) {}
 }
 
@@ -126,6 +130,7 @@ export class Memory {
     const key = pageKey(lo, hi);
     const pg = this.pages.get(key);
     if (!pg) throw new PageFault(lo, hi, false, fetch);
+    if (pg.flags & PAGE_RWATCHED) return pg;
     const i = (lo >>> 12) & (TLB_SIZE - 1);
     this.tlbKey[i] = key;
     this.tlbPage[i] = pg;
@@ -150,6 +155,14 @@ export class Memory {
     this.wtlbKey.fill(-1);
     this.tlbPage.fill(null);
     this.wtlbPage.fill(null);
+  }
+
+  private dropFromReadTlb(pg: Page): void {
+    const i = pg.key % TLB_SIZE;
+    if (this.tlbKey[i] === pg.key) {
+      this.tlbKey[i] = -1;
+      this.tlbPage[i] = null;
+    }
   }
 
   private dropFromWriteTlb(pg: Page): void {
@@ -217,16 +230,60 @@ export class Memory {
     return id;
   }
 
+  /**
+   * Calls `fn` after every CPU read that overlaps [addr, addr+size) (a debugger's read
+   * watchpoint). The pages leave the read TLB, so only their reads pay for it.
+   */
+  watchReads(addr: bigint, size: number, fn: WatchFn): number {
+    const id = this.nextWatchId++;
+    const on: Page[] = [];
+    this.watchPages.set(id, on);
+    let a = BigInt.asUintN(64, addr);
+    let left = size;
+    while (left > 0) {
+      const off = Number(a & 0xfffn);
+      const n = Math.min(left, PAGE_SIZE - off);
+      const pg = this.pages.get(Number(a >> 12n));
+      if (pg) {
+        if (!pg.readWatches) pg.readWatches = [];
+        pg.readWatches.push({ start: off, end: off + n, fn, id });
+        on.push(pg);
+        pg.flags |= PAGE_RWATCHED;
+        this.dropFromReadTlb(pg);
+      }
+      a = BigInt.asUintN(64, a + BigInt(n));
+      left -= n;
+    }
+    return id;
+  }
+
+  /** Calls the read watches of `pg` that overlap a read of `size` bytes at page offset `off`. */
+  noteRead(pg: Page, off: number, size: number, cpu: number, lo: number, hi: number): void {
+    const end = off + size;
+    for (const wt of pg.readWatches?.slice() ?? []) {
+      if (wt.start < end && off < wt.end) wt.fn(cpu, lo, hi, size);
+    }
+  }
+
   unwatch(id: number): void {
     const on = this.watchPages.get(id);
     if (!on) return;
     this.watchPages.delete(id);
     for (const pg of on) {
-      if (!pg.watches) continue;
-      const kept = pg.watches.filter((w) => w.id !== id);
-      if (kept.length === pg.watches.length) continue;
-      pg.watches = kept.length ? kept : null;
-      if (!pg.watches) pg.flags &= ~PAGE_WATCHED;
+      if (pg.watches) {
+        const kept = pg.watches.filter((w) => w.id !== id);
+        if (kept.length !== pg.watches.length) {
+          pg.watches = kept.length ? kept : null;
+          if (!pg.watches) pg.flags &= ~PAGE_WATCHED;
+        }
+      }
+      if (pg.readWatches) {
+        const kept = pg.readWatches.filter((w) => w.id !== id);
+        if (kept.length !== pg.readWatches.length) {
+          pg.readWatches = kept.length ? kept : null;
+          if (!pg.readWatches) pg.flags &= ~PAGE_RWATCHED;
+        }
+      }
     }
   }
 
