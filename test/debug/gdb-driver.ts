@@ -8,7 +8,7 @@ import { execFile, spawnSync } from 'child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { loadScenario } from '../../kernel-model/scenario';
+import { loadScenario, parseScenario } from '../../kernel-model/scenario';
 import { prepareScenario, type ScenarioRun, type RunOverrides } from '../../kernel-model/run-scenario';
 import { consoleScenario } from '../../kernel-model/console';
 import { serveGdb } from '../../debug/gdb-server';
@@ -30,6 +30,15 @@ export function prepare(name: string, o: RunOverrides = {}): ScenarioRun {
 export function prepareImage(image: string, cpus: number): ScenarioRun {
   const { scenario, file } = consoleScenario(image, cpus);
   return prepareScenario(scenario, {}, file);
+}
+
+/** Two CPUs taking a shared lock many million times: a run that lasts until interrupted. */
+export function prepareLongRun(): ScenarioRun {
+  const s = parseScenario(
+    { name: 'long', image: 'minikernel', cpus: 2, work: [{ entry: 'workload_locker', arg: 100_000_000 }, { entry: 'workload_locker', arg: 100_000_000 }], maxSteps: 1e12 },
+    'long-run',
+  );
+  return prepareScenario(s, {}, 'long-run');
 }
 
 const dirs: string[] = [];
