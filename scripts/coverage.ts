@@ -4,10 +4,10 @@
 // implements, and the missing mnemonics and unsupported forms ranked by count.
 
 import * as fs from 'fs';
-import { elfChunks, isElfFile } from '../kernel-model/coverage-input';
+import { elfChunks, isElfFile } from '../kernel-model/image/coverage-input';
 import { sweepCoverage, formatCoverage, coverageToJson, type CoverageChunk } from '../emu/coverage';
-import { loadVmlinux } from '../kernel-model/vmlinux';
-import { fetchKernel } from '../kernel-model/fetch';
+import { loadVmlinux } from '../kernel-model/image/vmlinux';
+import { fetchKernel } from '../kernel-model/image/download';
 
 const USAGE =
   'usage: coverage [file] [--system-map FILE | --no-symbols] [--section NAME]... [--base ADDR] [--top N] [--json]\n' +

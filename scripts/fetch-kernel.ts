@@ -2,7 +2,7 @@
 // Downloads Debian's 6.1 cloud kernel into .cache/kernel/<version>/ (see kernel-model/fetch.ts).
 // A second run only checks the cache and exits.
 
-import { fetchKernel, type FetchOptions } from '../kernel-model/fetch';
+import { fetchKernel, type FetchOptions } from '../kernel-model/image/download';
 
 const USAGE = 'usage: fetch-kernel [--version <6.1.0-N-cloud-amd64 | N>] [--cached] [--verify] [--cache <dir>] [--json]';
 

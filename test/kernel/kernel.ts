@@ -2,7 +2,7 @@
 // (downloading it on a fresh machine, a quick manifest check otherwise) and returns
 // its files. Call from beforeAll with a long timeout.
 
-import { fetchKernel, type KernelFiles } from '../../kernel-model/fetch';
+import { fetchKernel, type KernelFiles } from '../../kernel-model/image/download';
 
 let pending: Promise<KernelFiles> | null = null;
 
