@@ -18,7 +18,7 @@ export { loadImage } from './kernel-model/image/load';
 export type { KernelImage, PvSite } from './kernel-model/image/kernel-image';
 export { loadFixture } from './kernel-model/image/fixture-image';
 export { loadVmlinuxImage } from './kernel-model/image/vmlinux-image';
-export { fetchKernel } from './kernel-model/image/download';
+export { downloadKernel } from './kernel-model/image/download';
 
 // Patching and verification
 export { bootPatchImage } from './kernel-model/linux/boot-patch';

@@ -8,7 +8,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { Machine } from '../emu/machine';
 import { sweepCoverage } from '../emu/coverage';
-import { fetchKernel, type KernelFiles } from '../kernel-model/image/download';
+import { downloadKernel, type KernelFiles } from '../kernel-model/image/download';
 import { loadImage } from '../kernel-model/image/load';
 import { VmlinuxImage } from '../kernel-model/image/vmlinux-image';
 import { bootPatch61 } from '../kernel-model/linux/alternatives-6.1';
@@ -113,7 +113,7 @@ export async function benchKernel(o: BenchOptions): Promise<KernelResults | Kern
   let files: KernelFiles;
   let fetchMs: number;
   try {
-    const t = await timedAsync(() => fetchKernel({ preferCached: true, log: (s) => o.log(`fetch-kernel: ${s}`) }));
+    const t = await timedAsync(() => downloadKernel({ preferCached: true, log: (s) => o.log(`fetch-kernel: ${s}`) }));
     files = t.value;
     fetchMs = t.seconds * 1e3;
   } catch (e) {

@@ -1,4 +1,4 @@
-// Fetches a Debian 6.1 cloud kernel into .cache/kernel/<version>/: vmlinux (the ELF
+// Downloads a Debian 6.1 cloud kernel into .cache/kernel/<version>/: vmlinux (the ELF
 // decompressed from the bzImage's LZ4 payload), the real System.map (from the -dbg
 // package, which is ~280 MB: streamed out, then the .deb is deleted) and a manifest.
 // A second call finds the manifest and returns at once, so tests can call this from
@@ -45,7 +45,7 @@ export interface KernelFiles {
   fetched: boolean;
 }
 
-export interface FetchOptions {
+export interface DownloadOptions {
   /** Kernel ABI name ("6.1.0-56-cloud-amd64") or just its number ("56"); default: env TEXTPOKE_KERNEL, else the newest apt offers. */
   version?: string;
   /** Cache root; default <repo>/.cache/kernel. */
@@ -312,8 +312,8 @@ export function decompressBzImage(vmlinuz: string, outFile: string): { size: num
   return { size: r.size };
 }
 
-/** Picks the kernel version to use (see FetchOptions.version). */
-export function pickVersion(opts: FetchOptions, cacheDir: string): string {
+/** Picks the kernel version to use (see DownloadOptions.version). */
+export function pickVersion(opts: DownloadOptions, cacheDir: string): string {
   const want = opts.version ?? process.env.TEXTPOKE_KERNEL;
   if (want) return normalizeVersion(want);
   if (opts.preferCached) {
@@ -336,7 +336,7 @@ export function pickVersion(opts: FetchOptions, cacheDir: string): string {
 }
 
 /** Makes sure the kernel is in the cache, downloading it if needed, and returns its files. */
-export async function fetchKernel(opts: FetchOptions = {}): Promise<KernelFiles> {
+export async function downloadKernel(opts: DownloadOptions = {}): Promise<KernelFiles> {
   const log = opts.log ?? ((): void => {});
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   fs.mkdirSync(cacheDir, { recursive: true });

@@ -1,6 +1,6 @@
 // Boot-time paravirt patching of an image, offline: the bytes every paravirt site
 // holds after the kernel's boot patching, for the image's own pv_ops. A vmlinux
-// follows Linux 6.1's rules (boot-patch-61.ts); a fixture follows DESIGN.md's
+// follows Linux 6.1's rules (alternatives-6.1.ts); a fixture follows DESIGN.md's
 // (inline native templates for native ops, calls otherwise, NOPs for the no-op).
 
 import type { KernelImage, PvSite } from '../image/kernel-image';

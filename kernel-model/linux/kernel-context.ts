@@ -45,7 +45,7 @@ export class KernelLog {
   }
 }
 
-export interface KernelCtx {
+export interface KernelContext {
   readonly m: Machine;
   readonly L: KernelLayout;
   readonly ncpus: number;
@@ -58,7 +58,7 @@ export interface KernelCtx {
 }
 
 /** Reads guest memory without taking a step: for reports and wait-for descriptions only. */
-export function peek64(k: KernelCtx, addr: bigint): bigint {
+export function peek64(k: KernelContext, addr: bigint): bigint {
   return k.m.mem.readU64(addr);
 }
 

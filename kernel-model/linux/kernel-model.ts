@@ -8,7 +8,7 @@ import type { HostContext, HostGen } from '../../emu/host';
 import type { KernelImage } from '../image/kernel-image';
 import { requireSymbol } from '../image/kernel-image';
 import { KernelLayout, PT_REGS } from './kernel-layout';
-import { type KernelCtx, type PlannedSite, type ProtocolVariant, KernelLog } from './kernel-context';
+import { type KernelContext, type PlannedSite, type ProtocolVariant, KernelLog } from './kernel-context';
 import { PvOps, type OpMode } from './pv-ops';
 import { generatePatch, encodeCall } from './paravirt-patch';
 import { compareSite } from './verify-site';
@@ -63,7 +63,7 @@ export interface KernelModelOptions {
   locks?: Record<string, string>;
 }
 
-export class KernelModel implements KernelCtx {
+export class KernelModel implements KernelContext {
   readonly L: KernelLayout;
   readonly ncpus: number;
   readonly variant: ProtocolVariant;

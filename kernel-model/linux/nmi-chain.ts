@@ -4,10 +4,10 @@
 // list changes by single pointer stores, so a walk in progress on another CPU always
 // sees a well-formed list (the property Linux gets from RCU).
 
-import type { KernelCtx } from './kernel-context';
+import type { KernelContext } from './kernel-context';
 import { type Step, read, write } from './hostlib';
 
-export function* registerNmiHandler(k: KernelCtx, action: bigint, first: boolean): Step {
+export function* registerNmiHandler(k: KernelContext, action: bigint, first: boolean): Step {
   const head = k.L.nmiListHead;
   if (first) {
     const old = yield* read(head, 8);
@@ -25,7 +25,7 @@ export function* registerNmiHandler(k: KernelCtx, action: bigint, first: boolean
   yield* write(link, 8, action, 'register_nmi_handler(NMI_LOCAL)');
 }
 
-export function* unregisterNmiHandler(k: KernelCtx, action: bigint): Step {
+export function* unregisterNmiHandler(k: KernelContext, action: bigint): Step {
   let link = k.L.nmiListHead;
   for (;;) {
     const cur = yield* read(link, 8);
@@ -40,7 +40,7 @@ export function* unregisterNmiHandler(k: KernelCtx, action: bigint): Step {
 }
 
 /** The handlers on the NMI_LOCAL list, in order (host-side, for reports and tests). */
-export function nmiHandlers(k: KernelCtx): bigint[] {
+export function nmiHandlers(k: KernelContext): bigint[] {
   const out: bigint[] = [];
   let p = k.m.mem.readU64(k.L.nmiListHead);
   for (let guard = 0; p !== 0n && guard < 64; guard++) {

@@ -5,7 +5,7 @@
 // The counters live in guest memory (stop_machine_state) for reports and debuggers.
 
 import type { HostContext } from '../../emu/host';
-import type { KernelCtx } from './kernel-context';
+import type { KernelContext } from './kernel-context';
 import { type Step, read, write, waitUntil, xadd, wrmsr, irqs } from './hostlib';
 
 const ACTIVE = 0n;
@@ -14,7 +14,7 @@ const EXITED = 16n;
 const MSR_X2APIC_ICR = 0x830;
 const SH_ALL_BUT_SELF = 3;
 
-export function* stopMachine(k: KernelCtx, cpu: number, fn: (cpu: number) => Step): Step {
+export function* stopMachine(k: KernelContext, cpu: number, fn: (cpu: number) => Step): Step {
   const st = k.L.stopMachine;
   k.stopFn = fn;
   yield* write(st + ENTERED, 8, 0n);
@@ -36,7 +36,7 @@ export function* stopMachine(k: KernelCtx, cpu: number, fn: (cpu: number) => Ste
 }
 
 /** multi_cpu_stop(): the stop_machine IPI's handler on every other CPU. */
-export function* multiCpuStop(k: KernelCtx, ctx: HostContext): Step {
+export function* multiCpuStop(k: KernelContext, ctx: HostContext): Step {
   const st = k.L.stopMachine;
   if ((yield* read(st + ACTIVE, 8)) === 0n || !k.stopFn) return;
   ctx.status = 'in stop_machine';

@@ -8,7 +8,7 @@
 // text_poke_loc entries live in guest memory (tp_vec) with the refcount bp_refs.
 
 import type { HostContext } from '../../emu/host';
-import { type KernelCtx, type PlannedSite, hexBytes } from './kernel-context';
+import { type KernelContext, type PlannedSite, hexBytes } from './kernel-context';
 import { PT_REGS } from './kernel-layout';
 import { type Step, read, write, writeBytes, waitUntil, xadd, wrmsr, serialize } from './hostlib';
 
@@ -22,7 +22,7 @@ const OP_JMP = 0xe9;
 const OP_NOP = 0x0f; // NOP5 = 0f 1f 44 00 00, emulated as jmp +0
 
 /** text_poke_sync(): on_each_cpu(do_sync_core, wait=1). */
-export function* textPokeSync(k: KernelCtx, cpu: number): Step {
+export function* textPokeSync(k: KernelContext, cpu: number): Step {
   yield* write(k.L.csd.func, 8, CSD_SYNC_CORE);
   yield* write(k.L.csd.pending, 8, BigInt(k.ncpus - 1), 'csd_pending = other CPUs');
   if (k.ncpus > 1) yield* wrmsr(MSR_X2APIC_ICR, BigInt((SH_ALL_BUT_SELF << 18) | k.L.vectors.callFunction));
@@ -34,18 +34,18 @@ export function* textPokeSync(k: KernelCtx, cpu: number): Step {
 }
 
 /** The call-function IPI handler: do_sync_core on this CPU, then count it done. */
-export function* genericSmpCallFunctionInterrupt(k: KernelCtx): Step {
+export function* genericSmpCallFunctionInterrupt(k: KernelContext): Step {
   const f = yield* read(k.L.csd.func, 8);
   if (f === CSD_SYNC_CORE) yield* serialize('sync_core');
   yield* xadd(k.L.csd.pending, 8, -1n & 0xffffffffffffffffn);
 }
 
-function entryAddr(k: KernelCtx, i: number, field: number): bigint {
+function entryAddr(k: KernelContext, i: number, field: number): bigint {
   return k.L.tpVec.base + BigInt(i * k.L.tpVec.entrySize + field);
 }
 
 /** text_poke_bp_batch() over `sites` (each must carry its emulation). */
-export function* textPokeBpBatch(k: KernelCtx, ctx: HostContext, sites: PlannedSite[]): Step {
+export function* textPokeBpBatch(k: KernelContext, ctx: HostContext, sites: PlannedSite[]): Step {
   const cpu = ctx.cpu;
   const v = k.L.tpVec;
   if (sites.length > v.max) throw new Error(`text_poke_bp_batch: ${sites.length} sites, at most ${v.max}`);
@@ -98,7 +98,7 @@ export function* textPokeBpBatch(k: KernelCtx, ctx: HostContext, sites: PlannedS
  * the published vector, make the interrupted context behave as if the new
  * instruction had run (edit pt_regs), and return true.
  */
-export function* pokeInt3Emulate(k: KernelCtx, regs: bigint, ip: bigint): Step<boolean> {
+export function* pokeInt3Emulate(k: KernelContext, regs: bigint, ip: bigint): Step<boolean> {
   const v = k.L.tpVec;
   const refs = yield* read(v.refs, 4);
   if (refs === 0n) return false;

@@ -11,7 +11,7 @@
 // scheduler can interleave CPUs anywhere the real code could be interleaved.
 
 import type { HostContext } from '../../emu/host';
-import { type KernelCtx, type PlannedSite, hexBytes, peek64 } from './kernel-context';
+import { type KernelContext, type PlannedSite, hexBytes, peek64 } from './kernel-context';
 import {
   PATCH_SYNC_0, PATCH_SYNC_1, PATCH_SYNC_2, PATCH_SYNC_DONE, PATCH_DONE, PATCH_SYNC_x, PATCH_STATE_NAMES,
   NMI_DONE, NMI_HANDLED,
@@ -28,30 +28,30 @@ function stateName(s: bigint): string {
 }
 
 /** CPUs whose ack bit is missing, for the wait-for graph. */
-function missingAcks(k: KernelCtx): number[] {
+function missingAcks(k: KernelContext): number[] {
   const map = peek64(k, k.L.tps.ackMap);
   const out: number[] = [];
   for (let c = 0; c < k.ncpus; c++) if (((map >> BigInt(c)) & 1n) === 0n) out.push(c);
   return out;
 }
 
-function primaryOf(k: KernelCtx): number {
+function primaryOf(k: KernelContext): number {
   return Number(peek64(k, k.L.tps.primaryCpu) & 0xffffffffn);
 }
 
 /** in_nmi(): the NMI bits of this CPU's preempt count (set by the NMI entry). */
-function* inNmi(k: KernelCtx, cpu: number): Step<boolean> {
+function* inNmi(k: KernelContext, cpu: number): Step<boolean> {
   return ((yield* read(k.L.pcpu(cpu, k.L.percpu.preempt), 4)) & k.L.nmiMask) !== 0n;
 }
 
 /** sync_one(): CPUID in NMI context (no IRET there), sync_core() otherwise. */
-function* syncOne(k: KernelCtx, cpu: number): Step {
+function* syncOne(k: KernelContext, cpu: number): Step {
   if (yield* inNmi(k, cpu)) yield* serialize('cpuid');
   else yield* serialize('sync_core');
 }
 
 /** wait_for_acks(): set this CPU's bit, then spin until num_acks bits are set. */
-function* waitForAcks(k: KernelCtx, cpu: number, why: string): Step {
+function* waitForAcks(k: KernelContext, cpu: number, why: string): Step {
   const { addr, bit } = k.L.ackWord(cpu);
   yield* lockOr(addr, 8, bit);
   const need = Number(yield* read(k.L.tps.numAcks, 4));
@@ -66,7 +66,7 @@ function* waitForAcks(k: KernelCtx, cpu: number, why: string): Step {
  * serialize locally, then acknowledge and wait for everyone. The 'fixed' variant
  * clears the acks before publishing the state.
  */
-function* pokeSync(k: KernelCtx, cpu: number, state: number, addr: bigint, bytes: Uint8Array): Step {
+function* pokeSync(k: KernelContext, cpu: number, state: number, addr: bigint, bytes: Uint8Array): Step {
   if (bytes.length) yield* writeBytes(addr, bytes, `${PATCH_STATE_NAMES[state]} bytes`);
   if (k.variant === 'fixed') yield* clearAcks(k);
   yield* write(k.L.tps.state, 4, BigInt(state), `state = ${PATCH_STATE_NAMES[state]}`);
@@ -75,12 +75,12 @@ function* pokeSync(k: KernelCtx, cpu: number, state: number, addr: bigint, bytes
   yield* waitForAcks(k, cpu, PATCH_STATE_NAMES[state]);
 }
 
-function* clearAcks(k: KernelCtx): Step {
+function* clearAcks(k: KernelContext): Step {
   for (let w = 0; w < k.L.ackMapWords(k.ncpus); w++) yield* write(k.L.tps.ackMap + BigInt(8 * w), 8, 0n, 'cpumask_clear(sync_ack_map)');
 }
 
 /** text_poke_site(): the four poke_sync steps for one site, bracketed by bp_desc. */
-function* textPokeSite(k: KernelCtx, cpu: number, site: PlannedSite): Step {
+function* textPokeSite(k: KernelContext, cpu: number, site: PlannedSite): Step {
   const bd = k.L.bpDesc;
   // Publish the descriptor (address last: it is what the int3 handler looks at).
   yield* write(bd.len, 1, BigInt(site.len));
@@ -106,12 +106,12 @@ function* textPokeSite(k: KernelCtx, cpu: number, site: PlannedSite): Step {
 }
 
 /** The worker: every planned site in turn (paravirt_worker). */
-function* worker(k: KernelCtx, cpu: number): Step {
+function* worker(k: KernelContext, cpu: number): Step {
   for (const site of k.plan) yield* textPokeSite(k, cpu, site);
 }
 
 /** text_poke_sync_site(): follow one site's states, serializing and acking each. */
-export function* textPokeSyncSite(k: KernelCtx, cpu: number): Step {
+export function* textPokeSyncSite(k: KernelContext, cpu: number): Step {
   const { addr, bit } = k.L.ackWord(cpu);
   let prev = -1n;
   do {
@@ -132,7 +132,7 @@ export function* textPokeSyncSite(k: KernelCtx, cpu: number): Step {
 }
 
 /** text_poke_sync_finish(): a secondary's loop until PATCH_DONE. */
-export function* textPokeSyncFinish(k: KernelCtx, cpu: number): Step {
+export function* textPokeSyncFinish(k: KernelContext, cpu: number): Step {
   const { addr, bit } = k.L.ackWord(cpu);
   for (;;) {
     const s = Number(yield* read(k.L.tps.state, 4));
@@ -161,7 +161,7 @@ export function* textPokeSyncFinish(k: KernelCtx, cpu: number): Step {
 }
 
 /** patch_worker() under stop_machine. */
-function* patchWorker(k: KernelCtx, cpu: number, nmi: boolean): Step {
+function* patchWorker(k: KernelContext, cpu: number, nmi: boolean): Step {
   const primary = primaryOf(k);
   if (cpu !== primary) {
     yield* textPokeSyncFinish(k, cpu);
@@ -174,7 +174,7 @@ function* patchWorker(k: KernelCtx, cpu: number, nmi: boolean): Step {
 }
 
 /** patch_worker_nmi(): hand the work to an NMI sent to this CPU by its APIC ID. */
-function* patchWorkerNmi(k: KernelCtx, cpu: number): Step {
+function* patchWorkerNmi(k: KernelContext, cpu: number): Step {
   yield* write(k.L.tps.nmiWork, 4, 1n, 'nmi_work = 1');
   const apicId = BigInt(k.m.cpu(cpu).apic.id);
   yield* wrmsr(MSR_X2APIC_ICR, (apicId << 32n) | BigInt(DM_NMI << 8));
@@ -185,7 +185,7 @@ function* patchWorkerNmi(k: KernelCtx, cpu: number): Step {
 }
 
 /** text_poke_nmi(): first on the NMI_LOCAL chain while NMI-mode patching runs. */
-export function* textPokeNmi(k: KernelCtx, ctx: HostContext): Step<bigint> {
+export function* textPokeNmi(k: KernelContext, ctx: HostContext): Step<bigint> {
   const cpu = ctx.cpu;
   if ((yield* read(k.L.tps.nmiWork, 4)) === 0n) return NMI_DONE;
   const primary = Number(yield* read(k.L.tps.primaryCpu, 4));
@@ -201,7 +201,7 @@ export function* textPokeNmi(k: KernelCtx, ctx: HostContext): Step<bigint> {
 }
 
 /** The #BP side: an int3 at the site under patch (poke_int3_native). Returns 1 if it was ours. */
-export function* pokeInt3Native(k: KernelCtx, cpu: number, ip: bigint): Step<boolean> {
+export function* pokeInt3Native(k: KernelContext, cpu: number, ip: bigint): Step<boolean> {
   const bd = k.L.bpDesc;
   const site = yield* read(bd.addr, 8);
   if (site === 0n || site !== ip) return false;
@@ -242,7 +242,7 @@ export interface LateOptions {
  * text_poke_late(): set up text_poke_state, register text_poke_nmi (NMI mode), run
  * patch_worker on every CPU under stop_machine, unregister.
  */
-export function* textPokeLate(k: KernelCtx, ctx: HostContext, opts: LateOptions): Step {
+export function* textPokeLate(k: KernelContext, ctx: HostContext, opts: LateOptions): Step {
   const cpu = ctx.cpu;
   const t = k.L.tps;
   k.log.add(cpu, 'patch-start', `text_poke_late: ${k.plan.length} sites, nmi=${opts.nmi}, ${k.variant} ordering`);
