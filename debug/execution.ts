@@ -19,9 +19,9 @@ import type { Cpu } from '../emu/cpu';
 import type { Insn } from '../emu/insn';
 import type { Probe } from '../emu/probe';
 import { ProbeSet } from '../emu/probe';
-import type { ScenarioRun } from '../kernel-model/run-scenario';
-import { machineReport } from '../kernel-model/report';
-import { vectorNamer } from '../kernel-model/run-scenario';
+import type { ScenarioRun } from '../kernel-model/scenario/run';
+import { machineReport } from '../kernel-model/scenario/report';
+import { vectorNamer } from '../kernel-model/scenario/run';
 
 export type WatchType = 'watch' | 'rwatch' | 'awatch';
 

@@ -5,7 +5,7 @@
 // boundaries and nothing here reads the clock.
 
 import { createServer, type Server, type Socket } from 'net';
-import type { ScenarioRun } from '../kernel-model/run-scenario';
+import type { ScenarioRun } from '../kernel-model/scenario/run';
 import { GdbSession } from './gdb-session';
 import { RspParser, frame, textToHex } from './rsp';
 import type { Resume } from './execution';

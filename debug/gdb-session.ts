@@ -8,11 +8,11 @@
 // friends for watchpoints); `qThreadExtraInfo` names the CPU's context stack.
 // Sources: docs/notes/gdb-remote.md.
 
-import type { ScenarioRun } from '../kernel-model/run-scenario';
-import { explain, vectorNamer } from '../kernel-model/run-scenario';
-import { contextStack } from '../kernel-model/report';
-import { formatRunReport } from '../kernel-model/demo';
-import { StepConsole } from '../kernel-model/console';
+import type { ScenarioRun } from '../kernel-model/scenario/run';
+import { explain, vectorNamer } from '../kernel-model/scenario/run';
+import { contextStack } from '../kernel-model/scenario/report';
+import { formatRunReport } from '../kernel-model/present/demo';
+import { StepConsole } from '../kernel-model/present/console';
 import { PageFault } from '../emu/memory';
 import { REGISTERS, registerBytes, setRegisterBytes, targetXml } from './registers';
 import { fromHex, hexToText, textToHex, toHex } from './rsp';

@@ -11,7 +11,7 @@
 import { renameSync, rmSync, writeFileSync } from 'fs';
 import { basename, dirname, join } from 'path';
 import type { SymbolTable } from '../emu/symbols';
-import type { ImageSection } from '../kernel-model/image';
+import type { ImageSection } from '../kernel-model/image/kernel-image';
 
 const SHT_SYMTAB = 2;
 const SHT_STRTAB = 3;

@@ -3,8 +3,8 @@
 // this file parses options, writes the symbol file and says where to connect.
 
 import type { Argv } from 'yargs';
-import { consoleScenario } from '../../kernel-model/console';
-import { prepareScenario } from '../../kernel-model/run-scenario';
+import { consoleScenario } from '../../kernel-model/present/console';
+import { prepareScenario } from '../../kernel-model/scenario/run';
 import { serveGdb } from '../../debug/gdb-server';
 import { writeSymbolElf } from '../../debug/symbol-elf';
 import { checkInt, inputFile, outputFile, scheduleOverride } from '../args';

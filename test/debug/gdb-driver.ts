@@ -8,9 +8,9 @@ import { execFile, spawnSync } from 'child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { loadScenario, parseScenario } from '../../kernel-model/scenario';
-import { prepareScenario, type ScenarioRun, type RunOverrides } from '../../kernel-model/run-scenario';
-import { consoleScenario } from '../../kernel-model/console';
+import { loadScenario, parseScenario } from '../../kernel-model/scenario/scenario-file';
+import { prepareScenario, type ScenarioRun, type RunOverrides } from '../../kernel-model/scenario/run';
+import { consoleScenario } from '../../kernel-model/present/console';
 import { serveGdb } from '../../debug/gdb-server';
 import { writeSymbolElf } from '../../debug/symbol-elf';
 

@@ -1,8 +1,8 @@
 // Real gdb against `textpoke gdb`'s stub: threads, breakpoints, registers, memory,
 // stepping, watchpoints and monitor commands, each checked against the machine itself.
 
-import { runScenario } from '../../kernel-model/run-scenario';
-import { loadScenario } from '../../kernel-model/scenario';
+import { runScenario } from '../../kernel-model/scenario/run';
+import { loadScenario } from '../../kernel-model/scenario/scenario-file';
 import { REGISTERS } from '../../debug/registers';
 import { join } from 'path';
 import { Machine } from '../../emu/machine';
