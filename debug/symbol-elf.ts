@@ -8,8 +8,7 @@
 // next symbol in the same section (fixture manifests and System.map carry no sizes),
 // so gdb can bound functions for `disassemble` and frames.
 
-import { renameSync, rmSync, writeFileSync } from 'fs';
-import { basename, dirname, join } from 'path';
+import { writeFileViaTemp } from './output-file';
 import type { SymbolTable } from '../emu/symbols';
 import type { ImageSection } from '../kernel-model/image/kernel-image';
 
@@ -130,12 +129,5 @@ export function symbolElf(sections: readonly ImageSection[], symbols: SymbolTabl
 
 /** Writes the symbol ELF to `path` through a temporary file renamed into place. */
 export function writeSymbolElf(path: string, sections: readonly ImageSection[], symbols: SymbolTable): void {
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
-  try {
-    writeFileSync(tmp, symbolElf(sections, symbols));
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileViaTemp(path, symbolElf(sections, symbols));
 }
