@@ -28,7 +28,7 @@ export type SessionAction =
 export const GDB_SIGNAL = { INT: 2, TRAP: 5, STOP: 17 } as const;
 
 /** Monitor commands passed to the stepping console (the ones that do not run the machine). */
-const CONSOLE_MONITOR = new Set(['nmi', 'irq', 'state', 'where', 'cpus', 'log', 'regs', 'x', 'disas', 'help']);
+const CONSOLE_MONITOR = new Set(['nmi', 'irq', 'state', 'where', 'bt', 'backtrace', 'cpus', 'log', 'regs', 'x', 'disas', 'help']);
 
 const MAX_PACKET = 0x4000;
 
@@ -280,7 +280,7 @@ export class GdbSession {
       return this.target.lastResult ? text : `(the run has not ended; the machine is paused at step ${this.run.m.steps})\n${text}`;
     }
     if (name === '' || !CONSOLE_MONITOR.has(name.split('/')[0])) {
-      return `textpoke monitor commands: nmi <cpu>, irq <cpu> <vector>, state, where, cpus, log [n], regs [cpu], x/FMT <addr>, disas [addr] [n], explain, help\n`;
+      return `textpoke monitor commands: bt [cpu], where, state, cpus, nmi <cpu>, irq <cpu> <vector>, log [n], regs [cpu], x/FMT <addr>, disas [addr] [n], explain, help\n`;
     }
     this.console.cpu = this.gCpu;
     const r = this.console.exec(cmd);
