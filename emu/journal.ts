@@ -36,6 +36,9 @@ export interface InsnFields {
   nlo: number;
   nhi: number;
   exec: Insn['exec'];
+  /** Links: a restored decode must branch where it did (its successors' decodes are journaled on their own). */
+  next: Insn | null;
+  target: Insn | null;
   page: Page;
   xgen: number;
   bytes: Uint8Array | null;
@@ -59,7 +62,7 @@ const KEEP_FLAGS = 2; // PAGE_WATCHED
 
 export function insnFields(ins: Insn): InsnFields {
   return {
-    len: ins.len, nlo: ins.nlo, nhi: ins.nhi, exec: ins.exec, page: ins.page, xgen: ins.xgen, bytes: ins.bytes,
+    len: ins.len, nlo: ins.nlo, nhi: ins.nhi, exec: ins.exec, next: ins.next, target: ins.target, page: ins.page, xgen: ins.xgen, bytes: ins.bytes,
     epoch: ins.epoch, crossesPage: ins.crossesPage, mnemonic: ins.mnemonic, code: ins.code, name: ins.name,
   };
 }

@@ -22,6 +22,8 @@
 // Hooks, breakpoints, host bindings and the probe are not machine state: they stay as
 // they are across a restore (bind host routines before the first snapshot).
 
+// machine.ts first: it loads the CPU and the opcode table in the order they need.
+import './machine';
 import type { Machine, MachineCoreState } from './machine';
 import type { Cpu } from './cpu';
 import type { ApicState } from './apic';
