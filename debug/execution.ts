@@ -55,6 +55,8 @@ class StepProbe implements Probe {
 
 /** Ends the CPU's slice at the current boundary and the run with it (Machine.run reports 'breakpoint'). */
 function stopHere(cpu: Cpu): void {
+  // As a breakpoint does (emu/breakpoints.ts): the resume restores cpu.brk as it was.
+  cpu.machine.noteStopBrk(cpu.brk);
   cpu.stoppedAt = cpu.insn as Insn;
   cpu.brk = true;
 }

@@ -5,7 +5,6 @@ import { runScenario } from '../../kernel-model/scenario/run';
 import { loadScenario } from '../../kernel-model/scenario/scenario-file';
 import { REGISTERS } from '../../debug/registers';
 import { join } from 'path';
-import { Machine } from '../../emu/machine';
 import { gdbInstalled, gdbSession, prepare, prepareImage, cleanup, hex, SCENARIOS } from './gdb-driver';
 
 afterAll(cleanup);
@@ -109,13 +108,9 @@ describe('gdb against the stub', () => {
     expect(out.stdout.split('==explain')[1]).toMatch(/deadlock/);
   });
 
-  // WAITS FOR branch `explore`: a stop in the middle of a slice followed by a resume
-  // starts a fresh scheduler today, so this run deadlocks at step 17,436 instead of
-  // 17,537 (issue 12). explore makes the schedule position, slice remainders and
-  // pending events part of the machine's state (with Machine.snapshot/restore); once
-  // it is merged this test runs.
-  const resumable = 'snapshot' in Machine.prototype;
-  (resumable ? it : it.skip)('the deadlock reached under gdb, with breakpoints and continues, is the one reached without it, at the same step [waits for explore]', async () => {
+  // Resuming continues the machine's own schedule from where it stopped (explore's
+  // resumable runs): before them this run deadlocked at step 17,436 instead of 17,537.
+  it('the deadlock reached under gdb, with breakpoints and continues, is the one reached without it, at the same step', async () => {
     const file = join(SCENARIOS, `${DEADLOCK}.json`);
     const plain = runScenario(loadScenario(file), {}, file);
     expect(plain.outcome).toBe('deadlock');

@@ -171,3 +171,28 @@ describe('GdbSession packets', () => {
     expect(s.handle('qXfer:features:read:other.xml:0,10')).toEqual({ kind: 'reply', payload: 'E00' });
   });
 });
+
+describe('observing does not move the race', () => {
+  const files = ['nmi-deadlock-primary', 'nmi-deadlock-secondaries', 'nmi-safe-primary', 'batch-poke'];
+  it.each(files)('%s: breakpoints, per-CPU steps and watchpoints end where a plain run ends, at the same step', (name) => {
+    const plain = prepare(name);
+    const ref = plain.m.run({ schedule: plain.schedule, maxSteps: plain.maxSteps });
+    const run = prepare(name);
+    const s = new GdbSession(run);
+    const sym = (n: string): string => run.m.symbols.resolve(n)!.toString(16);
+    expect(s.handle(`Z0,${sym('queued_spin_unlock')},1`)).toEqual({ kind: 'reply', payload: 'OK' });
+    expect(s.handle(`Z2,${run.k.L.tps.state.toString(16)},4`)).toEqual({ kind: 'reply', payload: 'OK' });
+    let stops = 0;
+    for (let i = 0; i < 10_000; i++) {
+      // Every third stop, step the stopped CPU once instead of continuing.
+      const stop = s.target.resume({ stepCpu: stops % 3 === 2 ? s.target.last.cpu : null });
+      if (!stop) continue;
+      stops++;
+      if (stop.kind === 'end') break;
+      if (stops === 40) s.handle(`z0,${sym('queued_spin_unlock')},1`);
+    }
+    expect(stops).toBeGreaterThan(3);
+    expect(s.target.last.kind).toBe('end');
+    expect(s.target.lastResult).toEqual(ref);
+  });
+});
