@@ -15,6 +15,7 @@
 // Ctrl-C between chunks; the chunk ends at a slice boundary, never inside a quantum.
 
 import type { RunResult } from '../emu/machine';
+import type { Snapshot } from '../emu/snapshot';
 import type { Cpu } from '../emu/cpu';
 import type { Insn } from '../emu/insn';
 import type { Probe } from '../emu/probe';
@@ -31,6 +32,8 @@ export type DebugStop =
   | { kind: 'step'; cpu: number }
   | { kind: 'watch'; cpu: number; type: WatchType; address: bigint }
   | { kind: 'interrupt'; cpu: number }
+  /** Going back reached the start of the recorded history (the machine as it was first prepared). */
+  | { kind: 'history-start'; cpu: number }
   /** The run ended: deadlock, livelock, step limit, every CPU halted, shutdown. */
   | { kind: 'end'; cpu: number; result: RunResult; why: string };
 
@@ -42,12 +45,15 @@ export interface Resume {
 /** Machine steps per chunk between looks at the connection (a Ctrl-C is taken between chunks). */
 export const CHUNK_STEPS = 1_000_000;
 
-/** Stops one CPU after its next retired instruction, through the probed step loop. */
+/** Stops one CPU when its retired count reaches `target`, through the probed step loop. */
 class StepProbe implements Probe {
   fired = false;
-  constructor(readonly cpu: number) {}
+  constructor(
+    readonly cpu: number,
+    private readonly target: number,
+  ) {}
   onStep(cpu: Cpu): void {
-    if (cpu.id !== this.cpu || this.fired) return;
+    if (cpu.id !== this.cpu || this.fired || cpu.retired < this.target) return;
     this.fired = true;
     stopHere(cpu);
   }
@@ -68,7 +74,22 @@ interface Watchpoint {
   ids: number[];
 }
 
+/**
+ * What breakpoint and watchpoint hits do: stop the machine (normal), only count them
+ * while history is replayed to find the last one (count), or stop at the n-th (seek).
+ */
+type HitMode = { kind: 'stop' } | { kind: 'count'; at: number[] } | { kind: 'seek'; left: number };
+
+interface Checkpoint {
+  snap: Snapshot;
+  steps: number;
+  retired: number[];
+}
+
 export class DebugTarget {
+  private mode: HitMode = { kind: 'stop' };
+  /** Snapshots in time order, one before each resumption: the history going back replays from. */
+  private checkpoints: Checkpoint[] = [];
   private readonly breakpoints = new Map<string, { count: number; remove: () => void }>();
   private readonly watchpoints: Watchpoint[] = [];
   private watchHit: { cpu: number; type: WatchType; address: bigint } | null = null;
@@ -94,7 +115,7 @@ export class DebugTarget {
       b.count++;
       return;
     }
-    this.breakpoints.set(k, { count: 1, remove: this.machine.addHook(address, () => 'stop') });
+    this.breakpoints.set(k, { count: 1, remove: this.machine.addHook(address, (cpu) => (this.hit(cpu, false) ? 'stop' : 'continue')) });
   }
 
   removeBreakpoint(address: bigint): boolean {
@@ -119,7 +140,7 @@ export class DebugTarget {
     const ids: number[] = [];
     const hit = (cpu: number): void => {
       // Writes by the loader or the debugger itself (cpu -1) are not the guest's.
-      if (cpu < 0 || this.watchHit) return;
+      if (cpu < 0 || this.watchHit || !this.hit(this.machine.cpus[cpu], true)) return;
       this.watchHit = { cpu, type, address };
       stopHere(this.machine.cpus[cpu]);
     };
@@ -136,6 +157,21 @@ export class DebugTarget {
     return true;
   }
 
+  /**
+   * A breakpoint or watchpoint was reached: whether to stop there (see HitMode). A hit
+   * is counted at the machine step its stop would report: in front of the instruction
+   * for a breakpoint, after the writing instruction for a watchpoint.
+   */
+  private hit(cpu: Cpu, after: boolean): boolean {
+    const md = this.mode;
+    if (md.kind === 'stop') return true;
+    if (md.kind === 'count') {
+      md.at.push(this.machine.currentStep(cpu) + (after ? 1 : 0));
+      return false;
+    }
+    return --md.left === 0;
+  }
+
   // ---- Running ----
 
   /**
@@ -146,7 +182,8 @@ export class DebugTarget {
   resume(r: Resume, chunk = CHUNK_STEPS): DebugStop | null {
     const { m } = this.run;
     const prev = m.probe;
-    const stepProbe = r.stepCpu === null ? null : new StepProbe(r.stepCpu);
+    this.checkpoint();
+    const stepProbe = r.stepCpu === null ? null : new StepProbe(r.stepCpu, m.cpus[r.stepCpu].retired + 1);
     if (stepProbe) m.probe = prev ? new ProbeSet([prev, stepProbe]) : stepProbe;
     this.watchHit = null;
     const end = m.steps + chunk;
@@ -177,6 +214,99 @@ export class DebugTarget {
     if (res.cpu !== null) return res.cpu;
     const rep = machineReport(this.machine, this.run.k.locks, vectorNamer(this.run.k));
     return rep.cycle?.[0] ?? this.last.cpu;
+  }
+
+  // ---- Going back: snapshots and deterministic re-execution ----
+
+  /** Remembers the machine as it is now, unless the newest checkpoint is already here. */
+  private checkpoint(): void {
+    const m = this.machine;
+    const last = this.checkpoints[this.checkpoints.length - 1];
+    if (last && last.steps === m.steps && last.retired.every((r, i) => r === m.cpus[i].retired)) return;
+    this.checkpoints.push({ snap: m.snapshot(), steps: m.steps, retired: m.cpus.map((c) => c.retired) });
+  }
+
+  /** Puts the machine back at checkpoint `i`; the later ones are gone with the future they recorded. */
+  private restoreTo(i: number): void {
+    this.machine.restore(this.checkpoints[i].snap);
+    this.checkpoints.length = i + 1;
+    this.lastResult = null;
+  }
+
+  /** Replays the schedule from where the machine is to machine step `end`, hits handled by `mode`. */
+  private replay(mode: HitMode, end: number, probe: Probe | null = null): RunResult {
+    const m = this.machine;
+    const prev = m.probe;
+    const prevMode = this.mode;
+    this.mode = mode;
+    this.watchHit = null;
+    if (probe) m.probe = prev ? new ProbeSet([prev, probe]) : probe;
+    try {
+      return m.run({ schedule: this.run.schedule, maxSteps: end });
+    } finally {
+      m.probe = prev;
+      this.mode = prevMode;
+    }
+  }
+
+  /**
+   * reverse-stepi: the machine as it was just after `cpu`'s previous instruction (its
+   * last one undone). Replays from the newest checkpoint at which the CPU had not yet
+   * run that instruction, stopping it when its retired count is one short of now.
+   */
+  reverseStep(cpu: number): DebugStop {
+    const m = this.machine;
+    this.checkpoint();
+    const want = m.cpus[cpu].retired - 1;
+    let i = this.checkpoints.length - 1;
+    while (i >= 0 && this.checkpoints[i].retired[cpu] > want) i--;
+    if (want < 0 || i < 0) {
+      this.restoreTo(0);
+      return (this.last = { kind: 'history-start', cpu });
+    }
+    const end = m.steps;
+    this.restoreTo(i);
+    if (m.cpus[cpu].retired < want) {
+      const probe = new StepProbe(cpu, want);
+      this.replay({ kind: 'count', at: [] }, end, probe);
+    }
+    return (this.last = { kind: 'step', cpu });
+  }
+
+  /**
+   * reverse-continue: back to the last breakpoint or watchpoint hit before now, or to
+   * the start of history. Each checkpoint interval, newest first, is replayed counting
+   * hits; the last interval with any is replayed again to stop at its last hit.
+   */
+  reverseContinue(cpu: number): DebugStop {
+    const m = this.machine;
+    this.checkpoint();
+    const now = m.steps;
+    let end = now;
+    for (let i = this.checkpoints.length - 2; i >= 0; i--) {
+      this.restoreTo(i);
+      // One step past the interval: a stop at its end (where the next checkpoint was
+      // taken) is a hit of this interval; the next one resumes past it.
+      const count: HitMode = { kind: 'count', at: [] };
+      this.replay(count, end + 1);
+      const k = count.at.filter((p) => p < now && p <= end).length;
+      if (k > 0) {
+        this.restoreTo(i);
+        const r = this.replay({ kind: 'seek', left: k }, end + 1);
+        const stop = this.hitStop(r);
+        if (stop) return (this.last = stop);
+        break;
+      }
+      end = this.checkpoints[i].steps;
+    }
+    this.restoreTo(0);
+    return (this.last = { kind: 'history-start', cpu });
+  }
+
+  private hitStop(r: RunResult): DebugStop | null {
+    if (r.stop !== 'breakpoint' || r.cpu === null) return null;
+    const w = this.watchHit as { cpu: number; type: WatchType; address: bigint } | null;
+    return w ? { kind: 'watch', ...w } : { kind: 'breakpoint', cpu: r.cpu };
   }
 
   /** Records a stop the server decided on (Ctrl-C). */

@@ -68,7 +68,7 @@ export class GdbSession {
     const reply = (payload: string, output?: string[]): SessionAction => ({ kind: 'reply', payload, output });
     try {
       if (p.startsWith('qSupported')) {
-        return reply(`PacketSize=${MAX_PACKET.toString(16)};qXfer:features:read+;vContSupported+;QStartNoAckMode+;swbreak+;hwbreak+`);
+        return reply(`PacketSize=${MAX_PACKET.toString(16)};qXfer:features:read+;vContSupported+;QStartNoAckMode+;swbreak+;hwbreak+;ReverseStep+;ReverseContinue+`);
       }
       if (p === 'QStartNoAckMode') {
         this.noAck = true;
@@ -121,6 +121,9 @@ export class GdbSession {
       }
       if (p === 'c' || p.startsWith('C')) return { kind: 'resume', resume: { stepCpu: null } };
       if (p === 's' || p.startsWith('S')) return { kind: 'resume', resume: { stepCpu: this.cCpu < 0 ? this.gCpu : this.cCpu } };
+      // Going back (GDB manual, "Packets": bs, bc) runs at once: replaying is part of answering.
+      if (p === 'bs') return reply(this.stopReply(this.target.reverseStep(this.cCpu < 0 ? this.gCpu : this.cCpu)));
+      if (p === 'bc') return reply(this.stopReply(this.target.reverseContinue(this.cCpu < 0 ? this.gCpu : this.cCpu)));
       if (p === 'D' || p.startsWith('D;')) return { kind: 'close', payload: 'OK' };
       if (p === 'k') return { kind: 'close' };
       // Unknown packets get the empty reply (GDB manual: "not supported").
@@ -159,6 +162,8 @@ export class GdbSession {
         return `T0${GDB_SIGNAL.INT}${t}`;
       case 'end':
         return `T${GDB_SIGNAL.STOP.toString(16).padStart(2, '0')}${t}`;
+      case 'history-start':
+        return `T05${t}replaylog:begin;`;
     }
   }
 
