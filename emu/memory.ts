@@ -233,27 +233,11 @@ export class Memory {
    * The range may span pages.
    */
   watch(addr: bigint, size: number, fn: WatchFn): number {
-    const id = this.nextWatchId++;
-    const on: Page[] = [];
-    this.watchPages.set(id, on);
-    let a = BigInt.asUintN(64, addr);
-    let left = size;
-    while (left > 0) {
-      const off = Number(a & 0xfffn);
-      const n = Math.min(left, PAGE_SIZE - off);
-      const key = Number(a >> 12n);
-      const pg = this.pages.get(key);
-      if (pg) {
-        if (!pg.watches) pg.watches = [];
-        pg.watches.push({ start: off, end: off + n, fn, id });
-        on.push(pg);
-        pg.flags |= PAGE_WATCHED;
-        this.dropFromWriteTlb(pg);
-      }
-      a = BigInt.asUintN(64, a + BigInt(n));
-      left -= n;
-    }
-    return id;
+    return this.watchRange(addr, size, fn, (pg, w) => {
+      (pg.watches ??= []).push(w);
+      pg.flags |= PAGE_WATCHED;
+      this.dropFromWriteTlb(pg);
+    });
   }
 
   /**
@@ -261,6 +245,15 @@ export class Memory {
    * watchpoint). The pages leave the read TLB, so only their reads pay for it.
    */
   watchReads(addr: bigint, size: number, fn: WatchFn): number {
+    return this.watchRange(addr, size, fn, (pg, w) => {
+      (pg.readWatches ??= []).push(w);
+      pg.flags |= PAGE_RWATCHED;
+      this.dropFromReadTlb(pg);
+    });
+  }
+
+  /** Splits [addr, addr+size) by page and lets `place` attach the watch to each mapped page. */
+  private watchRange(addr: bigint, size: number, fn: WatchFn, place: (pg: Page, w: Watch) => void): number {
     const id = this.nextWatchId++;
     const on: Page[] = [];
     this.watchPages.set(id, on);
@@ -271,11 +264,8 @@ export class Memory {
       const n = Math.min(left, PAGE_SIZE - off);
       const pg = this.pages.get(Number(a >> 12n));
       if (pg) {
-        if (!pg.readWatches) pg.readWatches = [];
-        pg.readWatches.push({ start: off, end: off + n, fn, id });
+        place(pg, { start: off, end: off + n, fn, id });
         on.push(pg);
-        pg.flags |= PAGE_RWATCHED;
-        this.dropFromReadTlb(pg);
       }
       a = BigInt.asUintN(64, a + BigInt(n));
       left -= n;

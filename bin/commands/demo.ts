@@ -40,8 +40,7 @@ export function runDemoCommand(a: DemoArgs): number {
   writeTimelineSvg(svg, rec.timeline);
   if (a.json) printJson({ case: d.pair, scenario: d.scenarioFile, ok: d.ok && same, deadlock: d.deadlock, safe: d.safe, svg });
   else {
-    print(formatDemo(d, styleFor(a.color)));
-    print(`\nTimeline of the deadlock (a lane per CPU, NMIs as arrows, the wait-for cycle): ${svg}`);
+    print(formatDemo(d, styleFor(a.color), svg));
   }
   return d.ok && same ? 0 : 1;
 }
