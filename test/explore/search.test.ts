@@ -3,63 +3,8 @@
 // with the fewest NMIs and preemptions; replaying a counterexample reproduces it; and
 // the choice-point API steps the same machine run() does.
 
-import { guest } from '../helpers/guest';
+import { lockOrderMachine as machine } from '../helpers/explore-guests';
 import { explore, replay, terminalBug, type ExploreOptions } from '../../explore/search';
-
-/** CPU0 takes a then b, then c; CPU1 takes b then a; the NMI handler takes c. */
-const LOCKS = `
-  .text
-  .globl cpu0
-cpu0:
-  lea lock_a(%rip), %rdi
-  call take
-  lea lock_b(%rip), %rdi
-  call take
-  movq $0, lock_b(%rip)
-  movq $0, lock_a(%rip)
-  lea lock_c(%rip), %rdi
-  call take
-  movq $0, lock_c(%rip)
-  hlt
-  .globl cpu1
-cpu1:
-  lea lock_b(%rip), %rdi
-  call take
-  lea lock_a(%rip), %rdi
-  call take
-  movq $0, lock_a(%rip)
-  movq $0, lock_b(%rip)
-  hlt
-take:
-1:
-  mov $1, %eax
-  xchg %rax, (%rdi)
-  test %rax, %rax
-  jz 2f
-  pause
-  jmp 1b
-2:
-  ret
-nmi_handler:
-  push %rdi
-  push %rax
-  lea lock_c(%rip), %rdi
-  call take
-  movq $0, lock_c(%rip)
-  pop %rax
-  pop %rdi
-  iretq
-  .data
-lock_a: .quad 0
-lock_b: .quad 0
-lock_c: .quad 0
-`;
-
-function machine(): ReturnType<typeof guest> {
-  const g = guest(LOCKS, { cpus: 2, entry: 'cpu0', gates: { 2: ['nmi_handler', 0] } });
-  g.m.cpu(1).setRipBig(g.sym('cpu1'));
-  return g;
-}
 
 function summary(r: ReturnType<typeof explore>): string[] {
   return r.bugs.map((b) => `${b.kind} ${b.signature} nmis=${b.nmis} preemptions=${b.preemptions}`).sort();
