@@ -96,6 +96,16 @@ export class Journal {
     this.entries.push({ kind: 'insn', ins, fields: insnFields(ins) });
   }
 
+  /** The pages saved since `mark`: every page that may differ from what it held then. */
+  pagesSince(mark: number): Page[] {
+    const out = new Set<Page>();
+    for (let i = mark; i < this.entries.length; i++) {
+      const u = this.entries[i];
+      if (u.kind === 'page') out.add(u.page);
+    }
+    return [...out];
+  }
+
   /** Starts a new epoch; the returned mark is what a snapshot remembers. */
   mark(): number {
     this.epoch++;

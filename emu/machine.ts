@@ -77,6 +77,9 @@ export interface RunResult {
 }
 
 /** Why a CPU is blocked, for reports and the wait-for graph. */
+/** One thing that can happen next (Machine.enabled / Machine.take). */
+export type Choice = { kind: 'step'; cpu: number } | { kind: 'nmi'; cpu: number };
+
 export interface BlockInfo {
   reason: 'wait' | 'spin';
   detail: string;
@@ -570,6 +573,42 @@ export class Machine implements IpiBus {
     this.slotLeft = 0;
   }
 
+  // ---- Choice points (the explorer's interface; run() does not use them) ----
+
+  /**
+   * What can happen next: a step of each CPU the scheduler could run now, and an NMI
+   * to each CPU in `nmiCpus` that has none latched (it is then taken at that CPU's next
+   * instruction boundary, i.e. its next step).
+   */
+  enabled(nmiCpus: readonly number[] = []): Choice[] {
+    this.fireTimers();
+    const out: Choice[] = [];
+    for (const c of this.cpus) if (this.runnable(c)) out.push({ kind: 'step', cpu: c.id });
+    for (const i of nmiCpus) {
+      const c = this.cpus[i];
+      if (c && !c.shutdown && !c.nmiPending) out.push({ kind: 'nmi', cpu: i });
+    }
+    return out;
+  }
+
+  /** Takes one choice: one step of a CPU (an event delivery and one instruction or host step), or an NMI. */
+  take(c: Choice): void {
+    if (c.kind === 'nmi') {
+      this.nmi(c.cpu);
+      return;
+    }
+    const cpu = this.cpus[c.cpu];
+    this.sliceCpu = cpu;
+    this.sliceRetired = cpu.retired;
+    const ran = runSlice(cpu, 1);
+    this.sliceCpu = null;
+    this.steps += ran;
+    if (cpu.stoppedAt !== null) {
+      cpu.stoppedAt = null;
+      cpu.brk = this.stopBrk;
+    }
+  }
+
   /** The slot in progress: CPU and steps left (steps left 0: the next run picks a new slot). */
   get slot(): { cpu: number; left: number } {
     return { cpu: this.slotCpu, left: this.slotLeft };
@@ -592,7 +631,7 @@ export class Machine implements IpiBus {
     return this.stopRequest;
   }
 
-  private idleReason(only: number | undefined): StopReason {
+  idleReason(only?: number): StopReason {
     const live = this.cpus.filter((c) => !c.shutdown && (only === undefined || c.id === only));
     if (live.length === 0) return 'shutdown';
     return live.every((c) => c.halted && !c.blocked) ? 'halted' : 'deadlock';
