@@ -48,7 +48,7 @@ export function symbolElf(sections: readonly ImageSection[], symbols: SymbolTabl
   const shstr = new StrTab();
   const str = new StrTab();
   const inSection = (a: bigint): number => secs.findIndex((s) => a >= s.address && a < s.address + BigInt(s.size));
-  const entries = [...symbols.names()].map((n) => symbols.entry(n)!).sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  const entries = symbols.all().slice().sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
   const syms: Buffer[] = [Buffer.alloc(24)];
   entries.forEach((e, i) => {
     const si = inSection(e.address);
