@@ -73,7 +73,13 @@ describe('the stub over TCP', () => {
     try {
       expect(await c.ask('qSupported:multiprocess+;swbreak+')).toMatch(/qXfer:features:read\+/);
       const reply = c.ask('vCont;c');
-      setTimeout(() => c.raw('\x03'), 50);
+      // Ctrl-C once the machine is running (a loaded host may take a while to start it).
+      const poll = setInterval(() => {
+        if (run.m.steps > 0) {
+          clearInterval(poll);
+          c.raw('\x03');
+        }
+      }, 5);
       expect(await reply).toMatch(/^T02thread:[12];$/);
       expect(run.m.steps).toBeGreaterThan(0);
       expect(run.m.steps).toBeGreaterThanOrEqual(1_000_000); // at least one whole chunk ran before the ^C was seen
