@@ -28,7 +28,7 @@ export function parseScheduleArg(text: string, ncpus: number): Schedule {
       throw new UserError(`--schedule: not valid JSON (${(e as Error).message})`);
     }
     // The scenario validator checks it field by field, naming what is wrong.
-    return parseScenario({ cpus: ncpus, work: [], schedule: json }, '--schedule').schedule;
+    return parseScenario({ cpus: ncpus, work: Array.from({ length: ncpus }, () => ({ entry: 'workload_idle' })), schedule: json }, '--schedule').schedule;
   }
   const num = (s: string | undefined, what: string, min: number, max: number): number => {
     const v = s !== undefined && /^\d+$/.test(s) ? Number(s) : NaN;

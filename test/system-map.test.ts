@@ -45,14 +45,13 @@ describe('System.map parsing', () => {
     expect(() => parseSystemMap(stub)).toThrow(/line 1: this is Debian's stub System\.map; the real one is in the linux-image-<version>-dbg package/);
   });
 
-  it('parses 300k lines quickly', () => {
+  // How fast is measured in `npm run bench`, never asserted here.
+  it('parses 300k lines', () => {
     const lines: string[] = [];
     for (let i = 0; i < 300000; i++) lines.push(`ffffffff8${(0x1000000 + i * 16).toString(16).padStart(7, '0')} t f${i}`);
-    const t0 = performance.now();
     const m = parseSystemMap(lines.join('\n'));
-    const ms = performance.now() - t0;
     expect(m.entries).toHaveLength(300000);
     expect(m.symbols.resolve('f299999')).toBe(0xffffffff81000000n + 299999n * 16n);
-    expect(ms).toBeLessThan(3000);
+    expect(m.symbols.format(0xffffffff81000000n + 150000n * 16n + 3n)).toBe('f150000+0x3');
   });
 });

@@ -3,9 +3,10 @@
 // after the prompt); or scripted with --cmd. The interpreter is
 // kernel-model/console.ts; this file only moves lines in and out.
 //
-// Exit status: 0 when the session ends (errors in interactive and piped sessions are
-// reported and the session goes on); with --cmd the first failing command stops the
-// script with exit status 2, since a script that fails half-way should not look fine.
+// Exit status: an interactive session ends with 0 (errors are reported and it goes
+// on). With --cmd the first failing command stops the script with exit status 2; a
+// piped session runs every line but also exits 2 when any failed, since a script that
+// fails half-way should not look fine.
 
 import type { Argv } from 'yargs';
 import { createInterface } from 'readline';
@@ -62,15 +63,18 @@ export async function runStep(a: StepArgs): Promise<number> {
     return 0;
   }
   if (!process.stdin.isTTY) {
+    // A pipe is a script too: every command runs (the output shows what each did), but
+    // the exit status says whether any failed, as with --cmd.
     const rl = createInterface({ input: process.stdin, terminal: false });
+    let failed = false;
     for await (const line of rl) {
       if (line.trim() === '') continue;
       const r = con.exec(line);
-      show(con, line, r, a, true);
+      if (!show(con, line, r, a, true)) failed = true;
       if (r.quit) break;
     }
     rl.close();
-    return 0;
+    return failed ? 2 : 0;
   }
   return interactive(con, a);
 }

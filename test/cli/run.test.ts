@@ -39,8 +39,6 @@ describe('textpoke demo', () => {
     expect(out).toMatch(/new {2}c6 07 00 0f 1f 00 +movb \$0,\(%rdi\); nopl \(%rax\)/);
     expect(out.trimEnd().split('\n').pop()).toMatch(/^Verdict: /);
     expect(out).not.toMatch(ANSI);
-    // The README's first command: it must feel instant (spawn included).
-    expect(r.ms).toBeLessThan(2000);
   });
 
   it('--json prints both reports', () => {
