@@ -1,6 +1,10 @@
 // Every command's --help has an example; usage errors; `coverage` and `exec`.
 
-import { textpoke, json, expectUserError } from './textpoke';
+import { writeFileSync } from 'fs';
+import { join } from 'path';
+import { textpoke, json, expectUserError, tempDir, removeTempDirs } from './textpoke';
+
+afterAll(removeTempDirs);
 
 describe('textpoke --help and usage', () => {
   it.each(['demo', 'run', 'load', 'disasm', 'patch', 'verify', 'step', 'coverage', 'exec'])('%s --help shows an example', (cmd) => {
@@ -35,6 +39,10 @@ describe('textpoke coverage', () => {
 
   it('bad input', () => {
     expectUserError(textpoke(['coverage', '/nonexistent/vmlinux']), 'no such file');
+    // An empty file has no instructions: "0 of 0 = 100%" would read as success.
+    const empty = join(tempDir(), 'empty.bin');
+    writeFileSync(empty, '');
+    expectUserError(textpoke(['coverage', empty]), 'empty.bin: no bytes to sweep');
   });
 });
 

@@ -153,6 +153,11 @@ describe('textpoke run', () => {
     bad.inject[0].when = { symbol: 'no_such_symbol', cpu: 1 };
     writeFileSync(join(dir, 'badsym.json'), JSON.stringify(bad));
     expectUserError(textpoke(['run', join(dir, 'badsym.json')]), "unknown symbol 'no_such_symbol'");
+    // One work entry per CPU: three CPUs with two entries is a typo, not two workers.
+    const short = JSON.parse(readFileSync(scenario('nmi-deadlock-primary'), 'utf8'));
+    short.cpus = 3;
+    writeFileSync(join(dir, 'short.json'), JSON.stringify(short));
+    expectUserError(textpoke(['run', join(dir, 'short.json')]), 'short.json: work: has 2 entries for 3 CPUs');
     expectUserError(textpoke(['run', scenario('nmi-safe-primary'), '--schedule', 'rr:0']), '--schedule rr:0');
     expectUserError(textpoke(['run', scenario('nmi-safe-primary'), '--schedule', '{"kind":"list"}']), '--schedule: schedule.slots');
     expectUserError(textpoke(['run', scenario('nmi-safe-primary'), '--seed', '1', '--schedule', 'rr:5']), '--seed and --schedule');
