@@ -162,6 +162,11 @@ describe('textpoke run', () => {
     expectUserError(textpoke(['run', scenario('nmi-safe-primary'), '--schedule', '{"kind":"list"}']), '--schedule: schedule.slots');
     expectUserError(textpoke(['run', scenario('nmi-safe-primary'), '--seed', '1', '--schedule', 'rr:5']), '--seed and --schedule');
     expectUserError(textpoke(['run', scenario('nmi-safe-primary'), '--fetch-mode', 'weird']), /fetch-mode/);
+    // --trace naming the scenario file would overwrite the scenario.
+    const copy = join(dir, 'copy.json');
+    writeFileSync(copy, readFileSync(scenario('nmi-safe-primary')));
+    expectUserError(textpoke(['run', copy, '--trace', copy]), /--trace .*copy\.json: is the scenario file/);
+    expect(readFileSync(copy, 'utf8')).toBe(readFileSync(scenario('nmi-safe-primary'), 'utf8'));
     const trace = join(dir, 'sub', 't.txt');
     expectUserError(textpoke(['run', scenario('nmi-safe-primary'), '--trace', trace]), '--trace', 'does not exist');
     expect(existsSync(join(dir, 'sub'))).toBe(false);
