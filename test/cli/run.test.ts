@@ -124,6 +124,24 @@ describe('textpoke run', () => {
     expect(list.schedule).toEqual({ kind: 'list', slots: [{ cpu: 1, steps: 5 }, { cpu: 0, steps: 5 }], then: { kind: 'round-robin', quantum: 1 } });
   });
 
+  it('injections carry the step of their event, the one the trace shows (not the slice start)', () => {
+    const dir = tempDir();
+    const t = join(dir, 't.txt');
+    const traced = json<ReportJson & { injections: { step: number; action: string; by: number }[] }>(textpoke(['run', scenario('nmi-deadlock-primary'), '--trace', t, '--json']));
+    const plain = json<ReportJson & { injections: { step: number }[] }>(textpoke(['run', scenario('nmi-deadlock-primary'), '--json']));
+    // The same steps with and without the trace probe.
+    expect(plain.injections.map((i) => i.step)).toEqual(traced.injections.map((i) => i.step));
+    const byStep = new Map(readFileSync(t, 'utf8').trimEnd().split('\n').map((l) => [Number(l.trim().split(/\s+/)[0]), l]));
+    const [toCpu1, toCpu0] = traced.injections;
+    // The NMI to CPU1 fires on CPU0's store of PATCH_SYNC_0; the one to CPU0 when CPU1
+    // reaches nmi_lock_handler_unlock (before the instruction there runs).
+    expect(byStep.get(toCpu1.step)).toMatch(/ cpu0 .*write text_poke_state = 0x4 \(state = PATCH_SYNC_0\)$/);
+    expect(byStep.get(toCpu0.step)).toMatch(/ cpu1 .* nmi_lock_handler_unlock +call /);
+    expect(toCpu0.step - toCpu1.step).toBeGreaterThan(1);
+    const text = textpoke(['run', scenario('nmi-deadlock-primary')]).stdout;
+    expect(text).toContain(`injected at step ${toCpu1.step.toLocaleString('en-US')}: NMI to CPU1`);
+  });
+
   it('--trace: one line per step (step, CPU, context, RIP, symbol, disassembly), deterministic', () => {
     const dir = tempDir();
     const a = join(dir, 'a.txt');
