@@ -42,9 +42,11 @@ export function stepCommand(y: Argv): Argv<StepArgs> {
 /** Prints a reply; returns false for a failed command. */
 function show(con: StepConsole, line: string, r: ConsoleReply, a: StepArgs, echo: boolean): boolean {
   if (a.json) {
-    process.stdout.write(jsonLine(r.error ? { command: line, ok: false, error: r.error } : { command: line, ok: true, output: r.data }) + '\n');
+    const warnings = r.warnings ? { warnings: r.warnings } : {};
+    process.stdout.write(jsonLine(r.error ? { command: line, ok: false, error: r.error } : { command: line, ok: true, output: r.data, ...warnings }) + '\n');
   } else {
     if (echo) print(`${con.prompt}${line}`);
+    for (const w of r.warnings ?? []) process.stderr.write(`textpoke: warning: ${w}\n`);
     if (r.error) process.stderr.write(`textpoke: ${r.error}\n`);
     else print(r.text);
   }

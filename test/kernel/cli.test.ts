@@ -38,6 +38,25 @@ describe('textpoke on a real vmlinux', () => {
     expect(r.stdout).toMatch(/<_raw_spin_unlock\+0x[0-9a-f]+>: +ff 15 [0-9a-f ]+ +callq? \*0x[0-9a-f]+ <pv_ops\+0x[0-9a-f]+> +# pv site lock\.queued_spin_unlock \(6 bytes\): original \(indirect call through pv_ops\)/);
   });
 
+  it('disasm of a name that labels several functions: a warning with the count; name@N picks one', () => {
+    const r = textpoke(['disasm', k.vmlinux, 'type_show', '--map', k.systemMap, '--count', '1']);
+    expect(r.code).toBe(0);
+    const m = /^textpoke: warning: .*'type_show' names (\d+) symbols; using the one at (0x[0-9a-f]+) \(type_show@(\d+)\)/.exec(r.stderr);
+    expect(m).not.toBeNull();
+    const count = Number(m![1]);
+    expect(count).toBeGreaterThanOrEqual(12);
+    const second = textpoke(['disasm', k.vmlinux, 'type_show@2', '--map', k.systemMap, '--count', '1']);
+    expect(second.code).toBe(0);
+    expect(second.stderr).toBe('');
+    const addr = (out: string): string | undefined => /^([0-9a-f]{16}) </m.exec(out)?.[1];
+    expect(`0x${addr(r.stdout)!.replace(/^0+/, '')}`).toBe(m![2]);
+    expect(addr(second.stdout)).toMatch(/^ffffffff/);
+    expect(addr(second.stdout)).not.toBe(addr(r.stdout));
+    const bad = textpoke(['disasm', k.vmlinux, `type_show@${count + 1}`, '--map', k.systemMap]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(`names ${count} symbols; give type_show@1 to type_show@${count}`);
+  });
+
   it('verify: the distribution image still holds the indirect calls (exit 1)', () => {
     const r = textpoke(['verify', k.vmlinux, '--map', k.systemMap, '--limit', '1']);
     expect(r.code).toBe(1);
