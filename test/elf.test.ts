@@ -116,6 +116,24 @@ describe('ELF reader and vmlinux layer on an assembled ELF', () => {
     }
   });
 
+  it('a System.map from another build: "System.map does not match this vmlinux"', () => {
+    const e = ElfFile.open(elfPath);
+    const text = e.requireSection('.text');
+    e.close();
+    const end = (text.addr + BigInt(text.size)).toString(16);
+    const base = fs.readFileSync(mapPath, 'utf8');
+    // The map of this build, with the section edges the kernel's linker script defines.
+    const good = path.join(dir, 'System.map.good');
+    fs.writeFileSync(good, `${text.addr.toString(16)} T _stext\n${base}${end} T _etext\n`);
+    expect(loadVmlinux(elfPath, { systemMap: good }).map).not.toBeNull();
+    // Another build: its text is 0x40 bytes longer.
+    const other = path.join(dir, 'System.map.other');
+    fs.writeFileSync(other, `${text.addr.toString(16)} T _stext\n${base}${(text.addr + BigInt(text.size) + 0x40n).toString(16)} T _etext\n`);
+    expect(() => loadVmlinux(elfPath, { systemMap: other })).toThrow(
+      new RegExp(`System\\.map\\.other: System\\.map does not match this vmlinux \\(vmlinux\\): _etext is 0x[0-9a-f]+ in the map but \\.text ends at 0x${end}`),
+    );
+  });
+
   it('names the file and byte offset of damaged headers', () => {
     const good = fs.readFileSync(elfPath);
     const write = (name: string, b: Buffer): string => {

@@ -157,6 +157,12 @@ describe('textpoke patch and verify', () => {
     expect(existsSync(`${out}.bin`)).toBe(false);
   });
 
+  it('verify --against an unrelated image is refused (exit 2), naming the first difference', () => {
+    expectUserError(textpoke(['verify', 'minikernel', '--against', 'vmlinux-harness']), /--against .*vmlinux-harness\.json: not the build .*minikernel\.json was made from \(sections differ: \.text at 0xffffffff81000000/);
+    // Its own unpatched self is the same build: verify runs (and reports the mismatches, exit 1).
+    expect(textpoke(['verify', 'minikernel', '--against', 'minikernel']).code).toBe(1);
+  });
+
   it('-o naming an input or a committed fixture is refused (exit 2) and the file is left as it was', () => {
     const fixtures = join(ROOT, 'fixtures');
     const before = ['minikernel.bin', 'minikernel.json', 'vmlinux-harness.bin', 'vmlinux-harness.json'].map((f) => readFileSync(join(fixtures, f)));

@@ -2,7 +2,7 @@
 // runtime) followed by verify on the written ELF.
 
 import { join } from 'path';
-import { existsSync } from 'fs';
+import { existsSync, readFileSync, writeFileSync } from 'fs';
 import { testKernel, FETCH_TIMEOUT_MS } from './kernel';
 import { textpoke, json, tempDir, removeTempDirs } from '../cli/textpoke';
 import type { KernelFiles } from '../../kernel-model/image/download';
@@ -55,6 +55,23 @@ describe('textpoke on a real vmlinux', () => {
     const bad = textpoke(['disasm', k.vmlinux, `type_show@${count + 1}`, '--map', k.systemMap]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain(`names ${count} symbols; give type_show@1 to type_show@${count}`);
+  });
+
+  it('a System.map from another build is named as such (exit 2), before anything else is checked', () => {
+    const map = readFileSync(k.systemMap, 'latin1');
+    // Another build of the same version: its text 0x1000 bytes longer, so _etext moves.
+    const other = join(dir, 'System.map.other');
+    writeFileSync(other, map.replace(/^([0-9a-f]{16}) T _etext$/m, (_l, a: string) => `${(BigInt('0x' + a) + 0x1000n).toString(16)} T _etext`));
+    const r = textpoke(['load', k.vmlinux, '--map', other]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/System\.map\.other: System\.map does not match this vmlinux \(vmlinux\): _etext is 0x[0-9a-f]+ in the map but \.text ends at 0x[0-9a-f]+/);
+    expect(r.stderr).not.toContain('__per_cpu_load');
+  });
+
+  it('verify --against the fixture kernel: not the same build (exit 2)', () => {
+    const r = textpoke(['verify', k.vmlinux, '--map', k.systemMap, '--against', 'minikernel']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^textpoke: --against .*minikernel\.json: not the build .*vmlinux was made from \(one is a vmlinux, the other a fixture\)/);
   });
 
   it('verify: the distribution image still holds the indirect calls (exit 1)', () => {
