@@ -193,12 +193,18 @@ describe('NMI', () => {
     nmi_count: .quad 0
   `;
 
-  it('blocks further NMIs until IRETQ and latches exactly one', () => {
+  /** The guest stopped two instructions into its first NMI handler. */
+  function inFirstNmi(): ReturnType<typeof guest> {
     const g = guest(src, { gates: { 2: ['nmi', 1] } });
+    g.m.step(0, 3);
+    g.m.nmi(0);
+    g.m.step(0, 2);
+    return g;
+  }
+
+  it('blocks further NMIs until IRETQ and latches exactly one', () => {
+    const g = inFirstNmi();
     const m = g.m;
-    m.step(0, 3);
-    m.nmi(0);
-    m.step(0, 2); // inside the first NMI handler
     expect(m.cpu(0).nmiBlocked).toBe(true);
     m.nmi(0); // latched
     m.nmi(0); // lost: one is already latched
@@ -210,11 +216,8 @@ describe('NMI', () => {
   });
 
   it('the latched NMI is taken at the boundary right after IRETQ, before the interrupted code runs again', () => {
-    const g = guest(src, { gates: { 2: ['nmi', 1] } });
+    const g = inFirstNmi();
     const m = g.m;
-    m.step(0, 3);
-    m.nmi(0);
-    m.step(0, 2); // inside the first NMI handler
     m.nmi(0); // latched while blocked
     expect(m.cpu(0).nmiPending).toBe(true);
     const r8 = m.cpu(0).getReg(8);
