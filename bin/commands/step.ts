@@ -10,11 +10,12 @@
 
 import type { Argv } from 'yargs';
 import { createInterface } from 'readline';
-import { existsSync, readFileSync, writeFileSync } from 'fs';
+import { existsSync, readFileSync } from 'fs';
 import { homedir } from 'os';
 import { join } from 'path';
 import { openConsole, type ConsoleReply, type StepConsole } from '../../kernel-model/present/console';
 import { checkInt, inputFile } from '../args';
+import { writeOutput } from '../../kernel-model/image/output-file';
 import { jsonLine, print } from '../output';
 
 export interface StepArgs {
@@ -105,7 +106,7 @@ function interactive(con: StepConsole, a: StepArgs): Promise<number> {
     rl.on('close', () => {
       try {
         const h = (rl as unknown as { history: string[] }).history;
-        writeFileSync(historyFile(), [...h].reverse().join('\n') + '\n');
+        writeOutput(historyFile(), [...h].reverse().join('\n') + '\n');
       } catch {
         // Best effort: a read-only home keeps the session's history in memory only.
       }
