@@ -2,7 +2,7 @@
 // runtime) followed by verify on the written ELF.
 
 import { join } from 'path';
-import { existsSync, readFileSync, writeFileSync } from 'fs';
+import { copyFileSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'fs';
 import { testKernel, FETCH_TIMEOUT_MS } from './kernel';
 import { textpoke, json, tempDir, removeTempDirs } from '../cli/textpoke';
 import type { KernelFiles } from '../../kernel-model/image/download';
@@ -66,6 +66,23 @@ describe('textpoke on a real vmlinux', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/System\.map\.other: System\.map does not match this vmlinux \(vmlinux\): _etext is 0x[0-9a-f]+ in the map but \.text ends at 0x[0-9a-f]+/);
     expect(r.stderr).not.toContain('__per_cpu_load');
+  });
+
+  it('patch -o naming the vmlinux or its System.map is refused (exit 2), the files untouched', () => {
+    // Copies and links in a scratch directory, so a failure here cannot damage the cache.
+    const map = join(dir, 'System.map.copy');
+    copyFileSync(k.systemMap, map);
+    const link = join(dir, 'vmlinux.link');
+    symlinkSync(k.vmlinux, link);
+    const before = statSync(k.vmlinux).mtimeMs;
+    const m = textpoke(['patch', k.vmlinux, '--map', map, '--boot', '-o', map]);
+    expect(m.code).toBe(2);
+    expect(m.stderr).toMatch(/-o .*System\.map\.copy: is the System\.map of the input image/);
+    expect(Buffer.compare(readFileSync(map), readFileSync(k.systemMap))).toBe(0);
+    const v = textpoke(['patch', k.vmlinux, '--map', map, '--boot', '-o', link]);
+    expect(v.code).toBe(2);
+    expect(v.stderr).toMatch(/-o .*vmlinux\.link: is the input image/);
+    expect(statSync(k.vmlinux).mtimeMs).toBe(before);
   });
 
   it('verify --against the fixture kernel: not the same build (exit 2)', () => {
