@@ -12,7 +12,8 @@ import { loadScenario } from '../kernel-model/scenario/scenario-file';
 import { prepareScenario, type ScenarioRun } from '../kernel-model/scenario/run';
 import { explore, replay, type ExploreOptions, type ExploreResult, type Bug } from './search';
 
-export type StartPoint = { step: number } | 'patch';
+/** Where exploration starts: the patch's start, a machine step, or when an op's site is published in bp_desc. */
+export type StartPoint = { step: number } | 'patch' | { site: string };
 
 export interface ScenarioExploreOptions extends Omit<ExploreOptions, 'check'> {
   from?: StartPoint;
@@ -34,6 +35,10 @@ export function runToStart(run: ScenarioRun, from: StartPoint): number {
     const at = k.L.tps.state;
     const first = m.mem.readU32(at);
     m.run({ schedule: run.schedule, maxSteps: run.maxSteps, until: () => m.mem.readU32(at) !== first });
+  } else if ('site' in from) {
+    const sites = run.img.sites.filter((x) => x.op === from.site).map((x) => x.address);
+    if (sites.length === 0) throw new ReplayFileError(`--from site:${from.site}: no site of that op in ${run.img.path}`);
+    m.run({ schedule: run.schedule, maxSteps: run.maxSteps, until: () => sites.includes(m.mem.readU64(k.L.bpDesc.addr)) });
   } else {
     m.run({ schedule: run.schedule, maxSteps: from.step });
   }

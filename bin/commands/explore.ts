@@ -28,7 +28,7 @@ export function exploreCommand(y: Argv): Argv<ExploreArgs> {
     .option('preemptions', { type: 'number', default: 1, describe: 'at most this many preemptions per schedule' })
     .option('cpus-nmi', { type: 'string', describe: 'comma-separated CPUs the NMIs may go to (default: all)' })
     .option('max-depth', { type: 'number', default: 200, describe: 'machine steps per schedule from the start point' })
-    .option('from', { type: 'string', default: 'patch', describe: "start point: 'patch' (text_poke_state first changes) or a step number" })
+    .option('from', { type: 'string', default: 'patch', describe: "start point: 'patch' (text_poke_state first changes), 'site:<op>' (bp_desc first holds a site of op), or a step number" })
     .option('max-schedules', { type: 'number', describe: 'stop after this many schedules' })
     .option('time-limit', { type: 'number', describe: 'stop after this many seconds' })
     .option('json', { type: 'boolean', default: false, describe: 'one JSON object: outcome, complete, schedules, states, seconds, bugs' })
@@ -44,8 +44,9 @@ export function runExplore(a: ExploreArgs): number {
   const preemptions = checkInt(a.preemptions, '--preemptions', 0, 16)!;
   const maxDepth = checkInt(a['max-depth'], '--max-depth', 1, 10_000_000)!;
   let from: StartPoint = 'patch';
-  if (a.from !== 'patch') {
-    if (!/^\d+$/.test(a.from)) throw new UserError(`--from: expected 'patch' or a step number, got '${a.from}'`);
+  if (a.from.startsWith('site:')) from = { site: a.from.slice(5) };
+  else if (a.from !== 'patch') {
+    if (!/^\d+$/.test(a.from)) throw new UserError(`--from: expected 'patch', 'site:<op>' or a step number, got '${a.from}'`);
     from = { step: Number(a.from) };
   }
   let nmiCpus: number[] | undefined;

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { textpoke, ROOT } from '../cli/textpoke';
+import { exploreScenario } from '../../explore/scenario';
 
 const SCENARIO = join(ROOT, 'fixtures', 'scenarios', 'explore', 'deadlock-primary.json');
 
@@ -35,6 +36,15 @@ describe('textpoke explore', () => {
     expect(out.bugs).toEqual([]);
     expect(r.code).toBe(0);
   });
+
+  it('finds README finding 2 (a site followed entirely from #BP is never acknowledged) with one NMI to the secondary', () => {
+    const { result } = exploreScenario(SCENARIO, {
+      from: { site: 'lock.queued_spin_unlock' }, nmis: 1, nmiCpus: [1], preemptions: 0, maxDepth: 220,
+    });
+    const bug = result.bugs.find((b) => b.summary.includes('acks for PATCH_SYNC_DONE'))!;
+    expect(bug).toMatchObject({ kind: 'deadlock', nmis: 1, preemptions: 0 });
+    expect(bug.summary).toContain('text_poke_state.state to leave PATCH_SYNC_DONE');
+  }, 600_000);
 
   it('bad input: one line, exit 2', () => {
     const bad = join(dir, 'bad-replay.json');
