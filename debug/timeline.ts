@@ -111,7 +111,8 @@ export class TimelineRecorder implements Probe {
     this.stacks = m.cpus.map(() => ({ frames: [], spans: [] }));
     this.openWait = m.cpus.map(() => null);
     this.sigKey = m.cpus.map(() => '');
-    for (const c of m.cpus) this.sync(c, 0);
+    // A run may start part-way (run --replay fast-forwards first): spans begin where it stands.
+    for (const c of m.cpus) this.sync(c, m.steps);
     // Pokes: every CPU write to kernel text.
     for (const s of img.sections) {
       if (!(s.name === '.text' || s.name.startsWith('.text.') || s.name === '.noinstr.text') || s.size === 0) continue;

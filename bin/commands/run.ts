@@ -15,6 +15,7 @@ import { ProbeSet, type Probe } from '../../emu/probe';
 import { TimelineRecorder } from '../../debug/timeline';
 import { writePerfetto } from '../../debug/perfetto';
 import { writeTimelineSvg } from '../../debug/timeline-svg';
+import { readReplay, applyReplay } from '../../explore/scenario';
 
 export interface RunArgs {
   scenario: string;
@@ -27,6 +28,7 @@ export interface RunArgs {
   trace?: string;
   perfetto?: string;
   svg?: string;
+  replay?: string;
   syntax: 'gas' | 'intel';
   sites: number;
   json: boolean;
@@ -45,6 +47,7 @@ export function runCommand(y: Argv): Argv<RunArgs> {
     .option('trace', { type: 'string', describe: 'write one line per executed instruction or host-routine step to this file' })
     .option('perfetto', { type: 'string', describe: 'write the run as Trace Event JSON for ui.perfetto.dev / chrome://tracing' })
     .option('svg', { type: 'string', describe: "write a picture of the run's last stretch: a lane per CPU, contexts, waits, NMIs, the wait-for cycle" })
+    .option('replay', { type: 'string', describe: 'reproduce a counterexample written by textpoke explore -o' })
     .option('syntax', { choices: ['gas', 'intel'] as const, default: 'gas' as const, describe: 'disassembly syntax in the trace' })
     .option('sites', { type: 'number', default: 10, describe: 'changed sites to list in text output (0: all; --json has all)' })
     .option('json', { type: 'boolean', default: false, describe: 'print the run report as one JSON object' })
@@ -72,6 +75,7 @@ export function runRun(a: RunArgs): number {
   if (a.perfetto !== undefined) outputFile(a.perfetto, '--perfetto', inputs);
   if (a.svg !== undefined) outputFile(a.svg, '--svg', inputs);
   const run = prepareScenario(s, o, file);
+  if (a.replay !== undefined) applyReplay(run, readReplay(inputFile(a.replay, '--replay')));
   let trace: TraceFile | null = null;
   const probes: Probe[] = [];
   if (a.trace !== undefined) {

@@ -97,3 +97,18 @@ describe('textpoke run --perfetto --svg', () => {
     expectUserError(textpoke(['run', join(SCENARIOS, 'nmi-safe-primary.json'), '--svg', '/nonexistent/dir/t.svg']), /--svg .*does not exist/);
   });
 });
+
+describe('textpoke run --replay --perfetto --svg (an explorer counterexample as a trace)', () => {
+  it('draws the replayed deadlock: the Trace Event rules hold and the wait-for edges close the trace', () => {
+    const dir = tempDir();
+    const scenario = join(SCENARIOS, 'explore', 'deadlock-primary.json');
+    const ex = textpoke(['explore', scenario, '--preemptions', '1', '--max-depth', '60', '--json', '-o', dir]);
+    const bug = (JSON.parse(ex.stdout) as { bugs: { kind: string; replay: string }[] }).bugs.find((b) => b.kind === 'deadlock')!;
+    const r = textpoke(['run', scenario, '--replay', bug.replay, '--perfetto', join(dir, 'r.json'), '--svg', join(dir, 'r.svg')]);
+    expect(r.stdout).toMatch(/deadlock/);
+    const doc = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')) as { traceEvents: TraceEvent[] };
+    expect(traceEventErrors(doc)).toEqual([]);
+    expect(doc.traceEvents.filter((e) => e.cat === 'wait-for' && e.ph === 'i').length).toBeGreaterThanOrEqual(2);
+    expect(xmlErrors(readFileSync(join(dir, 'r.svg'), 'utf8'))).toEqual([]);
+  });
+});
