@@ -207,8 +207,11 @@ function perform(cpu: Cpu, ins: Insn, f: HostFrame, op: HostOp): Insn {
       f.last = `write ${sym(cpu, op.addr)} = ${hex(op.value)}${op.what ? ` (${op.what})` : ''}`;
       return ins;
     case 'cmpxchg': {
+      // Locked: the store buffer drains before and after (x86-TSO).
+      cpu.drainAll();
       const old = hostRead(cpu, op.addr, op.size);
       if (old === (op.expected & sizeMask(op.size))) hostWrite(cpu, op.addr, op.size, op.value);
+      cpu.drainAll();
       f.resume = old;
       f.last = `cmpxchg ${sym(cpu, op.addr)}: ${hex(old)} -> ${old === op.expected ? hex(op.value) : 'unchanged'}`;
       return ins;
@@ -216,9 +219,11 @@ function perform(cpu: Cpu, ins: Insn, f: HostFrame, op: HostOp): Insn {
     case 'xadd':
     case 'or':
     case 'and': {
+      cpu.drainAll();
       const old = hostRead(cpu, op.addr, op.size);
       const nv = op.op === 'xadd' ? old + op.value : op.op === 'or' ? old | op.value : old & op.value;
       hostWrite(cpu, op.addr, op.size, nv & sizeMask(op.size));
+      cpu.drainAll();
       f.resume = old;
       f.last = `lock ${op.op} ${sym(cpu, op.addr)}: ${hex(old)} -> ${hex(nv & sizeMask(op.size))}`;
       return ins;

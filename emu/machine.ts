@@ -20,6 +20,7 @@ import { runSlice, eventDeliverable } from './run';
 import { Scheduler, type Schedule } from './scheduler';
 import { toBig } from './u64';
 import { PortBus } from './ports';
+import { CR0_PG } from './paging';
 
 export type FetchMode = 'coherent' | 'stale';
 
@@ -30,7 +31,21 @@ export interface MachineOptions {
   fetchMode?: FetchMode;
   /** Local APIC mode at reset. */
   apicMode?: 'x2apic' | 'xapic';
+  /**
+   * Walk page tables (emu/paging.ts) once the guest sets CR0.PG with CR4.PAE and
+   * EFER.LME; CPUs then start with CR0.PG clear. Default false: linear = physical, at no cost.
+   */
+  paging?: boolean;
+  /** 'sc' (default): every store is visible at once. 'tso': per-CPU store buffers (x86-TSO). */
+  memoryModel?: MemoryModel;
+  /** 'atomic' (default): an instruction is one step. 'split': an unlocked read-modify-write is a load step and a store step. */
+  rmw?: RmwMode;
+  /** Store-buffer entries per CPU under 'tso' before a store forces the oldest out (default 16). */
+  storeBufferSize?: number;
 }
+
+export type MemoryModel = 'sc' | 'tso';
+export type RmwMode = 'atomic' | 'split';
 
 export interface RunOptions {
   schedule?: Schedule;
@@ -105,6 +120,10 @@ export class Machine implements IpiBus {
   readonly symbols = new SymbolTable();
   readonly ports = new PortBus();
   fetchMode: FetchMode;
+  readonly pagingEnabled: boolean;
+  readonly memoryModel: MemoryModel;
+  readonly rmw: RmwMode;
+  readonly storeBufferSize: number;
   /** Machine clock: steps run by all CPUs together, advanced after each slice. The TSC derives from it. */
   steps = 0;
   /** The running CPU's retired count when its slice began (see currentStep). */
@@ -133,11 +152,19 @@ export class Machine implements IpiBus {
     const n = opts.cpus;
     if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error(`cpus must be an integer from 1 to 256 (got ${n})`);
     this.fetchMode = opts.fetchMode ?? 'coherent';
+    this.pagingEnabled = opts.paging ?? false;
+    this.memoryModel = opts.memoryModel ?? 'sc';
+    this.rmw = opts.rmw ?? 'atomic';
+    this.storeBufferSize = opts.storeBufferSize ?? 16;
+    if (!Number.isInteger(this.storeBufferSize) || this.storeBufferSize < 1) throw new Error(`storeBufferSize must be a positive integer (got ${this.storeBufferSize})`);
     const x2 = (opts.apicMode ?? 'x2apic') === 'x2apic';
     for (let i = 0; i < n; i++) {
       const cpu = new Cpu(i, this, this.mem);
       cpu.apic = new LocalApic(i, i, this, x2);
       cpu.spin = new SpinTracker(cpu);
+      cpu.tso = this.memoryModel === 'tso';
+      // With paging modelled, the guest turns it on itself (the flat reset state keeps PG set).
+      if (this.pagingEnabled) cpu.cr0 &= ~CR0_PG;
       this.cpus.push(cpu);
     }
     // The xAPIC page: each CPU reaches its own APIC at the same address.
@@ -424,6 +451,16 @@ export class Machine implements IpiBus {
       const req = this.pendingStop();
       if (req) return this.finish(req.reason, req.cpu);
       if (this.steps >= maxSteps) return this.finish('step-limit', null);
+      if (this.memoryModel === 'tso') {
+        // A store-buffer drain is a step of its own, chosen by the schedule (x86-TSO).
+        const drainable = (i: number): boolean => (only === undefined || i === only) && this.cpus[i].drainable > 0;
+        const d = sched.drain(n, drainable, runnable);
+        if (d >= 0) {
+          this.cpus[d].drainOne();
+          this.steps++;
+          continue;
+        }
+      }
       const slot = sched.next(n, runnable);
       if (!slot) {
         if (this.timers.length) {
