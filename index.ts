@@ -14,24 +14,24 @@ export { writeIdtGate, loadIdt, setIst } from './emu/setup';
 export { sweepCoverage, formatCoverage } from './emu/coverage';
 
 // Kernel images
-export { loadImage } from './kernel-model/load-image';
-export type { KernelImage, PvSite } from './kernel-model/image';
-export { loadFixture } from './kernel-model/fixture-image';
-export { loadVmlinuxImage } from './kernel-model/vmlinux-image';
-export { fetchKernel } from './kernel-model/fetch';
+export { loadImage } from './kernel-model/image/load';
+export type { KernelImage, PvSite } from './kernel-model/image/kernel-image';
+export { loadFixture } from './kernel-model/image/fixture-image';
+export { loadVmlinuxImage } from './kernel-model/image/vmlinux-image';
+export { downloadKernel } from './kernel-model/image/download';
 
 // Patching and verification
-export { bootPatchImage } from './kernel-model/boot-patch';
-export { bootPatch61 } from './kernel-model/boot-patch-61';
-export { runtimePatch, type RuntimePatchOptions } from './kernel-model/runtime-patch';
-export { verifyImage } from './kernel-model/verify-image';
-export { writePatchedImage } from './kernel-model/image-writer';
-export { generatePatch } from './kernel-model/paravirt-patch';
+export { bootPatchImage } from './kernel-model/linux/boot-patch';
+export { bootPatch61 } from './kernel-model/linux/alternatives-6.1';
+export { runtimePatch, type RuntimePatchOptions } from './kernel-model/scenario/runtime-patch';
+export { verifyImage } from './kernel-model/linux/verify-image';
+export { writePatchedImage } from './kernel-model/image/write';
+export { generatePatch } from './kernel-model/linux/paravirt-patch';
 
 // Scenarios and reports
-export { loadScenario, parseScenario, type Scenario, type Outcome } from './kernel-model/scenario';
-export { runScenario, prepareScenario, explain, type RunReport } from './kernel-model/run-scenario';
-export { KernelModel, type PatchRequest } from './kernel-model/kernel';
-export { machineReport } from './kernel-model/report';
-export { runDemo } from './kernel-model/demo';
-export { StepConsole } from './kernel-model/console';
+export { loadScenario, parseScenario, type Scenario, type Outcome } from './kernel-model/scenario/scenario-file';
+export { runScenario, prepareScenario, explain, type RunReport } from './kernel-model/scenario/run';
+export { KernelModel, type PatchRequest } from './kernel-model/linux/kernel-model';
+export { machineReport } from './kernel-model/scenario/report';
+export { runDemo } from './kernel-model/present/demo';
+export { StepConsole } from './kernel-model/present/console';

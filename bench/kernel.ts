@@ -1,26 +1,26 @@
 // The real kernel (Debian 6.1 cloud vmlinux): how long the offline pipeline takes on
 // 14 MB of text and 3,679 paravirt sites (load, boot-patch, write, verify, coverage
 // sweep, mapping into a Machine), and runtime patching of its lock sites on N CPUs once
-// the kernel model offers it (runtimePatchVmlinux, found by a dynamic require).
+// (runtimePatch on N CPUs).
 
-import { readdirSync, readFileSync, rmSync, statSync } from 'fs';
+import { rmSync, statSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Machine } from '../emu/machine';
 import { sweepCoverage } from '../emu/coverage';
-import { fetchKernel, type KernelFiles } from '../kernel-model/fetch';
-import { loadImage } from '../kernel-model/load-image';
-import { VmlinuxImage } from '../kernel-model/vmlinux-image';
-import { bootPatch61 } from '../kernel-model/boot-patch-61';
-import { verifyImage } from '../kernel-model/verify-image';
-import { writePatchedImage } from '../kernel-model/image-writer';
-import { ImageError, type KernelImage } from '../kernel-model/image';
-import { runtimePatch } from '../kernel-model/runtime-patch';
-import type { OpChange } from '../kernel-model/kernel';
-import { type BenchOptions, errorText, isRecord, median, timed, timedAsync } from './util';
+import { downloadKernel, type KernelFiles } from '../kernel-model/image/download';
+import { loadImage } from '../kernel-model/image/load';
+import { VmlinuxImage } from '../kernel-model/image/vmlinux-image';
+import { bootPatch61 } from '../kernel-model/linux/alternatives-6.1';
+import { verifyImage } from '../kernel-model/linux/verify-image';
+import { writePatchedImage } from '../kernel-model/image/write';
+import type { KernelImage } from '../kernel-model/image/kernel-image';
+import { runtimePatch } from '../kernel-model/scenario/runtime-patch';
+import type { OpChange } from '../kernel-model/linux/kernel-model';
+import { type BenchOptions, errorText, median, timed, timedAsync } from './util';
 import { int } from './report';
 import { benchScenario, scenarioFiles, type ScenarioFigure } from './scenarios';
-import { LOCK_OPS, OP_SETS, PATCH_CONFIGS, patchGrid, type OpSet, type PatchFn, type PatchRow } from './patching';
+import { LOCK_OPS, OP_SETS, PATCH_CONFIGS, patchGrid, type OpSet, type PatchRow } from './patching';
 
 export interface KernelStep {
   name: string;
@@ -65,34 +65,6 @@ function openVmlinux(files: KernelFiles): VmlinuxImage {
 }
 
 /**
- * The vmlinux runtime patcher, if the kernel model has one: an exported
- * `runtimePatchVmlinux` in any compiled kernel-model module (only modules whose text
- * names it are loaded), else `runtimePatch` itself if it accepts a vmlinux image.
- * Found at run time so this bench compiles and runs before the function exists.
- */
-export function findVmlinuxPatcher(img: VmlinuxImage): { fn: PatchFn; where: string } | { fn: null; why: string } {
-  const dir = join(__dirname, '..', 'kernel-model');
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.js')).sort()) {
-    const path = join(dir, f);
-    if (!readFileSync(path, 'utf8').includes('runtimePatchVmlinux')) continue;
-    const mod: unknown = require(path);
-    if (isRecord(mod) && typeof mod.runtimePatchVmlinux === 'function') {
-      const impl = mod.runtimePatchVmlinux as (...args: unknown[]) => unknown;
-      return { fn: (i, o) => impl(i, o), where: `runtimePatchVmlinux (kernel-model/${f.replace(/\.js$/, '.ts')})` };
-    }
-  }
-  // Otherwise runtimePatch itself, if it accepts a vmlinux: a 2-CPU run tells (and
-  // warms up the harness for the timed runs).
-  try {
-    runtimePatch(img, { ops: [{ op: 'lock.queued_spin_unlock', mode: 'native' }], bootOps: [...KERNEL_BOOT_OPS], protocol: 'stop-machine', cpus: 2 });
-    return { fn: runtimePatch, where: 'runtimePatch (kernel-model/runtime-patch.ts)' };
-  } catch (e) {
-    if (e instanceof ImageError) return { fn: null, why: `not available yet: no runtimePatchVmlinux in kernel-model/, and runtimePatch says "${e.message}"` };
-    return { fn: null, why: `not available: runtimePatch on the vmlinux failed (${errorText(e)})` };
-  }
-}
-
-/**
  * The kernel boots as a paravirt guest for the lock ops that have a paravirt
  * implementation runnable without a hypervisor (unlock and vcpu_is_preempted; the
  * slow path, wait and kick need the hypervisor's pv_lock_hash), so their sites are
@@ -116,11 +88,8 @@ export const KERNEL_OP_SETS: readonly OpSet[] = [
 ];
 
 async function runtimeSection(img: VmlinuxImage, o: BenchOptions): Promise<KernelRuntimeResults> {
-  const found = findVmlinuxPatcher(img);
-  if (!found.fn) return { available: false, note: found.why, rows: [] };
-  o.log(`kernel: runtime patching with ${found.where}`);
   const rows = await patchGrid(
-    found.fn,
+    runtimePatch,
     img as KernelImage,
     {
       configs: PATCH_CONFIGS,
@@ -137,14 +106,14 @@ async function runtimeSection(img: VmlinuxImage, o: BenchOptions): Promise<Kerne
     o,
     'kernel runtime patch',
   );
-  return { available: true, note: found.where, rows };
+  return { available: true, note: 'runtimePatch (kernel-model/scenario/runtime-patch.ts)', rows };
 }
 
 export async function benchKernel(o: BenchOptions): Promise<KernelResults | KernelSkipped> {
   let files: KernelFiles;
   let fetchMs: number;
   try {
-    const t = await timedAsync(() => fetchKernel({ preferCached: true, log: (s) => o.log(`fetch-kernel: ${s}`) }));
+    const t = await timedAsync(() => downloadKernel({ preferCached: true, log: (s) => o.log(`fetch-kernel: ${s}`) }));
     files = t.value;
     fetchMs = t.seconds * 1e3;
   } catch (e) {

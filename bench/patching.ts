@@ -4,11 +4,11 @@
 // rest of a run is boot and the lock workload around it. The same grid code serves the
 // fixture kernel (runtimePatch) and the real kernel (runtimePatchVmlinux, once it exists).
 
-import type { KernelImage } from '../kernel-model/image';
-import type { OpChange, Protocol } from '../kernel-model/kernel';
+import type { KernelImage } from '../kernel-model/image/kernel-image';
+import type { OpChange, Protocol } from '../kernel-model/linux/kernel-model';
 import { relative } from 'path';
-import { runtimePatch, type RuntimePatchOptions } from '../kernel-model/runtime-patch';
-import { repoRoot } from '../kernel-model/fetch';
+import { runtimePatch, type RuntimePatchOptions } from '../kernel-model/scenario/runtime-patch';
+import { repoRoot } from '../kernel-model/image/download';
 import { type BenchOptions, BudgetExceeded, Timeline, errorText, isRecord, median, now, perDoubling, seconds } from './util';
 
 /** The five paravirt lock ops (pv_ops.lock), all switched to native. */

@@ -5,9 +5,9 @@
 
 import { existsSync, readdirSync } from 'fs';
 import { join, relative } from 'path';
-import { loadScenario, type Outcome } from '../kernel-model/scenario';
-import { prepareScenario, explain, type RunReport } from '../kernel-model/run-scenario';
-import { repoRoot } from '../kernel-model/fetch';
+import { loadScenario, type Outcome } from '../kernel-model/scenario/scenario-file';
+import { prepareScenario, explain, type RunReport } from '../kernel-model/scenario/run';
+import { repoRoot } from '../kernel-model/image/download';
 import type { Schedule } from '../emu/scheduler';
 import { type BenchOptions, median, now, seconds } from './util';
 

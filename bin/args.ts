@@ -4,8 +4,8 @@
 import { existsSync, statSync } from 'fs';
 import { dirname, resolve } from 'path';
 import type { Schedule } from '../emu/scheduler';
-import { parseScenario } from '../kernel-model/scenario';
-import type { OpChange } from '../kernel-model/kernel';
+import { parseScenario } from '../kernel-model/scenario/scenario-file';
+import type { OpChange } from '../kernel-model/linux/kernel-model';
 import { UserError } from './errors';
 
 export function checkInt(v: number | undefined, what: string, min: number, max: number): number | undefined {

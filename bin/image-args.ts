@@ -2,8 +2,8 @@
 // name, a fixture .bin/.json, or an ELF vmlinux), its System.map, its manifest.
 
 import type { Argv } from 'yargs';
-import { loadImage } from '../kernel-model/load-image';
-import type { KernelImage } from '../kernel-model/image';
+import { loadImage } from '../kernel-model/image/load';
+import type { KernelImage } from '../kernel-model/image/kernel-image';
 import { inputFile } from './args';
 
 export interface ImageArgs {

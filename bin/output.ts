@@ -2,8 +2,8 @@
 // byte arrays as hex strings; colour only on a terminal and never with NO_COLOR; a
 // progress bar on stderr only when stderr is a terminal and output is not JSON.
 
-import type { Style } from '../kernel-model/demo';
-import { PLAIN_STYLE } from '../kernel-model/demo';
+import type { Style } from '../kernel-model/present/demo';
+import { PLAIN_STYLE } from '../kernel-model/present/demo';
 
 function replacer(_key: string, v: unknown): unknown {
   if (typeof v === 'bigint') return (v < 0n ? '-0x' + (-v).toString(16) : '0x' + v.toString(16));

@@ -10,7 +10,7 @@ import { createHash } from 'crypto';
 import { readFileSync, readdirSync, writeFileSync, existsSync } from 'fs';
 import { join, resolve } from 'path';
 import { assemble } from './gas';
-import type { FixtureManifest } from '../kernel-model/fixture-manifest';
+import type { FixtureManifest } from '../kernel-model/image/fixture-manifest';
 
 /** Linux 6.1's .parainstructions record: {u64 instr; u8 type; u8 len; u16 clobbers; u32 pad}. */
 const PARAINSTR_RECORD_SIZE = 16;

@@ -4,10 +4,10 @@
 // implements, and the missing mnemonics and unsupported forms ranked by count.
 
 import * as fs from 'fs';
-import { elfChunks, isElfFile } from '../kernel-model/coverage-input';
+import { elfChunks, isElfFile } from '../kernel-model/image/coverage-input';
 import { sweepCoverage, formatCoverage, coverageToJson, type CoverageChunk } from '../emu/coverage';
-import { loadVmlinux } from '../kernel-model/vmlinux';
-import { fetchKernel } from '../kernel-model/fetch';
+import { loadVmlinux } from '../kernel-model/image/vmlinux';
+import { downloadKernel } from '../kernel-model/image/download';
 
 const USAGE =
   'usage: coverage [file] [--system-map FILE | --no-symbols] [--section NAME]... [--base ADDR] [--top N] [--json]\n' +
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   let file = args.file;
   let systemMap = args.systemMap;
   if (!file) {
-    const k = await fetchKernel({ preferCached: true, log: (s) => process.stderr.write(`coverage: ${s}\n`) });
+    const k = await downloadKernel({ preferCached: true, log: (s) => process.stderr.write(`coverage: ${s}\n`) });
     file = k.vmlinux;
     systemMap ??= k.systemMap;
   }

@@ -1,13 +1,13 @@
 // npm run fetch-kernel [-- --version 6.1.0-56-cloud-amd64] [--cached] [--verify] [--cache DIR] [--json]
-// Downloads Debian's 6.1 cloud kernel into .cache/kernel/<version>/ (see kernel-model/fetch.ts).
+// Downloads Debian's 6.1 cloud kernel into .cache/kernel/<version>/ (see kernel-model/image/download.ts).
 // A second run only checks the cache and exits.
 
-import { fetchKernel, type FetchOptions } from '../kernel-model/fetch';
+import { downloadKernel, type DownloadOptions } from '../kernel-model/image/download';
 
 const USAGE = 'usage: fetch-kernel [--version <6.1.0-N-cloud-amd64 | N>] [--cached] [--verify] [--cache <dir>] [--json]';
 
-function parseArgs(argv: string[]): FetchOptions & { json: boolean } {
-  const o: FetchOptions & { json: boolean } = { json: false };
+function parseArgs(argv: string[]): DownloadOptions & { json: boolean } {
+  const o: DownloadOptions & { json: boolean } = { json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -32,7 +32,7 @@ function parseArgs(argv: string[]): FetchOptions & { json: boolean } {
 async function main(): Promise<void> {
   const t0 = performance.now();
   const opts = parseArgs(process.argv.slice(2));
-  const k = await fetchKernel({ ...opts, log: (s) => process.stderr.write(`fetch-kernel: ${s}\n`) });
+  const k = await downloadKernel({ ...opts, log: (s) => process.stderr.write(`fetch-kernel: ${s}\n`) });
   const secs = ((performance.now() - t0) / 1000).toFixed(2);
   if (opts.json) {
     process.stdout.write(JSON.stringify({ ...k, seconds: Number(secs) }, null, 2) + '\n');

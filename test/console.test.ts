@@ -2,9 +2,9 @@
 // out, on a prepared scenario.
 
 import { join } from 'path';
-import { openConsole, resolveAddress, consoleScenario, ConsoleError, type StepConsole } from '../kernel-model/console';
-import { runScenario } from '../kernel-model/run-scenario';
-import type { RunReport } from '../kernel-model/run-scenario';
+import { openConsole, resolveAddress, consoleScenario, ConsoleError, type StepConsole } from '../kernel-model/present/console';
+import { runScenario } from '../kernel-model/scenario/run';
+import type { RunReport } from '../kernel-model/scenario/run';
 
 const SCENARIOS = join(__dirname, '..', '..', 'fixtures', 'scenarios');
 const deadlock = (): StepConsole => openConsole(join(SCENARIOS, 'nmi-deadlock-primary.json'));

@@ -5,9 +5,9 @@ import * as os from 'os';
 import * as path from 'path';
 import {
   decompressLz4Legacy, decompressLz4LegacyToBuffer, lz4DecompressBlock, LZ4_LEGACY_BLOCK_SIZE,
-} from '../kernel-model/lz4';
-import { bzImagePayload } from '../kernel-model/fetch';
-import { LoadError } from '../kernel-model/elf';
+} from '../kernel-model/image/lz4';
+import { bzImagePayload } from '../kernel-model/image/download';
+import { LoadError } from '../kernel-model/image/elf';
 
 const MAGIC = [0x02, 0x21, 0x4c, 0x18];
 

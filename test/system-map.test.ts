@@ -1,5 +1,5 @@
-import { parseSystemMap, isTextType } from '../kernel-model/system-map';
-import { LoadError } from '../kernel-model/elf';
+import { parseSystemMap, isTextType } from '../kernel-model/image/system-map';
+import { LoadError } from '../kernel-model/image/elf';
 
 describe('System.map parsing', () => {
   const text = [

@@ -4,11 +4,11 @@
 
 import type { Argv } from 'yargs';
 import { existsSync, readFileSync } from 'fs';
-import { elfChunks, isElfFile } from '../../kernel-model/coverage-input';
+import { elfChunks, isElfFile } from '../../kernel-model/image/coverage-input';
 import { sweepCoverage, formatCoverage, coverageToJson, type CoverageChunk } from '../../emu/coverage';
-import { loadVmlinux } from '../../kernel-model/vmlinux';
-import { loadImage } from '../../kernel-model/load-image';
-import { textSection } from '../../kernel-model/image';
+import { loadVmlinux } from '../../kernel-model/image/vmlinux';
+import { loadImage } from '../../kernel-model/image/load';
+import { textSection } from '../../kernel-model/image/kernel-image';
 import { parseU64 } from '../../emu/u64';
 import { checkInt, inputFile } from '../args';
 import { UserError } from '../errors';

@@ -2,7 +2,7 @@
 // on the embedded fixture, and a verdict a kernel developer can read.
 
 import type { Argv } from 'yargs';
-import { runDemo, formatDemo, type DemoPair } from '../../kernel-model/demo';
+import { runDemo, formatDemo, type DemoPair } from '../../kernel-model/present/demo';
 import { print, printJson, styleFor } from '../output';
 
 export interface DemoArgs {

@@ -2,10 +2,10 @@
 // image file (nothing is mapped), paravirt sites annotated with op and state.
 
 import type { Argv } from 'yargs';
-import { listing, formatListing, imageReader, imageSiteFacts } from '../../kernel-model/listing';
-import { resolveAddress, ConsoleError } from '../../kernel-model/console';
-import type { KernelImage } from '../../kernel-model/image';
-import { VmlinuxImage } from '../../kernel-model/vmlinux-image';
+import { listing, formatListing, imageReader, imageSiteFacts } from '../../kernel-model/present/listing';
+import { resolveAddress, ConsoleError } from '../../kernel-model/present/console';
+import type { KernelImage } from '../../kernel-model/image/kernel-image';
+import { VmlinuxImage } from '../../kernel-model/image/vmlinux-image';
 import { checkInt } from '../args';
 import { UserError } from '../errors';
 import { print, printJson } from '../output';

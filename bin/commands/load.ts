@@ -2,7 +2,7 @@
 // by op, alternatives.
 
 import type { Argv } from 'yargs';
-import { summarizeImage, formatImageSummary } from '../../kernel-model/image-summary';
+import { summarizeImage, formatImageSummary } from '../../kernel-model/present/image-summary';
 import { print, printJson } from '../output';
 import { openImage, imageOptions, type ImageArgs } from '../image-args';
 

@@ -3,14 +3,14 @@
 // apply boot-time paravirt patching offline. Nothing is written unless it succeeds.
 
 import type { Argv } from 'yargs';
-import { runtimePatch } from '../../kernel-model/runtime-patch';
-import { bootPatchImage } from '../../kernel-model/boot-patch';
-import { writePatchedImage } from '../../kernel-model/image-writer';
-import { slotOf } from '../../kernel-model/image';
-import type { Protocol } from '../../kernel-model/kernel';
-import type { ProtocolVariant } from '../../kernel-model/kctx';
-import { formatSites } from '../../kernel-model/demo';
-import { summarizeBootPatch, formatBootPatchSummary } from '../../kernel-model/image-summary';
+import { runtimePatch } from '../../kernel-model/scenario/runtime-patch';
+import { bootPatchImage } from '../../kernel-model/linux/boot-patch';
+import { writePatchedImage } from '../../kernel-model/image/write';
+import { slotOf } from '../../kernel-model/image/kernel-image';
+import type { Protocol } from '../../kernel-model/linux/kernel-model';
+import type { ProtocolVariant } from '../../kernel-model/linux/kernel-context';
+import { formatSites } from '../../kernel-model/present/demo';
+import { summarizeBootPatch, formatBootPatchSummary } from '../../kernel-model/present/image-summary';
 import { checkInt, outputFile, parseOps, scheduleOverride } from '../args';
 import { UserError } from '../errors';
 import { print, printJson, progressBar, styleFor } from '../output';

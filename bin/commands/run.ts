@@ -2,11 +2,11 @@
 
 import type { Argv } from 'yargs';
 import type { FetchMode } from '../../emu/machine';
-import { loadScenario } from '../../kernel-model/scenario';
-import { prepareScenario, explain, vectorNamer, type RunOverrides } from '../../kernel-model/run-scenario';
-import type { ProtocolVariant } from '../../kernel-model/kctx';
-import { formatRunReport } from '../../kernel-model/demo';
-import { TraceProbe, TraceFile, formatTraceLine } from '../../kernel-model/trace';
+import { loadScenario } from '../../kernel-model/scenario/scenario-file';
+import { prepareScenario, explain, vectorNamer, type RunOverrides } from '../../kernel-model/scenario/run';
+import type { ProtocolVariant } from '../../kernel-model/linux/kernel-context';
+import { formatRunReport } from '../../kernel-model/present/demo';
+import { TraceProbe, TraceFile, formatTraceLine } from '../../kernel-model/scenario/trace';
 import { checkInt, inputFile, outputFile, scheduleOverride } from '../args';
 import { print, printJson, progressBar, styleFor } from '../output';
 import { UserError } from '../errors';

@@ -12,7 +12,7 @@ import { createInterface } from 'readline';
 import { existsSync, readFileSync, writeFileSync } from 'fs';
 import { homedir } from 'os';
 import { join } from 'path';
-import { openConsole, type ConsoleReply, type StepConsole } from '../../kernel-model/console';
+import { openConsole, type ConsoleReply, type StepConsole } from '../../kernel-model/present/console';
 import { checkInt, inputFile } from '../args';
 import { jsonLine, print } from '../output';
 

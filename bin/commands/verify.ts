@@ -3,9 +3,9 @@
 // mismatch.
 
 import type { Argv } from 'yargs';
-import { verifyImage } from '../../kernel-model/verify-image';
-import { disasmInline } from '../../kernel-model/disasm';
-import { hexBytes } from '../../kernel-model/kctx';
+import { verifyImage } from '../../kernel-model/linux/verify-image';
+import { disasmInline } from '../../kernel-model/image/disasm';
+import { hexBytes } from '../../kernel-model/linux/kernel-context';
 import { print, printJson, styleFor } from '../output';
 import { openImage, imageOptions, type ImageArgs } from '../image-args';
 import { checkInt } from '../args';

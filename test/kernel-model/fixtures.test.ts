@@ -5,7 +5,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { buildFixture, fixtureNames, FIXTURE_DIR } from '../../scripts/build-fixtures';
-import { loadFixture } from '../../kernel-model/fixture-image';
+import { loadFixture } from '../../kernel-model/image/fixture-image';
 
 describe('fixtures', () => {
   it.each(fixtureNames())('%s: the committed blob and manifest match the source', (name) => {

@@ -2,9 +2,9 @@
 // templates (as GNU as assembles the kernel's replacement strings), and the site
 // forms of DESIGN.md.
 
-import { X86_NOPS, nops } from '../../kernel-model/nops';
-import { NATIVE_TEMPLATES } from '../../kernel-model/templates';
-import { generatePatch, PatchError } from '../../kernel-model/paravirt-patch';
+import { X86_NOPS, nops } from '../../kernel-model/linux/nops';
+import { NATIVE_TEMPLATES } from '../../kernel-model/linux/templates';
+import { generatePatch, PatchError } from '../../kernel-model/linux/paravirt-patch';
 import { asmBytes } from '../../scripts/gas';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

@@ -10,10 +10,10 @@
 // PROPERTY_SEEDS=n runs more schedules (default 40 per scenario and mode).
 
 import { join } from 'path';
-import { loadScenario, type Scenario } from '../../kernel-model/scenario';
-import { runScenario, type RunReport } from '../../kernel-model/run-scenario';
+import { loadScenario, type Scenario } from '../../kernel-model/scenario/scenario-file';
+import { runScenario, type RunReport } from '../../kernel-model/scenario/run';
 import type { FetchMode } from '../../emu/machine';
-import type { ProtocolVariant } from '../../kernel-model/kctx';
+import type { ProtocolVariant } from '../../kernel-model/linux/kernel-context';
 import { Prng } from '../../emu/scheduler';
 
 const DIR = join(__dirname, '..', '..', '..', 'fixtures', 'scenarios');

@@ -2,9 +2,9 @@
 // handler on a secondary and on the primary, the NMI_LOCAL chain order while NMI-mode
 // patching runs, and the primary's self-NMI through the APIC ICR.
 
-import { loadScenario, type Scenario } from '../../kernel-model/scenario';
-import { prepareScenario, explain, type ScenarioRun } from '../../kernel-model/run-scenario';
-import { nmiHandlers } from '../../kernel-model/nmi-chain';
+import { loadScenario, type Scenario } from '../../kernel-model/scenario/scenario-file';
+import { prepareScenario, explain, type ScenarioRun } from '../../kernel-model/scenario/run';
+import { nmiHandlers } from '../../kernel-model/linux/nmi-chain';
 import type { Probe } from '../../emu/probe';
 import type { Cpu } from '../../emu/cpu';
 import type { Insn } from '../../emu/insn';

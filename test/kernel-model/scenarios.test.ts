@@ -4,8 +4,8 @@
 
 import { readdirSync } from 'fs';
 import { join } from 'path';
-import { loadScenario } from '../../kernel-model/scenario';
-import { runScenario, type RunReport } from '../../kernel-model/run-scenario';
+import { loadScenario } from '../../kernel-model/scenario/scenario-file';
+import { runScenario, type RunReport } from '../../kernel-model/scenario/run';
 import type { FetchMode } from '../../emu/machine';
 
 const DIR = join(__dirname, '..', '..', '..', 'fixtures', 'scenarios');

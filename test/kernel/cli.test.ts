@@ -5,7 +5,7 @@ import { join } from 'path';
 import { existsSync } from 'fs';
 import { testKernel, FETCH_TIMEOUT_MS } from './kernel';
 import { textpoke, json, tempDir, removeTempDirs } from '../cli/textpoke';
-import type { KernelFiles } from '../../kernel-model/fetch';
+import type { KernelFiles } from '../../kernel-model/image/download';
 
 afterAll(removeTempDirs);
 

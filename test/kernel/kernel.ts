@@ -2,12 +2,12 @@
 // (downloading it on a fresh machine, a quick manifest check otherwise) and returns
 // its files. Call from beforeAll with a long timeout.
 
-import { fetchKernel, type KernelFiles } from '../../kernel-model/fetch';
+import { downloadKernel, type KernelFiles } from '../../kernel-model/image/download';
 
 let pending: Promise<KernelFiles> | null = null;
 
 export function testKernel(): Promise<KernelFiles> {
-  pending ??= fetchKernel({
+  pending ??= downloadKernel({
     // A cached kernel keeps test results stable when Debian publishes a newer ABI;
     // TEXTPOKE_KERNEL picks a specific one.
     preferCached: true,

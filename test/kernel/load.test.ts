@@ -3,9 +3,9 @@
 // and the instruction coverage of .text.
 
 import { testKernel, FETCH_TIMEOUT_MS } from './kernel';
-import { loadVmlinux, type Vmlinux } from '../../kernel-model/vmlinux';
-import { paraSiteForm } from '../../kernel-model/parainstructions';
-import { checkCachedKernel } from '../../kernel-model/fetch';
+import { loadVmlinux, type Vmlinux } from '../../kernel-model/image/vmlinux';
+import { paraSiteForm } from '../../kernel-model/image/parainstructions';
+import { checkCachedKernel } from '../../kernel-model/image/download';
 import { Machine } from '../../emu/machine';
 import { PAGE_CODE } from '../../emu/memory';
 import { sweepCoverage, formatCoverage } from '../../emu/coverage';

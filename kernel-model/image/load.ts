@@ -1,0 +1,25 @@
+// One entry point for every kind of kernel image: a fixture (its .json manifest or
+// .bin blob, or a bare fixture name) or an ELF vmlinux (with System.map).
+
+import { existsSync } from 'fs';
+import { isElfFile } from './coverage-input';
+import type { KernelImage } from './kernel-image';
+import { ImageError } from './kernel-image';
+import { loadFixture } from './fixture-image';
+import { loadVmlinuxImage } from './vmlinux-image';
+
+export interface LoadImageOptions {
+  /** System.map for a vmlinux (default: one beside it). */
+  systemMap?: string;
+  /** Manifest for a fixture blob whose manifest is not beside it. */
+  manifest?: string;
+}
+
+export function loadImage(path: string, opts: LoadImageOptions = {}): KernelImage {
+  if (opts.manifest) return loadFixture(opts.manifest);
+  if (!path.includes('/') && !path.includes('.') && !existsSync(path)) return loadFixture(path);
+  if (!existsSync(path)) throw new ImageError(`${path}: no such file`);
+  if (path.endsWith('.json') || path.endsWith('.bin')) return loadFixture(path);
+  if (isElfFile(path)) return loadVmlinuxImage(path, opts.systemMap);
+  throw new ImageError(`${path}: neither an ELF vmlinux nor a fixture (.bin with its .json manifest)`);
+}

@@ -1,0 +1,67 @@
+// What the kernel model's host routines share: the machine, the layout of kernel
+// state in guest memory, the protocol options, the current patch plan, and a log of
+// what happened (sites patched, BUGs) for reports.
+
+import type { Machine } from '../../emu/machine';
+import type { KernelLayout } from './kernel-layout';
+import type { PatchForm } from './paravirt-patch';
+
+/**
+ * 'rfc': poke_sync in the series' order (write, publish state, clear acks, sync,
+ * ack and wait), and text_poke_late leaves sync_ack_map as it was.
+ * 'fixed': clear the acks before publishing the state, and start each run with an
+ * empty map: the corrected variant offered beside the faithful one.
+ */
+export type ProtocolVariant = 'rfc' | 'fixed';
+
+export interface PlannedSite {
+  address: bigint;
+  len: number;
+  op: string;
+  old: Uint8Array;
+  new: Uint8Array;
+  form: PatchForm;
+  /** For the batch protocol: the emulated instruction (call/jmp target, or nop). */
+  emulate?: { kind: 'call' | 'jmp' | 'nop'; target: bigint; len: number };
+}
+
+export interface KernelEvent {
+  step: number;
+  cpu: number;
+  kind: 'site-done' | 'bug' | 'patch-start' | 'patch-done' | 'int3' | 'note';
+  text: string;
+  address?: bigint;
+}
+
+export class KernelLog {
+  readonly events: KernelEvent[] = [];
+  constructor(private readonly m: Machine) {}
+  add(cpu: number, kind: KernelEvent['kind'], text: string, address?: bigint): void {
+    const step = cpu >= 0 ? this.m.currentStep(this.m.cpu(cpu)) : this.m.steps;
+    this.events.push({ step, cpu, kind, text, address });
+  }
+  bugs(): KernelEvent[] {
+    return this.events.filter((e) => e.kind === 'bug');
+  }
+}
+
+export interface KernelContext {
+  readonly m: Machine;
+  readonly L: KernelLayout;
+  readonly ncpus: number;
+  readonly variant: ProtocolVariant;
+  readonly log: KernelLog;
+  /** Sites to patch in the current run (set by the patch request before stop_machine). */
+  plan: PlannedSite[];
+  /** The function stop_machine() runs on every CPU, while one is in progress. */
+  stopFn: ((cpu: number) => Generator<import('../../emu/host').HostOp, void, import('../../emu/host').HostResult>) | null;
+}
+
+/** Reads guest memory without taking a step: for reports and wait-for descriptions only. */
+export function peek64(k: KernelContext, addr: bigint): bigint {
+  return k.m.mem.readU64(addr);
+}
+
+export function hexBytes(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
+}

@@ -1,0 +1,226 @@
+// The kernel model on a machine: binds the host routines to the image's stubs
+// (poke_int3_handler, text_poke_nmi, multi_cpu_stop, the call-function IPI handler,
+// the patch request), plans a runtime patch of pv ops, and keeps what reports need
+// (the log, lock ownership, the plan).
+
+import type { Machine } from '../../emu/machine';
+import type { HostContext, HostGen } from '../../emu/host';
+import type { KernelImage } from '../image/kernel-image';
+import { requireSymbol } from '../image/kernel-image';
+import { KernelLayout, PT_REGS } from './kernel-layout';
+import { type KernelContext, type PlannedSite, type ProtocolVariant, KernelLog } from './kernel-context';
+import { PvOps, type OpMode } from './pv-ops';
+import { generatePatch, encodeCall } from './paravirt-patch';
+import { compareSite } from './verify-site';
+import { X86_NOPS } from './nops';
+import { LockTracker } from './lock-tracker';
+import { textPokeLate, textPokeNmi, pokeInt3Native } from './text-poke-late';
+import { textPokeBpBatch, pokeInt3Emulate, genericSmpCallFunctionInterrupt } from './text-poke-bp';
+import { multiCpuStop } from './stop-machine';
+import { type Step, read, write, writeBytes } from './hostlib';
+import { disasmInline } from '../image/disasm';
+
+/** Whether bytes start with a 5-byte `call rel32` or the 5-byte NOP (what text_poke_bp emulates). */
+function firstInsnIsCallOrNop5(b: Uint8Array): boolean {
+  if (b[0] === 0xe8) return true;
+  return b[0] === 0x0f && b[1] === 0x1f && b[2] === 0x44 && b[3] === 0x00 && b[4] === 0x00;
+}
+
+/** Writes each site's new bytes with plain stores, no int3 and no sync: the hazard. */
+function* naivePoke(k: KernelModel, cpu: number, plan: PlannedSite[]): Step {
+  k.log.add(cpu, 'patch-start', `naive poke: ${plan.length} sites, plain stores`);
+  for (const s of plan) {
+    yield* writeBytes(s.address, s.new, 'memcpy into live text');
+    k.log.add(cpu, 'site-done', `${s.op} at 0x${s.address.toString(16)} (naive)`, s.address);
+  }
+  k.log.add(cpu, 'patch-done', 'naive poke finished');
+}
+
+/**
+ * batch: mainline text_poke_bp_batch. stop-machine: the RFC's text_poke_late.
+ * naive: plain stores of the new bytes while other CPUs run (what not to do; the XMC
+ * checker reports it).
+ */
+export type Protocol = 'batch' | 'stop-machine' | 'naive';
+
+export interface OpChange {
+  op: string;
+  mode: OpMode;
+}
+
+export interface PatchRequest {
+  ops: OpChange[];
+  protocol: Protocol;
+  /** NMI-safe mode of the stop_machine protocol (the RFC's patch 19). */
+  nmi: boolean;
+}
+
+export class PatchRequestError extends Error {}
+
+export interface KernelModelOptions {
+  variant?: ProtocolVariant;
+  /** Locks to track for reports: name -> symbol (default: shared_lock and nmi_lock when present). */
+  locks?: Record<string, string>;
+}
+
+export class KernelModel implements KernelContext {
+  readonly L: KernelLayout;
+  readonly ncpus: number;
+  readonly variant: ProtocolVariant;
+  readonly log: KernelLog;
+  readonly pv: PvOps;
+  readonly locks: LockTracker;
+  plan: PlannedSite[] = [];
+  stopFn: ((cpu: number) => Step) | null = null;
+  request: PatchRequest | null = null;
+  /** Set when the patch request has run to the end. */
+  patchDone = false;
+  /** The protocol in progress ('batch' decides how the int3 handler reads an int3). */
+  private active: Protocol | null = null;
+
+  constructor(
+    readonly m: Machine,
+    readonly img: KernelImage,
+    opts: KernelModelOptions = {},
+  ) {
+    this.L = new KernelLayout(img);
+    this.ncpus = m.cpus.length;
+    if (this.ncpus > this.L.maxCpus) throw new Error(`${img.path} supports at most ${this.L.maxCpus} CPUs`);
+    this.variant = opts.variant ?? 'rfc';
+    this.log = new KernelLog(m);
+    this.pv = new PvOps(img);
+    this.locks = new LockTracker(m);
+    const locks = opts.locks ?? { shared_lock: 'shared_lock', nmi_lock: 'nmi_lock' };
+    for (const [name, sym] of Object.entries(locks)) {
+      const a = img.symbols.resolve(sym);
+      if (a !== undefined) this.locks.track(name, a);
+    }
+    this.bind();
+  }
+
+  private bind(): void {
+    const at = (name: string): bigint => requireSymbol(this.img, name);
+    const routine = (fn: (ctx: HostContext) => Step<bigint | void>) => (ctx: HostContext): HostGen => fn(ctx);
+    this.m.bindHost(at('poke_int3_handler'), 'poke_int3_handler', routine((ctx) => this.pokeInt3Handler(ctx)));
+    this.m.bindHost(at('text_poke_nmi'), 'text_poke_nmi', routine((ctx) => textPokeNmi(this, ctx)));
+    this.m.bindHost(at('multi_cpu_stop'), 'multi_cpu_stop', routine((ctx) => multiCpuStop(this, ctx)));
+    this.m.bindHost(
+      at('generic_smp_call_function_interrupt'),
+      'generic_smp_call_function_interrupt',
+      routine(() => genericSmpCallFunctionInterrupt(this)),
+    );
+    this.m.bindHost(at('textpoke_patch_request'), 'textpoke_patch_request', routine((ctx) => this.patchRequest(ctx)));
+  }
+
+  /** poke_int3_handler(regs): 1 if the int3 belonged to a patch in progress. */
+  private *pokeInt3Handler(ctx: HostContext): Step<bigint> {
+    const regs = ctx.args[0];
+    const ip = (yield* read(regs + BigInt(PT_REGS.rip), 8)) - 1n;
+    ctx.status = `#BP at ${this.m.symbolize(ip)}`;
+    if (this.active === 'batch') {
+      const ok = yield* pokeInt3Emulate(this, regs, ip);
+      return ok ? 1n : 0n;
+    }
+    const ours = yield* pokeInt3Native(this, ctx.cpu, ip);
+    if (!ours) return 0n;
+    // Run the (now complete) new instruction on return.
+    yield* write(regs + BigInt(PT_REGS.rip), 8, ip, 'regs->ip -= 1');
+    return 1n;
+  }
+
+  /** The scenario's patch request, run by the CPU that calls textpoke_patch_request. */
+  private *patchRequest(ctx: HostContext): Step {
+    const req = this.request;
+    if (!req) return;
+    ctx.label = 'patcher';
+    // pv_ops first: the slots say what the sites should become.
+    for (const c of req.ops) yield* write(this.pv.slotAddress(c.op), 8, this.pv.target(c.op, c.mode), `pv_ops.${c.op}`);
+    this.plan = this.planSites(req);
+    this.active = req.protocol;
+    if (req.protocol === 'stop-machine') {
+      ctx.label = 'stop_machine';
+      yield* textPokeLate(this, ctx, { nmi: req.nmi });
+    } else if (req.protocol === 'batch') {
+      yield* textPokeBpBatch(this, ctx, this.plan);
+    } else {
+      yield* naivePoke(this, ctx.cpu, this.plan);
+    }
+    this.active = null;
+    ctx.label = '';
+    this.patchDone = true;
+  }
+
+  /** Validates a request against the image (one-line errors naming the op). */
+  check(req: PatchRequest): void {
+    for (const c of req.ops) {
+      if (!this.img.pvOps.slots.includes(c.op)) {
+        throw new PatchRequestError(`unknown op '${c.op}' (known: ${this.img.pvOps.slots.filter((s) => s).join(', ')})`);
+      }
+      this.pv.target(c.op, c.mode);
+    }
+    if (req.protocol !== 'stop-machine' && req.nmi) throw new PatchRequestError('nmi mode belongs to the stop-machine protocol');
+  }
+
+  /**
+   * The sites the request touches and their new bytes. stop-machine: exactly what
+   * boot-time patching would generate for the new targets (inline native code
+   * included). batch: only what int3 emulation can stand in for, so a site becomes
+   * `call rel32` (or a 5-byte NOP for the paravirt no-op) and keeps its last byte.
+   */
+  planSites(req: PatchRequest): PlannedSite[] {
+    const out: PlannedSite[] = [];
+    // A real kernel's own rules (6.1: paravirt call or nothing, then the ALTERNATIVE
+    // replacement when its feature condition holds) decide the new bytes there.
+    const targets = new Map(req.ops.map((c) => [c.op, this.pv.target(c.op, c.mode)]));
+    const kernelBytes = this.img.generateSites ? this.img.generateSites(targets, (op) => this.pv.read(this.m, op)) : null;
+    for (const c of req.ops) {
+      const target = this.pv.target(c.op, c.mode);
+      for (const s of this.img.sites.filter((x) => x.op === c.op)) {
+        const old = this.m.mem.readBytes(s.address, s.len);
+        let bytes: Uint8Array;
+        let form: PlannedSite['form'];
+        let emulate: PlannedSite['emulate'];
+        if (kernelBytes && req.protocol !== 'batch') {
+          bytes = kernelBytes.get(s.address)!;
+          form = bytes[0] === 0xe8 ? 'call' : this.pv.choice(c.op, target).nop ? 'nop' : 'inline';
+        } else if (req.protocol !== 'batch') {
+          const g = generatePatch(c.op, s.address, s.len, this.pv.choice(c.op, target));
+          bytes = g.bytes;
+          form = g.form;
+        } else {
+          // int3 emulation stands in for one 5-byte call or NOP; the bytes after it stay.
+          // Anything else (inline code, a 6-byte NOP) could be mid-execution on another
+          // CPU at an instruction boundary the new bytes do not have. A site already in
+          // the requested state needs no patch, whatever its form.
+          const choice = this.pv.choice(c.op, target);
+          const wanted = kernelBytes?.get(s.address) ?? generatePatch(s.op, s.address, s.len, choice).bytes;
+          if (compareSite(s, old, wanted, choice).ok) continue;
+          if (!firstInsnIsCallOrNop5(old)) {
+            throw new PatchRequestError(
+              `the batch protocol cannot patch ${c.op} at 0x${s.address.toString(16)}: it holds ${disasmInline(old, s.address, null)}, ` +
+                'and int3 emulation can only replace a 5-byte call or NOP (use the stop-machine protocol)',
+            );
+          }
+          const head = choice.nop ? X86_NOPS[5] : encodeCall(s.address, target);
+          bytes = old.slice();
+          bytes.set(head, 0);
+          form = choice.nop ? 'nop' : 'call';
+          emulate = { kind: choice.nop ? 'nop' : 'call', target, len: head.length };
+        }
+        if (Buffer.compare(Buffer.from(old), Buffer.from(bytes)) === 0) continue;
+        out.push({ address: s.address, len: s.len, op: c.op, old, new: bytes, form, emulate });
+      }
+    }
+    return out;
+  }
+
+  /** Whether any CPU recorded an oops (an unexpected exception in the guest). */
+  oopses(): { cpu: number; vector: number; rip: bigint }[] {
+    const out: { cpu: number; vector: number; rip: bigint }[] = [];
+    for (let c = 0; c < this.ncpus; c++) {
+      const v = this.m.mem.readU64(this.L.pcpu(c, this.L.percpu.oopsVector));
+      if (v !== 0n) out.push({ cpu: c, vector: Number(v) - 1, rip: this.m.mem.readU64(this.L.pcpu(c, this.L.percpu.oopsRip)) });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,264 @@
+// The RFC's non-emulated text poking ("Runtime paravirt patching", patches 15-19):
+// text_poke_late() runs patch_worker() on every CPU under stop_machine. The primary
+// patches each site with the int3 sequence, and after every step (poke_sync) waits
+// until every CPU has serialized and acknowledged; secondaries follow the state in
+// text_poke_sync_finish() / text_poke_sync_site(). In NMI mode (patch 19) the
+// primary does the work inside an NMI it sends itself, and a secondary that takes an
+// NMI keeps acknowledging there (text_poke_nmi, first on the NMI_LOCAL chain) before
+// the other NMI handlers run.
+//
+// Every access to text_poke_state is its own step (see hostlib.ts), so the
+// scheduler can interleave CPUs anywhere the real code could be interleaved.
+
+import type { HostContext } from '../../emu/host';
+import { type KernelContext, type PlannedSite, hexBytes, peek64 } from './kernel-context';
+import {
+  PATCH_SYNC_0, PATCH_SYNC_1, PATCH_SYNC_2, PATCH_SYNC_DONE, PATCH_DONE, PATCH_SYNC_x, PATCH_STATE_NAMES,
+  NMI_DONE, NMI_HANDLED,
+} from './kernel-layout';
+import { type Step, read, write, writeBytes, waitUntil, lockOr, xadd, serialize, wrmsr, note, popcount } from './hostlib';
+import { stopMachine } from './stop-machine';
+import { registerNmiHandler, unregisterNmiHandler } from './nmi-chain';
+
+const MSR_X2APIC_ICR = 0x830;
+const DM_NMI = 4;
+
+function stateName(s: bigint): string {
+  return PATCH_STATE_NAMES[Number(s)] ?? `state ${s}`;
+}
+
+/** CPUs whose ack bit is missing, for the wait-for graph. */
+function missingAcks(k: KernelContext): number[] {
+  const map = peek64(k, k.L.tps.ackMap);
+  const out: number[] = [];
+  for (let c = 0; c < k.ncpus; c++) if (((map >> BigInt(c)) & 1n) === 0n) out.push(c);
+  return out;
+}
+
+function primaryOf(k: KernelContext): number {
+  return Number(peek64(k, k.L.tps.primaryCpu) & 0xffffffffn);
+}
+
+/** in_nmi(): the NMI bits of this CPU's preempt count (set by the NMI entry). */
+function* inNmi(k: KernelContext, cpu: number): Step<boolean> {
+  return ((yield* read(k.L.pcpu(cpu, k.L.percpu.preempt), 4)) & k.L.nmiMask) !== 0n;
+}
+
+/** sync_one(): CPUID in NMI context (no IRET there), sync_core() otherwise. */
+function* syncOne(k: KernelContext, cpu: number): Step {
+  if (yield* inNmi(k, cpu)) yield* serialize('cpuid');
+  else yield* serialize('sync_core');
+}
+
+/** wait_for_acks(): set this CPU's bit, then spin until num_acks bits are set. */
+function* waitForAcks(k: KernelContext, cpu: number, why: string): Step {
+  const { addr, bit } = k.L.ackWord(cpu);
+  yield* lockOr(addr, 8, bit);
+  const need = Number(yield* read(k.L.tps.numAcks, 4));
+  yield* waitUntil(k.L.tps.ackMap, 8, (v) => popcount(v) >= need, `acks for ${why} (sync_ack_map has fewer than ${need} bits)`, () => ({
+    cpus: missingAcks(k),
+    text: `waiting for every CPU to acknowledge ${why}`,
+  }));
+}
+
+/**
+ * poke_sync(): write the bytes (if any), publish the new state, clear the acks,
+ * serialize locally, then acknowledge and wait for everyone. The 'fixed' variant
+ * clears the acks before publishing the state.
+ */
+function* pokeSync(k: KernelContext, cpu: number, state: number, addr: bigint, bytes: Uint8Array): Step {
+  if (bytes.length) yield* writeBytes(addr, bytes, `${PATCH_STATE_NAMES[state]} bytes`);
+  if (k.variant === 'fixed') yield* clearAcks(k);
+  yield* write(k.L.tps.state, 4, BigInt(state), `state = ${PATCH_STATE_NAMES[state]}`);
+  if (k.variant === 'rfc') yield* clearAcks(k);
+  yield* syncOne(k, cpu);
+  yield* waitForAcks(k, cpu, PATCH_STATE_NAMES[state]);
+}
+
+function* clearAcks(k: KernelContext): Step {
+  for (let w = 0; w < k.L.ackMapWords(k.ncpus); w++) yield* write(k.L.tps.ackMap + BigInt(8 * w), 8, 0n, 'cpumask_clear(sync_ack_map)');
+}
+
+/** text_poke_site(): the four poke_sync steps for one site, bracketed by bp_desc. */
+function* textPokeSite(k: KernelContext, cpu: number, site: PlannedSite): Step {
+  const bd = k.L.bpDesc;
+  // Publish the descriptor (address last: it is what the int3 handler looks at).
+  yield* write(bd.len, 1, BigInt(site.len));
+  yield* writeBytes(bd.opcode, site.new);
+  yield* write(bd.refs, 4, 1n);
+  yield* write(bd.addr, 8, site.address, 'publish bp_desc');
+  yield* pokeSync(k, cpu, PATCH_SYNC_0, site.address, Uint8Array.of(0xcc));
+  yield* pokeSync(k, cpu, PATCH_SYNC_1, site.address + 1n, site.new.subarray(1));
+  yield* pokeSync(k, cpu, PATCH_SYNC_2, site.address, site.new.subarray(0, 1));
+  yield* pokeSync(k, cpu, PATCH_SYNC_DONE, site.address, new Uint8Array(0));
+  yield* write(bd.addr, 8, 0n, 'bp_desc = NULL');
+  // Drop the published reference and wait for int3 handlers still using it.
+  yield* xadd(bd.refs, 4, -1n & 0xffffffffn);
+  yield* waitUntil(bd.refs, 4, (v) => v === 0n, 'int3 handlers to drop bp_desc');
+  // The check __text_poke_unmap() makes: the text must now hold the new bytes.
+  const got = new Uint8Array(site.len);
+  for (let i = 0; i < site.len; i++) got[i] = Number(yield* read(site.address + BigInt(i), 1));
+  if (hexBytes(got) !== hexBytes(site.new)) {
+    k.log.add(cpu, 'bug', `text_poke_site: 0x${site.address.toString(16)} holds ${hexBytes(got)}, expected ${hexBytes(site.new)}`, site.address);
+  } else {
+    k.log.add(cpu, 'site-done', `${site.op} at 0x${site.address.toString(16)}: ${hexBytes(site.old)} -> ${hexBytes(site.new)}`, site.address);
+  }
+}
+
+/** The worker: every planned site in turn (paravirt_worker). */
+function* worker(k: KernelContext, cpu: number): Step {
+  for (const site of k.plan) yield* textPokeSite(k, cpu, site);
+}
+
+/** text_poke_sync_site(): follow one site's states, serializing and acking each. */
+export function* textPokeSyncSite(k: KernelContext, cpu: number): Step {
+  const { addr, bit } = k.L.ackWord(cpu);
+  let prev = -1n;
+  do {
+    const p = prev;
+    const primary = primaryOf(k);
+    prev = yield* waitUntil(k.L.tps.state, 4, (v) => v !== p, `text_poke_state.state to leave ${p < 0n ? 'its value' : stateName(p)}`, () => ({
+      cpus: [primary],
+      text: `waiting in text_poke_sync_site for the primary (CPU ${primary}) to move text_poke_state on`,
+    }));
+    if (prev < BigInt(PATCH_SYNC_DONE)) {
+      const mine = (yield* read(addr, 8)) & bit;
+      if (mine === 0n) {
+        yield* syncOne(k, cpu);
+        yield* lockOr(addr, 8, bit);
+      }
+    }
+  } while (prev < BigInt(PATCH_SYNC_DONE));
+}
+
+/** text_poke_sync_finish(): a secondary's loop until PATCH_DONE. */
+export function* textPokeSyncFinish(k: KernelContext, cpu: number): Step {
+  const { addr, bit } = k.L.ackWord(cpu);
+  for (;;) {
+    const s = Number(yield* read(k.L.tps.state, 4));
+    if (s === PATCH_DONE) return;
+    if (s === PATCH_SYNC_DONE) {
+      yield* lockOr(addr, 8, bit);
+      const primary = primaryOf(k);
+      const info = (): { cpus: number[]; text: string } => ({
+        cpus: [primary],
+        text: `waiting in text_poke_sync_finish for the primary (CPU ${primary}) to start the next step`,
+      });
+      // If an NMI on this CPU follows a whole site (int3, text_poke_sync_site) while
+      // this waits, the state is back at PATCH_SYNC_DONE when it returns: in the
+      // series, for a step nobody on this CPU acknowledges (see pokeInt3Native).
+      yield* waitUntil(k.L.tps.state, 4, (v) => v !== BigInt(PATCH_SYNC_DONE), 'text_poke_state.state to leave PATCH_SYNC_DONE', info);
+      continue;
+    }
+    const nmi = yield* inNmi(k, cpu);
+    if ((nmi && (s & PATCH_SYNC_x) !== 0) || s === PATCH_SYNC_0) {
+      yield* textPokeSyncSite(k, cpu);
+      continue;
+    }
+    k.log.add(cpu, 'bug', `text_poke_sync_finish: unexpected state ${s} outside NMI`);
+    return;
+  }
+}
+
+/** patch_worker() under stop_machine. */
+function* patchWorker(k: KernelContext, cpu: number, nmi: boolean): Step {
+  const primary = primaryOf(k);
+  if (cpu !== primary) {
+    yield* textPokeSyncFinish(k, cpu);
+    return;
+  }
+  yield* waitForAcks(k, cpu, 'the rendezvous');
+  if (nmi) yield* patchWorkerNmi(k, cpu);
+  else yield* worker(k, cpu);
+  yield* write(k.L.tps.state, 4, BigInt(PATCH_DONE), 'state = PATCH_DONE');
+}
+
+/** patch_worker_nmi(): hand the work to an NMI sent to this CPU by its APIC ID. */
+function* patchWorkerNmi(k: KernelContext, cpu: number): Step {
+  yield* write(k.L.tps.nmiWork, 4, 1n, 'nmi_work = 1');
+  const apicId = BigInt(k.m.cpu(cpu).apic.id);
+  yield* wrmsr(MSR_X2APIC_ICR, (apicId << 32n) | BigInt(DM_NMI << 8));
+  yield* waitUntil(k.L.tps.nmiWork, 4, (v) => v === 0n, 'nmi_work to drop to 0 (the worker runs in this CPU\'s NMI)', () => ({
+    cpus: [cpu],
+    text: 'waiting for its own NMI to run the patch worker',
+  }));
+}
+
+/** text_poke_nmi(): first on the NMI_LOCAL chain while NMI-mode patching runs. */
+export function* textPokeNmi(k: KernelContext, ctx: HostContext): Step<bigint> {
+  const cpu = ctx.cpu;
+  if ((yield* read(k.L.tps.nmiWork, 4)) === 0n) return NMI_DONE;
+  const primary = Number(yield* read(k.L.tps.primaryCpu, 4));
+  if (cpu === primary) {
+    ctx.status = 'running the patch worker in NMI context';
+    yield* worker(k, cpu);
+    yield* xadd(k.L.tps.nmiWork, 4, -1n & 0xffffffffn);
+    return NMI_HANDLED;
+  }
+  ctx.status = 'following the patch in NMI context';
+  yield* textPokeSyncFinish(k, cpu);
+  return NMI_DONE;
+}
+
+/** The #BP side: an int3 at the site under patch (poke_int3_native). Returns 1 if it was ours. */
+export function* pokeInt3Native(k: KernelContext, cpu: number, ip: bigint): Step<boolean> {
+  const bd = k.L.bpDesc;
+  const site = yield* read(bd.addr, 8);
+  if (site === 0n || site !== ip) return false;
+  // Take a reference only while the descriptor is published (atomic_inc_not_zero).
+  const refs = yield* read(bd.refs, 4);
+  if (refs === 0n) return false;
+  yield* xadd(bd.refs, 4, 1n);
+  const primary = Number(yield* read(k.L.tps.primaryCpu, 4));
+  if (cpu === primary) {
+    // The primary hit its own int3 (from an NMI): finish the site here and
+    // serialize locally; the state machine writes the same bytes again later.
+    const len = Number(yield* read(bd.len, 1));
+    const bytes = new Uint8Array(len);
+    for (let i = 0; i < len; i++) bytes[i] = Number(yield* read(bd.opcode + BigInt(i), 1));
+    yield* writeBytes(site + 1n, bytes.subarray(1), 'primary finishes its own site: tail');
+    yield* writeBytes(site, bytes.subarray(0, 1), 'primary finishes its own site: first byte');
+    yield* syncOne(k, cpu);
+  } else {
+    yield* textPokeSyncSite(k, cpu);
+    // The series returns here without acknowledging the site's PATCH_SYNC_DONE,
+    // leaving it to this CPU's text_poke_sync_finish loop — which, if it was waiting
+    // for the state to leave PATCH_SYNC_DONE when this #BP came (from an NMI), never
+    // sees the step and never acknowledges it. The corrected variant acknowledges here.
+    if (k.variant === 'fixed') {
+      const { addr, bit } = k.L.ackWord(cpu);
+      yield* lockOr(addr, 8, bit);
+    }
+  }
+  yield* xadd(bd.refs, 4, -1n & 0xffffffffn);
+  return true;
+}
+
+export interface LateOptions {
+  nmi: boolean;
+}
+
+/**
+ * text_poke_late(): set up text_poke_state, register text_poke_nmi (NMI mode), run
+ * patch_worker on every CPU under stop_machine, unregister.
+ */
+export function* textPokeLate(k: KernelContext, ctx: HostContext, opts: LateOptions): Step {
+  const cpu = ctx.cpu;
+  const t = k.L.tps;
+  k.log.add(cpu, 'patch-start', `text_poke_late: ${k.plan.length} sites, nmi=${opts.nmi}, ${k.variant} ordering`);
+  yield* write(t.numAcks, 4, BigInt(k.ncpus), 'num_acks');
+  yield* write(t.state, 4, BigInt(PATCH_SYNC_DONE), 'state = PATCH_SYNC_DONE');
+  yield* write(t.primaryCpu, 4, BigInt(cpu), 'primary_cpu');
+  yield* write(t.nmiContext, 4, opts.nmi ? 1n : 0n, 'nmi_context');
+  // The series never clears sync_ack_map here: a second run starts with the previous
+  // run's acks still set. The corrected variant starts from an empty map.
+  if (k.variant === 'fixed') yield* clearAcks(k);
+  if (opts.nmi) yield* registerNmiHandler(k, k.L.textPokeNmiAction, true);
+  ctx.status = 'stop_machine(patch_worker)';
+  yield* stopMachine(k, cpu, function* (c: number): Step {
+    yield* patchWorker(k, c, opts.nmi);
+  });
+  if (opts.nmi) yield* unregisterNmiHandler(k, k.L.textPokeNmiAction);
+  yield* note('text_poke_late done');
+  k.log.add(cpu, 'patch-done', 'text_poke_late finished');
+}

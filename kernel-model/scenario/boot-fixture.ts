@@ -1,0 +1,68 @@
+// Booting a fixture kernel on a machine: map the image, apply paravirt patching the
+// way the kernel does at boot (text_poke_early: plain writes before any CPU runs),
+// tell each CPU what to run after boot, and start every CPU at the entry point.
+
+import { Machine, type FetchMode } from '../../emu/machine';
+import { FixtureImage } from '../image/fixture-image';
+import { requireSymbol } from '../image/kernel-image';
+import { PvOps } from '../linux/pv-ops';
+import { generatePatch, type PatchForm } from '../linux/paravirt-patch';
+
+export interface CpuWork {
+  /** Symbol the CPU calls after boot (workload_locker, workload_patcher, workload_idle, …). */
+  entry: string;
+  /** Its first argument. */
+  arg?: bigint;
+}
+
+export interface BootOptions {
+  cpus: number;
+  work: CpuWork[];
+  fetchMode?: FetchMode;
+  /** Apply boot-time paravirt patching (default true); false leaves the indirect calls. */
+  patchAtBoot?: boolean;
+  /** pv_ops slots to set before boot-time patching: op -> target. */
+  bootSlots?: Map<string, bigint>;
+}
+
+export interface BootPatchedSite {
+  address: bigint;
+  op: string;
+  form: PatchForm;
+  bytes: Uint8Array;
+}
+
+/** apply_paravirt() at boot: every site patched for its slot's current target. */
+export function applyParavirt(m: Machine, img: FixtureImage, pv: PvOps): BootPatchedSite[] {
+  const out: BootPatchedSite[] = [];
+  for (const s of img.sites) {
+    const target = pv.read(m, s.op);
+    const g = generatePatch(s.op, s.address, s.len, pv.choice(s.op, target));
+    m.mem.writeBytes(s.address, g.bytes);
+    out.push({ address: s.address, op: s.op, form: g.form, bytes: g.bytes });
+  }
+  return out;
+}
+
+export function bootFixture(img: FixtureImage, opts: BootOptions): Machine {
+  if (opts.cpus > img.maxCpus) throw new Error(`${img.path} supports at most ${img.maxCpus} CPUs (asked for ${opts.cpus})`);
+  const m = new Machine({ cpus: opts.cpus, fetchMode: opts.fetchMode });
+  img.mapInto(m);
+  const pv = new PvOps(img);
+  for (const [op, target] of opts.bootSlots ?? []) m.mem.writeU64(pv.slotAddress(op), target);
+  if (opts.patchAtBoot ?? true) applyParavirt(m, img, pv);
+  const entryTable = requireSymbol(img, 'cpu_entry');
+  const argTable = requireSymbol(img, 'cpu_arg');
+  opts.work.forEach((w, i) => {
+    if (i >= opts.cpus) return;
+    m.mem.writeU64(entryTable + 8n * BigInt(i), requireSymbol(img, w.entry));
+    m.mem.writeU64(argTable + 8n * BigInt(i), w.arg ?? 0n);
+  });
+  const start = requireSymbol(img, img.entry);
+  for (const c of m.cpus) {
+    c.setRipBig(start);
+    // Loader writes happened before any CPU ran: they count as already observed.
+    c.serialize();
+  }
+  return m;
+}

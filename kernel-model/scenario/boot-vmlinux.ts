@@ -1,0 +1,146 @@
+// A distribution vmlinux running on the machine, with the vmlinux-harness fixture
+// beside it: the kernel's .text and data at their link addresses, the harness in
+// module space, and one copy of the kernel's per-CPU image per CPU (GS base), filled
+// in as a booted kernel would have them. The result is one KernelImage: the kernel's
+// pv_ops and paravirt sites, the harness's symbols, constants and host routines.
+
+import type { Machine, FetchMode } from '../../emu/machine';
+import { Machine as MachineClass } from '../../emu/machine';
+import { SymbolTable } from '../../emu/symbols';
+import type { ImageSection, KernelImage, PvSite } from '../image/kernel-image';
+import { ImageError, requireSymbol } from '../image/kernel-image';
+import { loadFixture, type FixtureImage } from '../image/fixture-image';
+import type { VmlinuxImage } from '../image/vmlinux-image';
+import { bootPatch61 } from '../linux/alternatives-6.1';
+
+/** Where the per-CPU copies go (the kernel's vmalloc area), and their stride. */
+export const PERCPU_AREA = 0xffffc90000000000n;
+export const PERCPU_STRIDE = 0x80000n;
+
+export class KernelWithHarness implements KernelImage {
+  readonly kind = 'vmlinux' as const;
+  readonly symbols = new SymbolTable();
+  readonly sections: ImageSection[];
+  readonly pvOps: { address: bigint; slots: readonly string[] };
+  readonly sites: readonly PvSite[];
+  readonly constants: Record<string, number>;
+  readonly paravirtTargets: Readonly<Record<string, string>>;
+  /** The kernel's per-CPU image: its load address and size. */
+  readonly percpuImage: { address: bigint; size: number };
+  private readonly harnessEnd: bigint;
+
+  constructor(
+    readonly vm: VmlinuxImage,
+    readonly harness: FixtureImage,
+  ) {
+    // Harness names first: where both define a name (startup_64), the harness's is meant.
+    for (const t of [harness.symbols, vm.symbols]) for (const n of t.names()) this.symbols.add(n, t.resolve(n)!);
+    this.sections = [...vm.sections, ...harness.sections];
+    this.pvOps = vm.pvOps;
+    this.sites = vm.sites;
+    this.constants = harness.constants;
+    this.paravirtTargets = vm.paravirtTargets;
+    const pc = vm.vm.sections.find((s) => s.name === '.data..percpu');
+    if (!pc) throw new ImageError(`${vm.path}: no .data..percpu section`);
+    this.percpuImage = { address: pc.loadAddr, size: pc.size };
+    const hp = harness.constants.HPCPU;
+    if (hp === undefined || pc.size > hp) {
+      throw new ImageError(`${vm.path}: .data..percpu is ${pc.size} bytes; the harness keeps its per-CPU fields at ${hp} (too close)`);
+    }
+    const last = harness.sections.reduce((a, s) => (s.address + BigInt(s.size) > a ? s.address + BigInt(s.size) : a), 0n);
+    this.harnessEnd = last;
+  }
+
+  get path(): string {
+    return this.vm.path;
+  }
+
+  private inHarness(a: bigint): boolean {
+    return a >= this.harness.base && a < this.harnessEnd;
+  }
+
+  read(address: bigint, len: number): Uint8Array {
+    return this.inHarness(address) ? this.harness.read(address, len) : this.vm.read(address, len);
+  }
+
+  percpuBase(cpu: number): bigint {
+    return PERCPU_AREA + PERCPU_STRIDE * BigInt(cpu);
+  }
+
+  /** Maps kernel and harness, and sets up one per-CPU area per CPU of `m`. */
+  mapInto(m: Machine): void {
+    this.vm.mapInto(m);
+    this.harness.mapInto(m);
+    // The per-CPU image as mapped at its load address (its link address is 0).
+    const image = m.mem.readBytes(this.percpuImage.address, this.percpuImage.size);
+    const span = this.constants.HPCPU + this.constants.HPCPU_SIZE;
+    for (const c of m.cpus) {
+      const base = this.percpuBase(c.id);
+      m.mem.map(base, span);
+      m.mem.writeBytes(base, image);
+      m.mem.writeU64(requireSymbol(this.harness, 'percpu_base') + 8n * BigInt(c.id), base);
+    }
+    const set = (slot: string, value: bigint): void => m.mem.writeU64(requireSymbol(this.harness, slot), value);
+    const k = (name: string): bigint => requireSymbol(this.vm, name);
+    set('imp__raw_spin_lock', k('_raw_spin_lock'));
+    set('imp__raw_spin_unlock', k('_raw_spin_unlock'));
+    // Per-CPU symbols are offsets from the GS base (.data..percpu is zero-based).
+    set('kpcpu_this_cpu_off', k('this_cpu_off'));
+    set('kpcpu_cpu_number', k('cpu_number'));
+    set('kpcpu_preempt_count', k('__preempt_count'));
+  }
+
+  /**
+   * The bytes Linux 6.1's rules give the sites of the ops in `targets`, with those
+   * pv_ops slots set to the given targets (the other slots as in `current`).
+   */
+  generateSites(targets: Map<string, bigint>, current: (op: string) => bigint): Map<bigint, Uint8Array> {
+    const b = bootPatch61(this, {
+      alternatives: this.vm.vm.altinstructions(),
+      slotValue: (op) => targets.get(op) ?? current(op),
+    });
+    const out = new Map<bigint, Uint8Array>();
+    for (const s of b.sites) if (targets.has(s.site.op)) out.set(s.site.address, s.final);
+    return out;
+  }
+}
+
+export interface VmlinuxBootOptions {
+  cpus: number;
+  work: { entry: string; arg?: bigint }[];
+  fetchMode?: FetchMode;
+  /** pv_ops slots to set before boot-time patching (a paravirt guest's boot): op -> target. */
+  bootSlots?: Map<string, bigint>;
+}
+
+/**
+ * Boots the kernel-plus-harness on a machine: maps everything, applies the kernel's
+ * boot-time paravirt patching (as text_poke_early does before the other CPUs start),
+ * sets each CPU's work and starts every CPU at the harness's startup_64.
+ */
+export function bootVmlinux(img: KernelWithHarness, opts: VmlinuxBootOptions): Machine {
+  if (opts.cpus > img.harness.maxCpus) throw new ImageError(`the harness supports at most ${img.harness.maxCpus} CPUs (asked for ${opts.cpus})`);
+  const m = new MachineClass({ cpus: opts.cpus, fetchMode: opts.fetchMode });
+  img.mapInto(m);
+  const slots = opts.bootSlots ?? new Map<string, bigint>();
+  for (const [op, target] of slots) m.mem.writeU64(img.pvOps.address + 8n * BigInt(img.pvOps.slots.indexOf(op)), target);
+  const boot = bootPatch61(img, { alternatives: img.vm.vm.altinstructions(), slotValue: (op) => slots.get(op) });
+  for (const [a, bytes] of boot.writes) m.mem.writeBytes(a, bytes);
+  const entries = requireSymbol(img.harness, 'cpu_entry');
+  const args = requireSymbol(img.harness, 'cpu_arg');
+  opts.work.forEach((w, i) => {
+    if (i >= opts.cpus) return;
+    m.mem.writeU64(entries + 8n * BigInt(i), requireSymbol(img.harness, w.entry));
+    m.mem.writeU64(args + 8n * BigInt(i), w.arg ?? 0n);
+  });
+  const start = requireSymbol(img.harness, 'startup_64');
+  for (const c of m.cpus) {
+    c.setRipBig(start);
+    c.serialize();
+  }
+  return m;
+}
+
+export function withHarness(vm: VmlinuxImage): KernelWithHarness {
+  return new KernelWithHarness(vm, loadFixture('vmlinux-harness'));
+}

@@ -1,0 +1,263 @@
+// Running a scenario: boot the image, arm the patch request and the injections, run
+// under the schedule, then explain the outcome — the deadlock and its wait-for cycle,
+// or the completed patch with every site's old and new bytes verified — and check
+// the workload's invariants.
+
+import type { Machine, FetchMode, RunResult } from '../../emu/machine';
+import type { Schedule } from '../../emu/scheduler';
+import type { Probe } from '../../emu/probe';
+import type { XmcViolation } from '../../emu/xmc';
+import { loadFixture, type FixtureImage } from '../image/fixture-image';
+import { bootFixture } from './boot-fixture';
+import type { KernelImage } from '../image/kernel-image';
+import { ImageError } from '../image/kernel-image';
+import { loadVmlinuxImage } from '../image/vmlinux-image';
+import { withHarness, bootVmlinux, KernelWithHarness } from './boot-vmlinux';
+import { PvOps } from '../linux/pv-ops';
+import type { VmlinuxImage } from '../image/vmlinux-image';
+import { cachedKernelVersions, defaultCacheDir } from '../image/download';
+import { existsSync } from 'fs';
+import { join, dirname } from 'path';
+import { KernelModel } from '../linux/kernel-model';
+import type { ProtocolVariant, KernelEvent } from '../linux/kernel-context';
+import { hexBytes } from '../linux/kernel-context';
+import { wireInjections, type FiredInjection } from './inject';
+import { machineReport, type CpuReport } from './report';
+import type { Scenario, Outcome } from './scenario-file';
+import { requireSymbol } from '../image/kernel-image';
+import { disasmInline } from '../image/disasm';
+import { verifySite } from '../linux/verify-site';
+
+export interface RunOverrides {
+  /** An image already loaded (instead of loading the scenario's `image`). */
+  image?: KernelImage;
+  schedule?: Schedule;
+  maxSteps?: number;
+  fetchMode?: FetchMode;
+  variant?: ProtocolVariant;
+  nmi?: boolean;
+  probe?: Probe;
+  onProgress?: (steps: number) => void;
+}
+
+export interface SiteResult {
+  address: bigint;
+  op: string;
+  old: Uint8Array;
+  new: Uint8Array;
+  oldAsm: string;
+  newAsm: string;
+  /** Bytes the alternatives engine generates for the op's pv_ops target now. */
+  expected: Uint8Array;
+  verified: boolean;
+  how: string;
+}
+
+export interface Invariant {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface RunReport {
+  scenario: string;
+  outcome: Outcome;
+  steps: number;
+  stop: RunResult['stop'];
+  schedule: Schedule;
+  fetchMode: FetchMode;
+  protocol: string;
+  variant: ProtocolVariant;
+  nmi: boolean;
+  cpus: CpuReport[];
+  cycle: number[] | null;
+  cycleText: string[];
+  sites: SiteResult[];
+  invariants: Invariant[];
+  xmc: XmcViolation[];
+  injections: FiredInjection[];
+  events: KernelEvent[];
+  expectation: { ok: boolean; detail: string } | null;
+}
+
+const WORKLOADS_WITH_LOCKING = new Set(['workload_locker', 'workload_patcher']);
+
+export interface ScenarioRun {
+  m: Machine;
+  img: KernelImage;
+  k: KernelModel;
+  injections: FiredInjection[];
+  scenario: Scenario;
+  schedule: Schedule;
+  maxSteps: number;
+}
+
+/**
+ * The image a scenario names: a fixture (name or manifest path), "debian-6.1" for
+ * the cached Debian kernel, or a vmlinux path (with System.map beside it).
+ */
+export function scenarioImage(name: string): { kind: 'fixture'; img: FixtureImage } | { kind: 'vmlinux'; path: string; systemMap: string } {
+  if (name === 'debian-6.1') {
+    const versions = cachedKernelVersions();
+    if (versions.length === 0) throw new ImageError('debian-6.1: no kernel in the cache (run npm run fetch-kernel first)');
+    const dir = join(defaultCacheDir(), versions[versions.length - 1]);
+    return { kind: 'vmlinux', path: join(dir, 'vmlinux'), systemMap: join(dir, 'System.map') };
+  }
+  if (existsSync(name) && !name.endsWith('.json') && !name.endsWith('.bin')) {
+    return { kind: 'vmlinux', path: name, systemMap: join(dirname(name), 'System.map') };
+  }
+  return { kind: 'fixture', img: loadFixture(name) };
+}
+
+/** Sets up a scenario's machine without running it (the stepping console starts here). */
+export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name): ScenarioRun {
+  const fetchMode = o.fetchMode ?? s.fetchMode;
+  const bootSlotsFor = (im: KernelImage): Map<string, bigint> => {
+    const pv = new PvOps(im);
+    return new Map(s.bootOps.map((b) => [b.op, pv.target(b.op, b.mode)]));
+  };
+  let source: KernelImage;
+  if (o.image) source = o.image;
+  else {
+    const which = scenarioImage(s.image);
+    source = which.kind === 'fixture' ? which.img : loadVmlinuxImage(which.path, which.systemMap);
+  }
+  let img: KernelImage;
+  let m: Machine;
+  if (source.kind === 'vmlinux') {
+    const k = source instanceof KernelWithHarness ? source : withHarness(source as VmlinuxImage);
+    for (const w of s.work) requireSymbol(k.harness, w.entry);
+    img = k;
+    m = bootVmlinux(k, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(k) });
+  } else {
+    const fx = source as FixtureImage;
+    for (const w of s.work) requireSymbol(fx, w.entry);
+    img = fx;
+    m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(fx) });
+  }
+  const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc' });
+  if (s.patch) {
+    k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi };
+    k.check(k.request);
+  }
+  const injections = wireInjections(m, img, k.L, s.inject, file);
+  if (o.probe) m.probe = o.probe;
+  return { m, img, k, injections, scenario: s, schedule: o.schedule ?? s.schedule, maxSteps: o.maxSteps ?? s.maxSteps };
+}
+
+export function vectorNamer(k: KernelModel): (v: number) => string | undefined {
+  return (v) => (v === k.L.vectors.stopMachine ? 'stop_machine' : v === k.L.vectors.callFunction ? 'IPI call_function' : undefined);
+}
+
+export function runScenario(s: Scenario, o: RunOverrides = {}, file = s.name): RunReport {
+  const run = prepareScenario(s, o, file);
+  const r = run.m.run({ schedule: run.schedule, maxSteps: run.maxSteps, onProgress: o.onProgress });
+  return explain(run, r);
+}
+
+/** Builds the report for a run that has stopped. */
+export function explain(run: ScenarioRun, r: RunResult): RunReport {
+  const { m, img, k, scenario: s } = run;
+  const rep = machineReport(m, k.locks, vectorNamer(k));
+  const sites = k.plan.map((p): SiteResult => {
+    const now = m.mem.readBytes(p.address, p.len);
+    const site = img.sites.find((x) => x.address === p.address)!;
+    const v = verifySite(site, now, k.pv.choice(p.op, k.pv.read(m, p.op)));
+    return {
+      address: p.address,
+      op: p.op,
+      old: p.old,
+      new: now,
+      oldAsm: disasmInline(p.old, p.address, m.symbols),
+      newAsm: disasmInline(now, p.address, m.symbols),
+      expected: v.expected,
+      verified: v.ok,
+      how: v.how,
+    };
+  });
+  const invariants = checkInvariants(run, sites);
+  const workers = s.work.filter((w) => w.entry !== '').length;
+  const done = m.mem.readU32(requireSymbol(img, 'workers_done'));
+  const bugs = k.log.bugs().length + k.oopses().length;
+  let outcome: Outcome;
+  if (r.stop === 'deadlock') outcome = 'deadlock';
+  else if (r.stop === 'livelock') outcome = 'livelock';
+  else if (m.xmc.violations.length > 0) outcome = 'xmc-violation';
+  else if (bugs > 0) outcome = 'oops';
+  else if ((r.stop === 'halted' || r.stop === 'until') && (!s.patch || k.patchDone) && done >= workers) outcome = 'completed';
+  else outcome = 'step-limit';
+  let expectation: RunReport['expectation'] = null;
+  if (s.expect) {
+    const problems: string[] = [];
+    if (s.expect.outcome && s.expect.outcome !== outcome) problems.push(`expected outcome ${s.expect.outcome}, got ${outcome}`);
+    if (s.expect.cycle && JSON.stringify(s.expect.cycle) !== JSON.stringify(rep.cycle)) {
+      problems.push(`expected cycle ${JSON.stringify(s.expect.cycle)}, got ${JSON.stringify(rep.cycle)}`);
+    }
+    if (outcome === 'completed') for (const i of invariants) if (!i.ok) problems.push(`invariant ${i.name}: ${i.detail}`);
+    expectation = { ok: problems.length === 0, detail: problems.length ? problems.join('; ') : 'as expected' };
+  }
+  return {
+    scenario: s.name,
+    outcome,
+    steps: r.steps,
+    stop: r.stop,
+    schedule: run.schedule,
+    fetchMode: m.fetchMode,
+    protocol: s.patch?.protocol ?? 'none',
+    variant: k.variant,
+    nmi: k.request?.nmi ?? false,
+    cpus: rep.cpus,
+    cycle: rep.cycle,
+    cycleText: rep.cycleText,
+    sites,
+    invariants,
+    xmc: m.xmc.violations.slice(),
+    injections: run.injections,
+    events: k.log.events.slice(),
+    expectation,
+  };
+}
+
+function checkInvariants(run: ScenarioRun, sites: SiteResult[]): Invariant[] {
+  const { m, img, k, scenario: s } = run;
+  const out: Invariant[] = [];
+  let expected = 0n;
+  const perCpu: string[] = [];
+  let perCpuOk = true;
+  s.work.forEach((w, c) => {
+    if (!WORKLOADS_WITH_LOCKING.has(w.entry)) return;
+    expected += w.arg;
+    const got = m.mem.readU64(k.L.pcpu(c, k.L.percpu.locks));
+    if (got !== w.arg) {
+      perCpuOk = false;
+      perCpu.push(`CPU${c} took shared_lock ${got} times, expected ${w.arg}`);
+    }
+  });
+  const counter = m.mem.readU64(requireSymbol(img, 'shared_counter'));
+  out.push({ name: 'shared_counter exact', ok: counter === expected, detail: `shared_counter = ${counter}, expected ${expected}` });
+  out.push({ name: 'per-CPU acquisitions', ok: perCpuOk, detail: perCpuOk ? 'every CPU took shared_lock as often as asked' : perCpu.join('; ') });
+  for (const l of k.locks.locks) {
+    const ok = l.acquisitions === l.releases && l.owner === null;
+    out.push({
+      name: `${l.name} balanced`,
+      ok,
+      detail: `${l.acquisitions} acquisitions, ${l.releases} releases${l.owner !== null ? `, held by CPU${l.owner}` : ''}`,
+    });
+  }
+  out.push({ name: 'XMC clean', ok: m.xmc.violations.length === 0, detail: `${m.xmc.violations.length} violation(s)` });
+  const bad = sites.filter((x) => !x.verified);
+  out.push({ name: 'sites verified', ok: bad.length === 0, detail: bad.length ? bad.map((x) => `0x${x.address.toString(16)} ${x.op}: ${x.how}`).join('; ') : `${sites.length} site(s) match pv_ops` });
+  const oops = k.oopses();
+  const bugs = k.log.bugs();
+  out.push({
+    name: 'no oops or BUG',
+    ok: oops.length === 0 && bugs.length === 0,
+    detail: [...oops.map((o) => `CPU${o.cpu} oops: vector ${o.vector} at ${m.symbolize(o.rip)}`), ...bugs.map((b) => `CPU${b.cpu}: ${b.text}`)].join('; ') || 'none',
+  });
+  return out;
+}
+
+/** Hex of bytes, for JSON. */
+export function bytesHex(b: Uint8Array): string {
+  return hexBytes(b);
+}
