@@ -44,8 +44,10 @@ export interface MachineOptions {
   storeBufferSize?: number;
 }
 
-export type MemoryModel = 'sc' | 'tso';
-export type RmwMode = 'atomic' | 'split';
+export const MEMORY_MODELS = ['sc', 'tso'] as const;
+export type MemoryModel = (typeof MEMORY_MODELS)[number];
+export const RMW_MODES = ['atomic', 'split'] as const;
+export type RmwMode = (typeof RMW_MODES)[number];
 
 export interface RunOptions {
   schedule?: Schedule;
