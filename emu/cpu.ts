@@ -364,6 +364,14 @@ export class Cpu implements FlagState, DataCache {
     return this.ram(this.xlate(lo, hi, ACCESS_FETCH), lo, hi, ACCESS_FETCH);
   }
 
+  /** The physical address of linear `addr` as this CPU's TLB has it (itself if paging is off or it is not cached). */
+  physical(addr: bigint): bigint {
+    if (!this.paging) return addr;
+    const a = BigInt.asUintN(64, addr);
+    const e = this.tlb.get(Number(a >> 12n));
+    return e ? (BigInt(e.pfn) << 12n) | (a & 0xfffn) : a;
+  }
+
   /** Physical page number of (lo, hi) as the TLB has it, without walking or faulting. */
   private peekKey(lo: number, hi: number): number | undefined {
     const vpn = (hi >>> 0) * 1048576 + (lo >>> 12);

@@ -411,7 +411,8 @@ export class Machine implements IpiBus {
     this.blockInfo.set(cpu.id, info);
     cpu.brk = true;
     const wake = (): void => this.unblock(cpu);
-    this.watchIds.set(cpu.id, ranges.map((r) => this.mem.watch(r.addr, r.size, wake)));
+    // Watches are on physical memory: with paging on, the CPU's TLB says where.
+    this.watchIds.set(cpu.id, ranges.map((r) => this.mem.watch(cpu.physical(r.addr), r.size, wake)));
   }
 
   unblock(cpu: Cpu): void {

@@ -96,6 +96,9 @@ export function eventDeliverable(cpu: Cpu): boolean {
 
 /** Delivers at most one pending event (NMI first, then the APIC's best vector). */
 export function checkEvents(cpu: Cpu): void {
+  // Between the load and store steps of a split RMW is not an instruction boundary;
+  // the store step sets brk again (emu/ordering.ts).
+  if (cpu.rmw !== null) return;
   if (cpu.nmiPending && !cpu.nmiBlocked) {
     cpu.nmiPending = false;
     wakeForEvent(cpu);

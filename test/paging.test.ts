@@ -12,6 +12,8 @@ import {
   CR0_PG, CR0_WP, CR4_PGE, CR4_SMAP, CR4_SMEP, EFER_NXE,
 } from '../emu/paging';
 import { AC } from '../emu/flags';
+import { PageTables } from '../emu/page-tables';
+import { assemble } from '../scripts/gas';
 
 const PML4 = 0x10000n;
 const PDPT = 0x11000n;
@@ -248,5 +250,44 @@ describe('per-CPU TLBs (SDM 4.10)', () => {
     rd(c, 0x201000n);
     expect(fault(() => wr(c, 0x201000n, 1))?.code).toBe(PF_P | PF_W);
     expect(fault(() => wr(c, 0x201000n, 1))?.code).toBe(PF_P | PF_W);
+  });
+});
+
+describe('machine services under paging', () => {
+  it('a CPU spinning on a flag blocks on the physical page and wakes when another CPU sets it', () => {
+    const TEXT_V = 0xffffffff81000000n;
+    const DATA_V = 0xffffffff82000000n;
+    const src = `
+      _start:
+        mov $0, %eax
+      1:
+        pause
+        cmpq $0, 0x${DATA_V.toString(16)}
+        je 1b
+        hlt
+      setter:
+        mov $200, %ecx
+      2:
+        dec %ecx
+        jnz 2b
+        movq $1, 0x${(DATA_V + 0x1000n).toString(16)}   # the same frame through a second mapping
+        hlt
+    `;
+    const a = assemble(`.text\n${src}\n`, { base: TEXT_V });
+    const m = new Machine({ cpus: 2, paging: true });
+    m.load(0x100000n, a.bytes, true);
+    m.mem.map(0x200000n, 0x1000);
+    const pt = new PageTables(m, 0x300000n);
+    pt.map(TEXT_V, 0x100000n);
+    pt.map(DATA_V, 0x200000n);
+    pt.map(DATA_V + 0x1000n, 0x200000n);
+    pt.enable();
+    m.cpu(0).setRipBig(a.symbols.get('_start')!);
+    m.cpu(1).setRipBig(a.symbols.get('setter')!);
+    const r = m.run({ schedule: { kind: 'round-robin', quantum: 50 }, maxSteps: 100_000 });
+    expect(r.stop).toBe('halted');
+    expect(m.mem.readU64(0x200000n)).toBe(1n);
+    // CPU0 blocked rather than spinning all the while.
+    expect(m.cpu(0).retired).toBeLessThan(200);
   });
 });

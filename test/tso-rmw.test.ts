@@ -5,6 +5,7 @@
 
 import { guest } from './helpers/guest';
 import type { RmwMode, MemoryModel } from '../emu/machine';
+import { runSlice } from '../emu/run';
 
 const N = 200;
 const CPUS = 4;
@@ -57,5 +58,33 @@ describe('split read-modify-write', () => {
 
   it('the same seed gives the same total (determinism)', () => {
     expect(counter('addq $1, counter(%rip)', 'split', 3)).toBe(counter('addq $1, counter(%rip)', 'split', 3));
+  });
+});
+
+describe('between the load and the store step', () => {
+  it('an NMI waits for the store step: the RMW is not an instruction boundary', () => {
+    const g = guest(
+      `_start:
+        addq $1, counter(%rip)
+      after:
+        hlt
+      nmi:
+        mov counter(%rip), %rax
+        iretq
+      .data
+      counter: .quad 0`,
+      { rmw: 'split', gates: { 2: ['nmi', 1] } },
+    );
+    const c = g.m.cpu(0);
+    expect(runSlice(c, 1)).toBe(1); // load step
+    expect(c.rmw).not.toBeNull();
+    expect(g.m.mem.readU64(g.sym('counter'))).toBe(0n);
+    g.m.nmi(0);
+    expect(runSlice(c, 1)).toBe(1); // store step, not the NMI
+    expect(g.m.mem.readU64(g.sym('counter'))).toBe(1n);
+    expect(c.rip).toBe(g.sym('after'));
+    expect(runSlice(c, 2)).toBe(2); // the NMI, its handler's two instructions
+    expect(c.getReg(0)).toBe(1n);
+    expect(c.rip).toBe(g.sym('after'));
   });
 });
