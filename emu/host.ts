@@ -46,7 +46,11 @@ export type HostOp =
     }
   | { op: 'call'; target: bigint; args: bigint[]; what?: string }
   | { op: 'serialize'; how: 'cpuid' | 'sync_core' | 'iret' }
-  | { op: 'wrmsr'; msr: number; value: bigint }
+  /**
+   * `fence`: drain the store buffer first, as an MFENCE would (Linux's weak_wrmsr_fence()
+   * before an x2APIC ICR write: WRMSR to x2APIC MSRs does not serialize). Same step.
+   */
+  | { op: 'wrmsr'; msr: number; value: bigint; fence?: boolean }
   | { op: 'rdmsr'; msr: number }
   | { op: 'irqs'; enable: boolean }
   | { op: 'note'; text: string };
@@ -254,6 +258,7 @@ function perform(cpu: Cpu, ins: Insn, f: HostFrame, op: HostOp): Insn {
       f.last = op.how;
       return ins;
     case 'wrmsr':
+      if (op.fence) cpu.drainAll();
       cpu.machine.wrmsr(cpu, op.msr, op.value);
       f.last = `wrmsr 0x${op.msr.toString(16)} = ${hex(op.value)}`;
       return ins;
