@@ -14,12 +14,13 @@ import { loadImage } from '../kernel-model/image/load';
 import { benchEmulator, type EmulatorResults } from './emulator';
 import { benchScenarios, type ScenarioFigure } from './scenarios';
 import { benchFixturePatching, type FixturePatchingResults } from './patching';
+import { benchSnapshots, formatSnapshots, type SnapshotFigure } from './snapshot';
 import { benchKernel, type KernelResults, type KernelSkipped } from './kernel';
 import { benchPeer, type PeerResults } from './peer';
 import { formatEmulator, formatPeer, formatScenarios, formatPatching, formatKernel, fix } from './report';
 import { benchOptions, errorText, now, seconds } from './util';
 
-export const SECTIONS = ['emulator', 'peer', 'scenarios', 'patching', 'kernel'] as const;
+export const SECTIONS = ['emulator', 'peer', 'scenarios', 'patching', 'kernel', 'snapshot'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 const USAGE =
@@ -83,6 +84,7 @@ export interface BenchResults {
   scenarios?: ScenarioFigure[];
   patching?: FixturePatchingResults;
   kernel?: KernelResults | KernelSkipped;
+  snapshot?: SnapshotFigure[];
   /** Sections that threw, with the error (the others still report). */
   errors: Record<string, string>;
   totalSeconds: number;
@@ -152,6 +154,10 @@ export async function runBench(a: BenchArgs, print: (text: string) => void, log:
   await guard('kernel', async () => {
     res.kernel = await benchKernel(o);
     print(formatKernel(res.kernel));
+  });
+  await guard('snapshot', () => {
+    res.snapshot = benchSnapshots(o);
+    print(formatSnapshots(res.snapshot));
   });
   res.totalSeconds = seconds(t0);
   m.loadAverage.end = loadavg()[0];

@@ -4,7 +4,7 @@
 
 import { FlagState, LZ_NONE, FIXED1, IF } from './flags';
 import { Memory, Page, PageFault, PAGE_SIZE, PAGE_CODE } from './memory';
-import { Tlb, newKeys, newPages, flushCache, type DataCache } from './tlb';
+import { Tlb, newKeys, newPages, flushCache, type DataCache, type TlbEntry } from './tlb';
 import {
   translate, cacheable, ACCESS_READ, ACCESS_WRITE, ACCESS_FETCH, type Access,
   CR0_PG, CR0_WP, CR4_PAE, CR4_PGE, CR4_SMEP, CR4_SMAP, CR4_PCIDE, EFER_LME, EFER_NXE,
@@ -33,6 +33,12 @@ export interface ContextFrame {
   ripHi: number;
   rspLo: number;
   rspHi: number;
+}
+
+export interface CpuMemoryState {
+  tlb: [number, TlbEntry][];
+  stores: PendingStore[];
+  rmw: RmwState | null;
 }
 
 export class Cpu implements FlagState, DataCache {
@@ -548,6 +554,8 @@ export class Cpu implements FlagState, DataCache {
   /** Writes a store into memory, logging code-page writes and waking watchers. */
   commit(st: PendingStore): void {
     const { pg, off, size } = st;
+    // Snapshots: the page is saved before its first change after one (emu/journal.ts).
+    this.mem.touch(pg);
     const v = pg.view;
     if (size === 1) pg.data[off] = st.vlo;
     else if (size === 2) v.setUint16(off, st.vlo, true);
@@ -616,6 +624,20 @@ export class Cpu implements FlagState, DataCache {
   drainAll(): void {
     const held = this.rmw?.held ?? 0;
     while (this.stores.length > held) this.drainOne();
+  }
+
+  /** For machine snapshots: the TLB, the pending stores and a split RMW in progress (entries are immutable). */
+  saveMemoryState(): CpuMemoryState {
+    return { tlb: this.tlb.entries(), stores: this.stores.slice(), rmw: this.rmw ? { ...this.rmw } : null };
+  }
+
+  loadMemoryState(s: CpuMemoryState): void {
+    this.tlb.restore(s.tlb);
+    this.stores.length = 0;
+    this.stores.push(...s.stores);
+    this.rmw = s.rmw ? { ...s.rmw } : null;
+    flushCache(this);
+    this.updateSlow();
   }
 
   /** Stores buffered for the page of (lo, hi), to lay over fetched bytes (own SMC). */

@@ -147,6 +147,7 @@ function readEntry(cpu: Cpu, pfn: number, off: number): Level & { hi: number } {
 function setBits(cpu: Cpu, l: Level, bits: number): void {
   if ((l.lo & bits) === bits || !l.pg) return;
   const pg = l.pg;
+  cpu.mem.touch(pg);
   const v = pg.view.getInt32(l.off, true) | bits;
   pg.view.setInt32(l.off, v, true);
   if (pg.flags !== 0) {

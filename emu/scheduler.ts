@@ -16,6 +16,9 @@ export interface ListSlot {
   drain?: boolean;
 }
 
+/** Where a scheduler is in its schedule (machine snapshots save it). */
+export type SchedulerState = number | { rng: number } | { pos: number; then: SchedulerState };
+
 export interface Slot {
   cpu: number;
   quantum: number;
@@ -26,6 +29,12 @@ export class Prng {
   private s: number;
   constructor(seed: number) {
     this.s = seed >>> 0;
+  }
+  get state(): number {
+    return this.s;
+  }
+  set state(v: number) {
+    this.s = v;
   }
   next(): number {
     let t = (this.s = (this.s + 0x6d2b79f5) | 0);
@@ -42,6 +51,8 @@ export class Prng {
 export abstract class Scheduler {
   /** The next slot among CPUs for which `runnable` holds, or null if none is. */
   abstract next(ncpus: number, runnable: (cpu: number) => boolean): Slot | null;
+  abstract saveState(): SchedulerState;
+  abstract loadState(s: SchedulerState): void;
 
   /**
    * Under x86-TSO, before each slot: the CPU whose oldest buffered store drains now, or
@@ -82,6 +93,12 @@ class RoundRobin extends Scheduler {
     }
     return null;
   }
+  saveState(): SchedulerState {
+    return this.cursor;
+  }
+  loadState(s: SchedulerState): void {
+    this.cursor = s as number;
+  }
 }
 
 class RandomSchedule extends Scheduler {
@@ -114,6 +131,13 @@ class RandomSchedule extends Scheduler {
     for (let k = 0; k < ncpus && !any; k++) any = runnable(k);
     if (any && this.rng.below(2) === 0) return -1;
     return c[this.rng.below(c.length)];
+  }
+
+  saveState(): SchedulerState {
+    return { rng: this.rng.state };
+  }
+  loadState(s: SchedulerState): void {
+    this.rng.state = (s as { rng: number }).rng;
   }
 }
 
@@ -148,5 +172,13 @@ class ListSchedule extends Scheduler {
       return s.cpu < ncpus && drainable(s.cpu) ? s.cpu : this.drain(ncpus, drainable, runnable);
     }
     return this.then.drain(ncpus, drainable, runnable);
+  }
+  saveState(): SchedulerState {
+    return { pos: this.pos, then: this.then.saveState() };
+  }
+  loadState(s: SchedulerState): void {
+    const l = s as { pos: number; then: SchedulerState };
+    this.pos = l.pos;
+    this.then.loadState(l.then);
   }
 }

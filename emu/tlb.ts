@@ -82,6 +82,13 @@ export class Tlb {
   entries(): [number, TlbEntry][] {
     return [...this.map];
   }
+
+  /** Replaces every entry (a snapshot restore); entries are never mutated once cached. */
+  restore(entries: readonly [number, TlbEntry][]): void {
+    this.map.clear();
+    this.large = 0;
+    for (const [k, e] of entries) this.set(k, e);
+  }
 }
 
 /** The direct-mapped host caches the hot path reads (fields live on the Cpu for one load less). */

@@ -40,11 +40,20 @@ function siteSet(img: KernelImage, name: string): Set<bigint> {
 
 export function wireInjections(m: Machine, img: KernelImage, L: KernelLayout | null, list: Injection[], file: string): FiredInjection[] {
   const fired: FiredInjection[] = [];
+  /** Times each injection may still fire. */
+  const left = list.map((inj) => inj.times);
+  // What has fired is machine history: it joins snapshots.
+  m.addStatePart('injections', {
+    saveState: (): [number[], number] => [left.slice(), fired.length],
+    loadState: ([l, n]: [number[], number]) => {
+      left.splice(0, left.length, ...l);
+      fired.length = n;
+    },
+  });
   list.forEach((inj, index) => {
-    let left = inj.times;
     const fire = (trigger: string, by: number): boolean => {
-      if (left <= 0) return false;
-      left--;
+      if (left[index] <= 0) return false;
+      left[index]--;
       fired.push({ step: m.steps, index, action: describeAction(inj.action), trigger, by });
       const a = inj.action;
       if ('nmi' in a) m.nmi(a.nmi);
