@@ -253,6 +253,24 @@ describe('per-CPU TLBs (SDM 4.10)', () => {
   });
 });
 
+describe('snapshots', () => {
+  it('restore the TLB: a translation flushed after the snapshot is cached again', () => {
+    const m = paged();
+    const c = m.cpu(0);
+    m.mem.writeU32(0x400000n, 111);
+    m.mem.writeU32(0x402000n, 222);
+    wr(c, 0x200000n, 111);
+    const s = m.snapshot();
+    m.mem.writeU64(PT, 0x402000n | RWP);
+    c.invlpg(0x200000, 0);
+    expect(rd(c, 0x200000n)).toBe(222);
+    m.restore(s);
+    expect(m.mem.readU64(PT) & ~0x60n).toBe(0x400000n | RWP);
+    m.mem.writeU64(PT, 0x402000n | RWP); // changed again, not flushed: the restored TLB still maps the old frame
+    expect(rd(c, 0x200000n)).toBe(111);
+  });
+});
+
 describe('machine services under paging', () => {
   it('a CPU spinning on a flag blocks on the physical page and wakes when another CPU sets it', () => {
     const TEXT_V = 0xffffffff81000000n;

@@ -189,3 +189,41 @@ describe('random schedules delay drains', () => {
     expect(seeds.some((s) => both0('sc', s))).toBe(false);
   });
 });
+
+describe('choice points and snapshots', () => {
+  const SRC = `
+    _start:
+      movq $1, x(%rip)
+      movq $2, y(%rip)
+      mov y(%rip), %rbx
+      hlt
+    .data
+    x: .quad 0
+    y: .quad 0
+  `;
+
+  it('a buffered store is a drain choice; taking it makes the store visible', () => {
+    const g = guest(SRC, { memoryModel: 'tso' });
+    g.m.take({ kind: 'step', cpu: 0 });
+    expect(g.m.enabled()).toEqual([{ kind: 'step', cpu: 0 }, { kind: 'drain', cpu: 0 }]);
+    g.m.take({ kind: 'drain', cpu: 0 });
+    expect(g.m.mem.readU64(g.sym('x'))).toBe(1n);
+    expect(g.m.enabled()).toEqual([{ kind: 'step', cpu: 0 }]);
+  });
+
+  it('snapshots hold the store buffer and the TLB; a restore continues identically', () => {
+    const g = guest(SRC, { memoryModel: 'tso' });
+    g.m.take({ kind: 'step', cpu: 0 });
+    g.m.take({ kind: 'step', cpu: 0 });
+    const s = g.m.snapshot();
+    g.m.take({ kind: 'drain', cpu: 0 });
+    g.m.take({ kind: 'drain', cpu: 0 });
+    expect(g.m.mem.readU64(g.sym('y'))).toBe(2n);
+    g.m.restore(s);
+    expect(g.m.cpu(0).drainable).toBe(2);
+    expect(g.m.mem.readU64(g.sym('x'))).toBe(0n);
+    expect(g.m.mem.readU64(g.sym('y'))).toBe(0n);
+    g.m.take({ kind: 'step', cpu: 0 }); // forwards from the restored buffer
+    expect(g.m.cpu(0).getReg(RBX)).toBe(2n);
+  });
+});
