@@ -51,6 +51,13 @@ function byteOf(st: PendingStore, off: number): number {
  * buffered store of this CPU covers replaced by the newest such store's byte.
  */
 export function forward(stores: readonly PendingStore[], pg: Page, off: number, size: number, v: number): number {
+  // Most loads overlap no buffered store: one pass to find out before the per-byte merge.
+  let overlaps = false;
+  for (let j = 0; j < stores.length && !overlaps; j++) {
+    const st = stores[j];
+    overlaps = st.pg === pg && st.off < off + size && off < st.off + st.size;
+  }
+  if (!overlaps) return v;
   let out = v;
   for (let k = 0; k < size; k++) {
     for (let j = stores.length - 1; j >= 0; j--) {
