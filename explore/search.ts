@@ -83,7 +83,7 @@ function stateHash(m: Machine, rootMark: number): string {
     const sp = c.spin?.saveState();
     if (sp) for (const v of [sp.active ? 1 : 0, sp.pauseLo, sp.reads.length, sp.writes.length]) a = mix(a, v);
     const ev = (c.nmiPending ? 1 : 0) | (c.nmiBlocked ? 2 : 0) | (c.halted ? 4 : 0) | (c.blocked ? 8 : 0) | (c.intShadow ? 16 : 0);
-    for (const v of [readFlags(c), c.insn.lo, c.insn.hi, ev, c.contexts.length, c.serialSeq, c.apic.irr[0], c.apic.isr[0]]) {
+    for (const v of [readFlags(c), c.insn.lo, c.insn.hi, ev, c.contexts.length, c.serialSeq, c.apic.tpr, ...c.apic.irr, ...c.apic.isr]) {
       a = mix(a, v);
       b = mix(b, v + 1);
     }

@@ -3,63 +3,8 @@
 // with the fewest NMIs and preemptions; replaying a counterexample reproduces it; and
 // the choice-point API steps the same machine run() does.
 
-import { guest } from '../helpers/guest';
+import { lockOrderMachine as machine } from '../helpers/explore-guests';
 import { explore, replay, terminalBug, type ExploreOptions } from '../../explore/search';
-
-/** CPU0 takes a then b, then c; CPU1 takes b then a; the NMI handler takes c. */
-const LOCKS = `
-  .text
-  .globl cpu0
-cpu0:
-  lea lock_a(%rip), %rdi
-  call take
-  lea lock_b(%rip), %rdi
-  call take
-  movq $0, lock_b(%rip)
-  movq $0, lock_a(%rip)
-  lea lock_c(%rip), %rdi
-  call take
-  movq $0, lock_c(%rip)
-  hlt
-  .globl cpu1
-cpu1:
-  lea lock_b(%rip), %rdi
-  call take
-  lea lock_a(%rip), %rdi
-  call take
-  movq $0, lock_a(%rip)
-  movq $0, lock_b(%rip)
-  hlt
-take:
-1:
-  mov $1, %eax
-  xchg %rax, (%rdi)
-  test %rax, %rax
-  jz 2f
-  pause
-  jmp 1b
-2:
-  ret
-nmi_handler:
-  push %rdi
-  push %rax
-  lea lock_c(%rip), %rdi
-  call take
-  movq $0, lock_c(%rip)
-  pop %rax
-  pop %rdi
-  iretq
-  .data
-lock_a: .quad 0
-lock_b: .quad 0
-lock_c: .quad 0
-`;
-
-function machine(): ReturnType<typeof guest> {
-  const g = guest(LOCKS, { cpus: 2, entry: 'cpu0', gates: { 2: ['nmi_handler', 0] } });
-  g.m.cpu(1).setRipBig(g.sym('cpu1'));
-  return g;
-}
 
 function summary(r: ReturnType<typeof explore>): string[] {
   return r.bugs.map((b) => `${b.kind} ${b.signature} nmis=${b.nmis} preemptions=${b.preemptions}`).sort();
@@ -67,18 +12,28 @@ function summary(r: ReturnType<typeof explore>): string[] {
 
 describe('explore', () => {
   const bound: ExploreOptions = { nmis: 1, nmiCpus: [0], preemptions: 1, maxDepth: 120 };
+  // Brute force is only affordable one budget at a time: compare at each.
+  const noNmi: ExploreOptions = { ...bound, nmis: 0 };
+  const noPreemption: ExploreOptions = { ...bound, preemptions: 0 };
+
+  it.each([
+    ['1 preemption, no NMI: the lock-order deadlock', noNmi, [[0, 1]]],
+    ['1 NMI, no preemption: the NMI self-deadlock', noPreemption, [[1, 0]]],
+  ] as const)('%s, exactly as brute force', (_name, b, expected) => {
+    const reduced = explore(machine().m, { ...b, stateful: true });
+    const brute = explore(machine().m, { ...b, stateful: false });
+    expect(reduced.complete).toBe(true);
+    expect(brute.complete).toBe(true);
+    expect(summary(reduced)).toEqual(summary(brute));
+    expect(reduced.bugs.map((x) => [x.nmis, x.preemptions])).toEqual(expected);
+    expect(reduced.states).toBeLessThan(brute.states);
+  }, 600_000);
 
   let found: ReturnType<typeof explore> | null = null;
   const reducedRun = (): ReturnType<typeof explore> => (found ??= explore(machine().m, { ...bound, stateful: true }));
 
-  it('finds the lock-order deadlock (1 preemption) and the NMI self-deadlock (1 NMI), as brute force does', () => {
-    const reduced = reducedRun();
-    const brute = explore(machine().m, { ...bound, stateful: false });
-    expect(reduced.complete).toBe(true);
-    expect(brute.complete).toBe(true);
-    expect(summary(reduced)).toEqual(summary(brute));
-    expect(reduced.bugs.map((b) => [b.nmis, b.preemptions])).toEqual([[0, 1], [1, 0]]);
-    expect(reduced.states).toBeLessThan(brute.states);
+  it('with both budgets it reports both bugs, each at its minimal bound', () => {
+    expect(reducedRun().bugs.map((x) => [x.nmis, x.preemptions])).toEqual([[0, 1], [1, 0]]);
   }, 600_000);
 
   it('with no NMIs and no preemptions the program is clean to that bound', () => {
