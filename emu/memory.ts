@@ -1,22 +1,23 @@
 // Sparse guest physical memory: 4 KiB pages keyed by their 52-bit page number, so
-// kernel addresses such as 0xffffffff81000000 are used as they are (no paging).
+// kernel addresses such as 0xffffffff81000000 are used as they are when paging is off.
 //
-// Two direct-mapped TLBs keep the hot path to one compare: the read TLB holds every
-// RAM page, the write TLB only pages whose writes need no bookkeeping. A write to a
-// code page or a watched page takes the slow path, which logs it (per-byte writer and
-// sequence number for the XMC checker, a page generation for decode-cache
-// invalidation) and wakes whoever watches the bytes.
+// Each CPU's direct-mapped data caches (emu/tlb.ts) keep the hot path to one compare:
+// the read half holds RAM pages, the write half only pages whose writes need no
+// bookkeeping. Memory knows every CPU's cache so that a page becoming code or watched
+// leaves every write half. A write to a code page or a watched page takes the slow
+// path, which logs it (per-byte writer and sequence number for the XMC checker, a page
+// generation for decode-cache invalidation) and wakes whoever watches the bytes.
 
 import { pageKey, TWO32 } from './u64';
+import { type DataCache, dropFromRead, dropFromWrite, flushCache } from './tlb';
 import type { Journal } from './journal';
 
 export const PAGE_SIZE = 4096;
-const TLB_SIZE = 256;
 
 /** Page flag bits: any set bit sends writes down the slow path. */
 export const PAGE_CODE = 1;
 export const PAGE_WATCHED = 2;
-/** Reads of the page are watched (debugger read watchpoints): kept out of the read TLB. */
+/** Reads of the page are watched (debugger read watchpoints): kept out of the read caches. */
 export const PAGE_RWATCHED = 4;
 
 /** A memory-mapped device page (the xAPIC register page). Accesses are per CPU. */
@@ -65,23 +66,27 @@ export interface HostReadTap {
   read(addr: bigint, len: number, live: () => Uint8Array): Uint8Array;
 }
 
-/** Raised for an access to unmapped memory; the CPU turns it into a guest #PF. */
+/**
+ * Raised for an access to unmapped memory, or by a page walk (emu/paging.ts); the CPU
+ * turns it into a guest #PF with `code` as the error code and (lo, hi) in CR2.
+ */
 export class PageFault {
   constructor(
     readonly lo: number,
     readonly hi: number,
     readonly write: boolean,
     readonly fetch: boolean,
+    readonly code: number = (write ? 2 : 0) | (fetch ? 16 : 0),
+    /** Why, when a page walk found it (otherwise the address was unmapped). */
+    readonly detail: string | null = null,
   ) {}
 }
 
 export class Memory {
   readonly pages = new Map<number, Page>();
   private readonly mmio = new Map<number, MmioDevice>();
-  readonly tlbKey = new Float64Array(TLB_SIZE).fill(-1);
-  readonly tlbPage: (Page | null)[] = new Array<Page | null>(TLB_SIZE).fill(null);
-  readonly wtlbKey = new Float64Array(TLB_SIZE).fill(-1);
-  readonly wtlbPage: (Page | null)[] = new Array<Page | null>(TLB_SIZE).fill(null);
+  /** Every CPU's data cache, registered by the CPU. */
+  readonly caches: DataCache[] = [];
   /** Global sequence of logged (code-page) writes; CPUs record it when they serialize. */
   writeSeq = 0;
   private nextWatchId = 1;
@@ -94,7 +99,7 @@ export class Memory {
   hostReads: HostReadTap | null = null;
 
   /** Saves a page before its first change since the last snapshot (a no-op without snapshots). */
-  private touch(pg: Page): void {
+  touch(pg: Page): void {
     const j = this.journal;
     if (j !== null && pg.jepoch !== j.epoch) j.savePage(pg);
   }
@@ -150,53 +155,21 @@ export class Memory {
     return this.mmio.get(pageKey(lo, hi));
   }
 
-  /** Page for a read; fills the read TLB. Throws PageFault when unmapped (and not MMIO). */
-  readPage(lo: number, hi: number, fetch: boolean): Page {
-    const key = pageKey(lo, hi);
-    const pg = this.pages.get(key);
-    if (!pg) throw new PageFault(lo, hi, false, fetch);
-    if (pg.flags & PAGE_RWATCHED) return pg;
-    const i = (lo >>> 12) & (TLB_SIZE - 1);
-    this.tlbKey[i] = key;
-    this.tlbPage[i] = pg;
-    return pg;
-  }
-
-  /** Page for a write; fills the write TLB only when writes to it need no bookkeeping. */
-  writePage(lo: number, hi: number): Page {
-    const key = pageKey(lo, hi);
-    const pg = this.pages.get(key);
-    if (!pg) throw new PageFault(lo, hi, true, false);
-    this.touch(pg);
-    if (pg.flags === 0) {
-      const i = (lo >>> 12) & (TLB_SIZE - 1);
-      this.wtlbKey[i] = key;
-      this.wtlbPage[i] = pg;
-    }
-    return pg;
+  /** The MMIO device at physical page number `key`, if any. */
+  mmioByKey(key: number): MmioDevice | undefined {
+    return this.mmio.size === 0 ? undefined : this.mmio.get(key);
   }
 
   flushTlb(): void {
-    this.tlbKey.fill(-1);
-    this.wtlbKey.fill(-1);
-    this.tlbPage.fill(null);
-    this.wtlbPage.fill(null);
-  }
-
-  private dropFromReadTlb(pg: Page): void {
-    const i = pg.key % TLB_SIZE;
-    if (this.tlbKey[i] === pg.key) {
-      this.tlbKey[i] = -1;
-      this.tlbPage[i] = null;
-    }
+    for (const c of this.caches) flushCache(c);
   }
 
   private dropFromWriteTlb(pg: Page): void {
-    const i = pg.key % TLB_SIZE;
-    if (this.wtlbKey[i] === pg.key) {
-      this.wtlbKey[i] = -1;
-      this.wtlbPage[i] = null;
-    }
+    for (const c of this.caches) dropFromWrite(c, pg);
+  }
+
+  private dropFromReadTlb(pg: Page): void {
+    for (const c of this.caches) dropFromRead(c, pg);
   }
 
   /**
@@ -242,7 +215,7 @@ export class Memory {
 
   /**
    * Calls `fn` after every CPU read that overlaps [addr, addr+size) (a debugger's read
-   * watchpoint). The pages leave the read TLB, so only their reads pay for it.
+   * watchpoint). The pages leave the read caches, so only their reads pay for it.
    */
   watchReads(addr: bigint, size: number, fn: WatchFn): number {
     return this.watchRange(addr, size, fn, (pg, w) => {

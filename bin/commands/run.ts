@@ -2,7 +2,7 @@
 
 import type { Argv } from 'yargs';
 import { existsSync } from 'fs';
-import type { FetchMode } from '../../emu/machine';
+import { type FetchMode, type MemoryModel, type RmwMode, MEMORY_MODELS, RMW_MODES } from '../../emu/machine';
 import { loadScenario } from '../../kernel-model/scenario/scenario-file';
 import { prepareScenario, explain, vectorNamer, type RunOverrides } from '../../kernel-model/scenario/run';
 import type { ProtocolVariant } from '../../kernel-model/linux/kernel-context';
@@ -23,6 +23,8 @@ export interface RunArgs {
   schedule?: string;
   'max-steps'?: number;
   'fetch-mode'?: FetchMode;
+  'memory-model'?: MemoryModel;
+  rmw?: RmwMode;
   nmi?: boolean;
   variant?: ProtocolVariant;
   trace?: string;
@@ -42,6 +44,8 @@ export function runCommand(y: Argv): Argv<RunArgs> {
     .option('schedule', { type: 'string', describe: 'rr:<quantum>, random:<seed>[:<maxQuantum>], or a JSON schedule' })
     .option('max-steps', { type: 'number', describe: "step limit (default: the scenario's)" })
     .option('fetch-mode', { choices: ['coherent', 'stale'] as const, describe: "how other CPUs' code writes reach a CPU (default: the scenario's)" })
+    .option('memory-model', { choices: MEMORY_MODELS, describe: "sc, or tso for x86-TSO store buffers (default: the scenario's)" })
+    .option('rmw', { choices: RMW_MODES, describe: "atomic, or split: an unlocked read-modify-write is a load step and a store step (default: the scenario's)" })
     .option('nmi', { type: 'boolean', describe: "override the scenario's patch.nmi (--nmi / --no-nmi)" })
     .option('variant', { choices: ['rfc', 'fixed'] as const, describe: 'protocol variant: the series as posted, or with the ack-ordering fix' })
     .option('trace', { type: 'string', describe: 'write one line per executed instruction or host-routine step to this file' })
@@ -53,7 +57,8 @@ export function runCommand(y: Argv): Argv<RunArgs> {
     .option('json', { type: 'boolean', default: false, describe: 'print the run report as one JSON object' })
     .example('$0 run fixtures/scenarios/nmi-deadlock-primary.json', 'the seed deadlock: per-CPU report and wait-for cycle')
     .example('$0 run fixtures/scenarios/batch-poke.json --seed 7 --trace /tmp/t.txt', 'a random schedule, with an instruction trace')
-    .example('$0 run s.json --schedule rr:50 --fetch-mode stale --json', 'override the schedule and fetch mode; machine-readable') as unknown as Argv<RunArgs>;
+    .example('$0 run s.json --schedule rr:50 --fetch-mode stale --json', 'override the schedule and fetch mode; machine-readable')
+    .example('$0 run s.json --seed 3 --memory-model tso --rmw split', 'x86-TSO store buffers and split read-modify-writes under a random schedule') as unknown as Argv<RunArgs>;
 }
 
 /** Exit status 1 when the scenario's `expect` is not met. */
@@ -64,6 +69,8 @@ export function runRun(a: RunArgs): number {
     schedule: scheduleOverride(a, s.schedule, s.cpus),
     maxSteps: checkInt(a['max-steps'], '--max-steps', 1, Number.MAX_SAFE_INTEGER),
     fetchMode: a['fetch-mode'],
+    memoryModel: a['memory-model'],
+    rmw: a.rmw,
     variant: a.variant,
     nmi: a.nmi,
   };

@@ -74,7 +74,7 @@ export interface FormatRunOptions {
 export function formatRunReport(r: RunReport, st: Style = PLAIN_STYLE, o: FormatRunOptions = {}): string {
   const out: string[] = [];
   const patch = r.protocol === 'none' ? 'no patch' : `protocol ${r.protocol}${r.protocol === 'stop-machine' ? `, nmi=${r.nmi}` : ''}, variant ${r.variant}`;
-  out.push(`${st.bold(r.scenario)}: ${outcomeText(r, st)} after ${n(r.steps)} steps (${patch}, ${r.fetchMode} fetch, schedule ${scheduleText(r.schedule)})`);
+  out.push(`${st.bold(r.scenario)}: ${outcomeText(r, st)} after ${n(r.steps)} steps (${patch}, ${r.fetchMode} fetch, ${r.memoryModel}${r.rmw === 'split' ? ', split RMW' : ''}, schedule ${scheduleText(r.schedule)})`);
   for (const i of r.injections) out.push(`  injected at step ${n(i.step)}: ${i.action} (${i.trigger})`);
   if (r.outcome !== 'completed') {
     out.push('CPUs:');

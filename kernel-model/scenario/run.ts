@@ -3,7 +3,7 @@
 // or the completed patch with every site's old and new bytes verified — and check
 // the workload's invariants.
 
-import type { Machine, FetchMode, RunResult } from '../../emu/machine';
+import type { Machine, FetchMode, MemoryModel, RmwMode, RunResult } from '../../emu/machine';
 import type { Schedule } from '../../emu/scheduler';
 import type { Probe } from '../../emu/probe';
 import type { XmcViolation } from '../../emu/xmc';
@@ -34,6 +34,8 @@ export interface RunOverrides {
   schedule?: Schedule;
   maxSteps?: number;
   fetchMode?: FetchMode;
+  memoryModel?: MemoryModel;
+  rmw?: RmwMode;
   variant?: ProtocolVariant;
   nmi?: boolean;
   probe?: Probe;
@@ -66,6 +68,8 @@ export interface RunReport {
   stop: RunResult['stop'];
   schedule: Schedule;
   fetchMode: FetchMode;
+  memoryModel: MemoryModel;
+  rmw: RmwMode;
   protocol: string;
   variant: ProtocolVariant;
   nmi: boolean;
@@ -112,6 +116,8 @@ export function scenarioImage(name: string): { kind: 'fixture'; img: FixtureImag
 /** Sets up a scenario's machine without running it (the stepping console starts here). */
 export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name): ScenarioRun {
   const fetchMode = o.fetchMode ?? s.fetchMode;
+  const memoryModel = o.memoryModel ?? s.memoryModel;
+  const rmw = o.rmw ?? s.rmw;
   const bootSlotsFor = (im: KernelImage): Map<string, bigint> => {
     const pv = new PvOps(im);
     return new Map(s.bootOps.map((b) => [b.op, pv.target(b.op, b.mode)]));
@@ -128,12 +134,12 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
     const k = source instanceof KernelWithHarness ? source : withHarness(source as VmlinuxImage);
     for (const w of s.work) requireSymbol(k.harness, w.entry);
     img = k;
-    m = bootVmlinux(k, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(k) });
+    m = bootVmlinux(k, { cpus: s.cpus, work: s.work, fetchMode, memoryModel, rmw, bootSlots: bootSlotsFor(k) });
   } else {
     const fx = source as FixtureImage;
     for (const w of s.work) requireSymbol(fx, w.entry);
     img = fx;
-    m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(fx) });
+    m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, memoryModel, rmw, bootSlots: bootSlotsFor(fx) });
   }
   const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc' });
   if (s.patch) {
@@ -203,6 +209,8 @@ export function explain(run: ScenarioRun, r: RunResult): RunReport {
     stop: r.stop,
     schedule: run.schedule,
     fetchMode: m.fetchMode,
+    memoryModel: m.memoryModel,
+    rmw: m.rmw,
     protocol: s.patch?.protocol ?? 'none',
     variant: k.variant,
     nmi: k.request?.nmi ?? false,

@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'fs';
 import type { Schedule } from '../../emu/scheduler';
-import type { FetchMode } from '../../emu/machine';
+import { type FetchMode, type MemoryModel, type RmwMode, MEMORY_MODELS, RMW_MODES } from '../../emu/machine';
 import type { OpMode } from '../linux/pv-ops';
 import type { Protocol } from '../linux/kernel-model';
 import type { ProtocolVariant } from '../linux/kernel-context';
@@ -35,6 +35,9 @@ export interface Scenario {
   image: string;
   cpus: number;
   fetchMode: FetchMode;
+  /** Memory model ('sc' or x86-TSO store buffers) and whether unlocked RMWs split (docs/notes/x86-tso.md). */
+  memoryModel: MemoryModel;
+  rmw: RmwMode;
   /** pv ops set before boot-time patching (a paravirt guest's boot), op -> mode. */
   bootOps: { op: string; mode: OpMode }[];
   work: { entry: string; arg: bigint }[];
@@ -152,7 +155,7 @@ function parseAction(v: V, o: Record<string, Json>, path: string, ncpus: number)
 export function parseScenario(json: Json, file: string): Scenario {
   const v = new V(file);
   const o = v.obj(json, '(top level)');
-  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
+  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'memoryModel', 'rmw', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
   const cpus = v.int(o.cpus, 'cpus', 1, 256);
   if (!Array.isArray(o.work)) v.fail('work', `expected an array with one {"entry", "arg"} per CPU, got ${show(o.work)}`);
   const workIn = o.work as Json[];
@@ -213,6 +216,8 @@ export function parseScenario(json: Json, file: string): Scenario {
     image: o.image === undefined ? 'minikernel' : v.str(o.image, 'image'),
     cpus,
     fetchMode: o.fetchMode === undefined ? 'coherent' : v.oneOf(o.fetchMode, 'fetchMode', ['coherent', 'stale'] as const),
+    memoryModel: o.memoryModel === undefined ? 'sc' : v.oneOf(o.memoryModel, 'memoryModel', MEMORY_MODELS),
+    rmw: o.rmw === undefined ? 'atomic' : v.oneOf(o.rmw, 'rmw', RMW_MODES),
     bootOps,
     work,
     patch,
