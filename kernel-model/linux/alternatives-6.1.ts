@@ -15,6 +15,7 @@ import { encodeCall } from './paravirt-patch';
 import { decodeOne, isDecodeFailure } from '../../emu/decode';
 import { TextOverlay, readU64 } from './alternatives-common';
 import { applyRetpolines, applyReturns } from './thunk-sites';
+import { applyFentryNops } from './ftrace-init';
 import type { Vmlinux } from '../image/vmlinux';
 import {
   bareMetalFeatures, X86_FEATURE_PVUNLOCK, X86_FEATURE_VCPUPREEMPT, NATIVE_UNLOCK_THUNK, NATIVE_PREEMPTED_THUNK, MAX_FEATURE,
@@ -109,7 +110,7 @@ export interface BootPatchOptions {
   alternatives: AltInstr[];
   /** pv_ops slot values to assume instead of the image's (a runtime switch being planned). */
   slotValue?: (op: string, slot: number) => bigint | undefined;
-  /** Run apply_retpolines() and apply_returns() first (a vmlinux, with x86_return_thunk's symbol). */
+  /** Run apply_retpolines() and apply_returns() first and ftrace_init()'s NOPs last (a vmlinux, with x86_return_thunk's symbol). */
   thunks?: { vm: Vmlinux; returnThunk: string };
 }
 
@@ -186,6 +187,13 @@ export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch
     writes.set(a.instr, text.read(a.instr, a.instrlen));
     const r = site ? results.get(site.address) : undefined;
     if (r) r.alt = { feature: a.feature, inverted: a.inverted, applied };
+  }
+
+  if (opts.thunks) {
+    applyFentryNops(opts.thunks.vm, text, (a, b) => {
+      text.write(a, b);
+      writes.set(a, b);
+    });
   }
 
   for (const r of results.values()) {

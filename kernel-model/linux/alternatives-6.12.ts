@@ -18,8 +18,9 @@ import {
 import { NATIVE_UNLOCK_THUNK, NATIVE_PREEMPTED_THUNK } from '../image/linux-6.1';
 import { X86_NOPS_64 } from './nops';
 import {
-  TextOverlay, decodeInsn, optimizeNops612, applyRelocation612, readU64, callBytes, CALL,
+  TextOverlay, decodeInsn, optimizeNops612, applyRelocation612, readU64, CALL,
 } from './alternatives-common';
+import { applyFentryNops } from './ftrace-init';
 import { applyRetpolines, applyReturns, relTable, type ThunkFeatures } from './thunk-sites';
 
 /** The kinds of boot-time text rewrites, each from its own table. */
@@ -172,25 +173,8 @@ export function bootPatch612(img: KernelImage, vm: Vmlinux, opts: BootPatch612Op
     if (same(text.read(addr, 4), ENDBR64)) poke('endbr', addr, ENDBR_POISON_6_12);
   }
 
-  // ftrace_init(): every recorded `call __fentry__` becomes NOP5.
-  const fentry = sym('__fentry__');
-  const mStart = sym('__start_mcount_loc');
-  const mStop = sym('__stop_mcount_loc');
-  if (fentry !== undefined && mStart !== undefined && mStop !== undefined) {
-    const locs = vm.readAt(mStart, Number(mStop - mStart));
-    for (let o = 0; o + 8 <= locs.length; o += 8) {
-      const addr = locs.readBigUInt64LE(o);
-      if (addr === 0n) continue;
-      kinds.fentry.sites++;
-      let cur: Uint8Array;
-      try {
-        cur = text.read(addr, 5);
-      } catch {
-        continue;
-      }
-      if (same(cur, callBytes(addr, fentry))) poke('fentry', addr, X86_NOPS_64[5]);
-    }
-  }
+  // ftrace_init()
+  kinds.fentry.sites = applyFentryNops(vm, text, (a, b) => poke('fentry', a, b)).sites;
 
   runtime.jump_label = symbolRangeCount(vm, '__start___jump_table', '__stop___jump_table', 16);
   runtime.static_call = symbolRangeCount(vm, '__start_static_call_sites', '__stop_static_call_sites', 8);
