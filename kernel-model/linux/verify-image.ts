@@ -5,6 +5,7 @@
 
 import type { KernelImage, PvSite } from '../image/kernel-image';
 import { bootPatchImage } from './boot-patch';
+import type { CpuProfile } from '../image/cpu-profile';
 import { compareSite } from './verify-site';
 import { PvOps } from './pv-ops';
 
@@ -26,8 +27,8 @@ export interface ImageVerification {
   rules: string;
 }
 
-export function verifyImage(img: KernelImage, opts: { against?: KernelImage } = {}): ImageVerification {
-  const boot = bootPatchImage(img);
+export function verifyImage(img: KernelImage, opts: { against?: KernelImage; cpu?: CpuProfile } = {}): ImageVerification {
+  const boot = bootPatchImage(img, { cpu: opts.cpu });
   const pv = new PvOps(img);
   const sites: SiteCheck[] = boot.sites.map((b) => {
     const actual = img.read(b.site.address, b.site.len);
