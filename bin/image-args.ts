@@ -38,11 +38,11 @@ function imagePath(a: ImageArgs): string {
   return v;
 }
 
-export function openImage(a: ImageArgs, path = imagePath(a)): KernelImage {
+export function openImage(a: ImageArgs, path = imagePath(a), original?: KernelImage): KernelImage {
   if (!/^debian-\d+\.\d+$/.test(path)) inputFile(path, 'image');
   if (a.map !== undefined) inputFile(a.map, '--map');
   if (a.manifest !== undefined) inputFile(a.manifest, '--manifest');
-  const img = loadImage(path, { systemMap: a.map, manifest: a.manifest });
+  const img = loadImage(path, { systemMap: a.map, manifest: a.manifest, original });
   if (a.cpu !== undefined) cpuProfile(a, img);
   return img;
 }

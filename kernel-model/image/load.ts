@@ -7,7 +7,7 @@ import { isElfFile } from './coverage-input';
 import type { KernelImage } from './kernel-image';
 import { ImageError } from './kernel-image';
 import { loadFixture } from './fixture-image';
-import { loadVmlinuxImage } from './vmlinux-image';
+import { loadVmlinuxImage, VmlinuxImage } from './vmlinux-image';
 import { cachedDebianKernel, debianKernelName } from './named-kernel';
 
 export interface LoadImageOptions {
@@ -15,6 +15,8 @@ export interface LoadImageOptions {
   systemMap?: string;
   /** Manifest for a fixture blob whose manifest is not beside it. */
   manifest?: string;
+  /** The unpatched image of the same kernel (a boot-patched 6.8+ vmlinux takes its paravirt sites from it). */
+  original?: KernelImage;
 }
 
 export function loadImage(path: string, opts: LoadImageOptions = {}): KernelImage {
@@ -27,6 +29,6 @@ export function loadImage(path: string, opts: LoadImageOptions = {}): KernelImag
   if (!path.includes('/') && !path.includes('.') && !existsSync(path)) return loadFixture(path);
   if (!existsSync(path)) throw new ImageError(`${path}: no such file`);
   if (path.endsWith('.json') || path.endsWith('.bin')) return loadFixture(path);
-  if (isElfFile(path)) return loadVmlinuxImage(path, opts.systemMap);
+  if (isElfFile(path)) return loadVmlinuxImage(path, opts.systemMap, opts.original instanceof VmlinuxImage ? opts.original : undefined);
   throw new ImageError(`${path}: neither an ELF vmlinux nor a fixture (.bin with its .json manifest)`);
 }
