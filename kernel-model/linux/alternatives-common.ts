@@ -10,16 +10,48 @@ import { Decoder, DecoderOptions, Register } from 'iced-x86';
 import type { KernelImage } from '../image/kernel-image';
 import { ImageError } from '../image/kernel-image';
 
-/** A copy-on-write view of the image's bytes, for patching without touching the file. */
+/**
+ * A copy-on-write view of the image's bytes, for patching without touching the file.
+ * Written bytes live in 4 KiB pages with a mask of which bytes were written, so a
+ * boot patch of ~200,000 ranges stays cheap.
+ */
 export class TextOverlay {
-  private readonly bytes = new Map<bigint, number>();
+  private readonly pages = new Map<number, { bytes: Uint8Array; mask: Uint8Array }>();
+  /** The image read in 64 KiB chunks (null: the chunk crosses a section's end; read directly). */
+  private readonly chunks = new Map<number, Uint8Array | null>();
   constructor(private readonly img: KernelImage) {}
+  private imageBytes(addr: bigint, len: number): Uint8Array {
+    const c = Number(addr >> 16n);
+    if (Number((addr + BigInt(len) - 1n) >> 16n) === c && len > 0) {
+      let chunk = this.chunks.get(c);
+      if (chunk === undefined) {
+        try {
+          chunk = this.img.read(BigInt(c) << 16n, 1 << 16);
+        } catch {
+          chunk = null;
+        }
+        this.chunks.set(c, chunk);
+      }
+      if (chunk) {
+        const off = Number(addr & 0xffffn);
+        return chunk.slice(off, off + len);
+      }
+    }
+    return this.img.read(addr, len);
+  }
   read(addr: bigint, len: number): Uint8Array {
-    const b = this.img.read(addr, len);
-    if (this.bytes.size === 0) return b;
-    for (let i = 0; i < len; i++) {
-      const v = this.bytes.get(addr + BigInt(i));
-      if (v !== undefined) b[i] = v;
+    const b = this.imageBytes(addr, len);
+    if (this.pages.size === 0 || len === 0) return b;
+    const first = Number(addr >> 12n);
+    const last = Number((addr + BigInt(len) - 1n) >> 12n);
+    for (let p = first; p <= last; p++) {
+      const pg = this.pages.get(p);
+      if (!pg) continue;
+      const pageStart = BigInt(p) << 12n;
+      const from = pageStart > addr ? Number(pageStart - addr) : 0;
+      const to = Math.min(len, Number(pageStart + 4096n - addr));
+      const off = Number(addr + BigInt(from) - pageStart);
+      for (let i = from, j = off; i < to; i++, j++) if (pg.mask[j]) b[i] = pg.bytes[j];
     }
     return b;
   }
@@ -35,7 +67,17 @@ export class TextOverlay {
     return new Uint8Array(0);
   }
   write(addr: bigint, b: Uint8Array): void {
-    for (let i = 0; i < b.length; i++) this.bytes.set(addr + BigInt(i), b[i]);
+    for (let i = 0; i < b.length; ) {
+      const at = addr + BigInt(i);
+      const p = Number(at >> 12n);
+      let pg = this.pages.get(p);
+      if (!pg) this.pages.set(p, (pg = { bytes: new Uint8Array(4096), mask: new Uint8Array(4096) }));
+      const off = Number(at & 0xfffn);
+      const n = Math.min(b.length - i, 4096 - off);
+      pg.bytes.set(b.subarray(i, i + n), off);
+      pg.mask.fill(1, off, off + n);
+      i += n;
+    }
   }
 }
 
