@@ -10,6 +10,7 @@ import { LAYOUTS_6_1, PV_OPS_6_1 } from '../../kernel-model/image/linux-6.1';
 import { loadCpuProfile } from '../../kernel-model/image/cpu-profile';
 import { bootPatchImage, type BootPatchResult } from '../../kernel-model/linux/boot-patch';
 import { X86_NOPS_64 } from '../../kernel-model/linux/nops';
+import { bootPatch612 } from '../../kernel-model/linux/alternatives-6.12';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const rel32 = (b: Uint8Array, at: bigint): bigint => at + 5n + BigInt(Buffer.from(b).readInt32LE(1));
@@ -106,7 +107,6 @@ describe('Debian 6.12 vmlinux', () => {
     const site = b.sites.find((s) => s.form === 'call')!;
     const bug = img.symbols.resolve('BUG_func')!;
     // The same image with that slot emptied: through the 6.12 engine's slotValue.
-    const { bootPatch612 } = require('../../kernel-model/linux/alternatives-6.12') as typeof import('../../kernel-model/linux/alternatives-6.12');
     const p = loadCpuProfile('qemu64', '6.12');
     const e = bootPatch612(img, img.vm, { features: p.features, returnThunk: p.returnThunk, slotValue: (op) => (op === site.site.op ? 0n : undefined) });
     const got = e.sites.find((s) => s.site.address === site.site.address)!;
