@@ -58,6 +58,9 @@ export interface BtfField {
   signed: boolean;
 }
 
+/** Bytes per entry after the record, for the kinds with a size whose entries are skipped. */
+const SIZED_ENTRY_BYTES: Partial<Record<BtfKind, number>> = { [BtfKind.Enum]: 8, [BtfKind.Enum64]: 12, [BtfKind.Datasec]: 12 };
+
 const MODIFIERS = new Set<BtfKind>([BtfKind.Typedef, BtfKind.Volatile, BtfKind.Const, BtfKind.Restrict, BtfKind.TypeTag]);
 
 export class Btf {
@@ -232,32 +235,14 @@ export function parseBtf(buf: Uint8Array, label = '.BTF'): Btf {
           });
         }
         break;
-      case BtfKind.Enum:
+      case BtfKind.Enum: case BtfKind.Enum64: case BtfKind.Datasec: case BtfKind.Float:
+        // Kinds with a byte size; their entries (names, values, variables) are not needed.
         t.size = sizeOrType;
-        o += 8 * vlen;
+        o += (SIZED_ENTRY_BYTES[kind] ?? 0) * vlen;
         break;
-      case BtfKind.Enum64:
-        t.size = sizeOrType;
-        o += 12 * vlen;
-        break;
-      case BtfKind.FuncProto:
+      case BtfKind.FuncProto: case BtfKind.Var: case BtfKind.DeclTag:
         t.ref = sizeOrType;
-        o += 8 * vlen;
-        break;
-      case BtfKind.Var:
-        t.ref = sizeOrType;
-        o += 4;
-        break;
-      case BtfKind.Datasec:
-        t.size = sizeOrType;
-        o += 12 * vlen;
-        break;
-      case BtfKind.Float:
-        t.size = sizeOrType;
-        break;
-      case BtfKind.DeclTag:
-        t.ref = sizeOrType;
-        o += 4;
+        o += kind === BtfKind.FuncProto ? 8 * vlen : 4;
         break;
       default:
         fail(at, `type ${types.length}: unknown BTF kind ${kind}`);
