@@ -15,10 +15,11 @@ import { benchEmulator, type EmulatorResults } from './emulator';
 import { benchScenarios, type ScenarioFigure } from './scenarios';
 import { benchFixturePatching, type FixturePatchingResults } from './patching';
 import { benchKernel, type KernelResults, type KernelSkipped } from './kernel';
-import { formatEmulator, formatScenarios, formatPatching, formatKernel, fix } from './report';
+import { benchPeer, type PeerResults } from './peer';
+import { formatEmulator, formatPeer, formatScenarios, formatPatching, formatKernel, fix } from './report';
 import { benchOptions, errorText, now, seconds } from './util';
 
-export const SECTIONS = ['emulator', 'scenarios', 'patching', 'kernel'] as const;
+export const SECTIONS = ['emulator', 'peer', 'scenarios', 'patching', 'kernel'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 const USAGE =
@@ -78,6 +79,7 @@ export interface BenchMeta {
 export interface BenchResults {
   meta: BenchMeta;
   emulator?: EmulatorResults;
+  peer?: PeerResults;
   scenarios?: ScenarioFigure[];
   patching?: FixturePatchingResults;
   kernel?: KernelResults | KernelSkipped;
@@ -134,6 +136,10 @@ export async function runBench(a: BenchArgs, print: (text: string) => void, log:
   await guard('emulator', () => {
     res.emulator = benchEmulator(o);
     print(formatEmulator(res.emulator));
+  });
+  await guard('peer', () => {
+    res.peer = benchPeer(o);
+    print(formatPeer(res.peer));
   });
   await guard('scenarios', () => {
     res.scenarios = benchScenarios(o);
