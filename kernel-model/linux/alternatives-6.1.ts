@@ -16,6 +16,7 @@ import { decodeOne, isDecodeFailure } from '../../emu/decode';
 import { TextOverlay, readU64 } from './alternatives-common';
 import { applyRetpolines, applyReturns } from './thunk-sites';
 import { applyFentryNops } from './ftrace-init';
+import { BootTally, type PatchKind, type KindCount, type RuntimeKind } from './boot-tally';
 import type { Vmlinux } from '../image/vmlinux';
 import {
   bareMetalFeatures, X86_FEATURE_PVUNLOCK, X86_FEATURE_VCPUPREEMPT, NATIVE_UNLOCK_THUNK, NATIVE_PREEMPTED_THUNK, MAX_FEATURE,
@@ -41,6 +42,9 @@ export interface BootPatch {
   writes: Map<bigint, Uint8Array>;
   /** The patched text (reads any address range). */
   text: TextOverlay;
+  /** With `thunks`: entries per table and what is left to run time (no ENDBR sealing in Debian's 6.1). */
+  kinds?: Record<PatchKind, KindCount>;
+  runtime?: Record<RuntimeKind, number>;
 }
 
 /** paravirt_patch(): the bytes apply_paravirt() writes for one site. */
@@ -135,16 +139,16 @@ export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch
     results.set(s.address, { site: s, original, afterParavirt: p.bytes, final: p.bytes, form: p.form, alt: null });
   }
 
-  const writes = new Map<bigint, Uint8Array>();
+  const tally = new BootTally(text);
+  const writes = tally.writes;
   if (opts.thunks) {
     // Feature numbers of 6.1's word 11: RETPOLINE, RETPOLINE_LFENCE, RETHUNK (no call-depth tracking in 6.1).
     const f = { retpoline: features.has(11 * 32 + 12), lfence: features.has(11 * 32 + 13), rethunk: features.has(11 * 32 + 14), callDepth: false };
-    const poke = (a: bigint, b: Uint8Array): void => {
-      text.write(a, b);
-      writes.set(a, b);
-    };
-    applyRetpolines(img, opts.thunks.vm, text, f, poke);
-    applyReturns(img, opts.thunks.vm, text, f, opts.thunks.returnThunk, poke);
+    const rp = applyRetpolines(img, opts.thunks.vm, text, f, (a, b) => tally.poke('retpoline', a, b));
+    const rt = applyReturns(img, opts.thunks.vm, text, f, opts.thunks.returnThunk, (a, b) => tally.poke('return', a, b));
+    tally.kinds.retpoline.sites = rp.sites;
+    tally.kinds.return.sites = rt.sites;
+    tally.kinds.return.runtime = tally.runtime.static_call_return = rt.runtime;
   }
 
   const siteList = [...img.sites].sort((a, b) => (a.address < b.address ? -1 : 1));
@@ -167,6 +171,8 @@ export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch
 
   for (const a of opts.alternatives) {
     const site = overlapping(a);
+    const before = text.read(a.instr, a.instrlen);
+    tally.kinds.alternative.sites++;
     if (a.feature >= MAX_FEATURE) throw new ImageError(`.altinstructions record ${a.index}: feature ${a.feature} out of range`);
     const applied = features.has(a.feature) !== a.inverted;
     if (applied) {
@@ -184,16 +190,16 @@ export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch
       text.write(a.instr, buf);
     }
     optimizeNops(text, a.instr, a.instrlen);
-    writes.set(a.instr, text.read(a.instr, a.instrlen));
+    const after = text.read(a.instr, a.instrlen);
+    if (after.some((b, i) => b !== before[i])) tally.kinds.alternative.changed++;
+    writes.set(a.instr, after);
     const r = site ? results.get(site.address) : undefined;
     if (r) r.alt = { feature: a.feature, inverted: a.inverted, applied };
   }
 
   if (opts.thunks) {
-    applyFentryNops(opts.thunks.vm, text, (a, b) => {
-      text.write(a, b);
-      writes.set(a, b);
-    });
+    tally.kinds.fentry.sites = applyFentryNops(opts.thunks.vm, text, (a, b) => tally.poke('fentry', a, b)).sites;
+    tally.countRuntime(opts.thunks.vm, false);
   }
 
   for (const r of results.values()) {
@@ -201,7 +207,10 @@ export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch
     if (r.alt?.applied) r.form = 'inline';
     writes.set(r.site.address, r.final);
   }
-  return { sites: img.sites.map((s) => results.get(s.address)!), features: [...features].sort((a, b) => a - b), writes, text };
+  return {
+    sites: img.sites.map((s) => results.get(s.address)!), features: [...features].sort((a, b) => a - b), writes, text,
+    ...(opts.thunks ? { kinds: tally.kinds, runtime: tally.runtime } : {}),
+  };
 }
 
 /** Counts of final forms, per op and overall. */

@@ -21,21 +21,10 @@ import {
   TextOverlay, decodeInsn, optimizeNops612, applyRelocation612, readU64, CALL,
 } from './alternatives-common';
 import { applyFentryNops } from './ftrace-init';
+import { BootTally, type PatchKind, type KindCount, type RuntimeKind } from './boot-tally';
+
+export type { PatchKind, KindCount, RuntimeKind };
 import { applyRetpolines, applyReturns, relTable, type ThunkFeatures } from './thunk-sites';
-
-/** The kinds of boot-time text rewrites, each from its own table. */
-export type PatchKind = 'retpoline' | 'return' | 'alternative' | 'endbr' | 'fentry';
-/** Rewrites that depend on run-time state: counted, not applied. */
-export type RuntimeKind = 'jump_label' | 'static_call' | 'runtime_const' | 'call_thunk' | 'its_thunk' | 'static_call_return';
-
-export interface KindCount {
-  /** Table entries. */
-  sites: number;
-  /** Entries whose bytes the boot patch changed. */
-  changed: number;
-  /** Entries left as they are because the outcome is decided at run time. */
-  runtime: number;
-}
 
 export type PvForm = 'call' | 'nop' | 'inline' | 'bug' | 'indirect';
 
@@ -66,17 +55,6 @@ export interface BootPatch612Options {
   slotValue?: (op: string, slot: number) => bigint | undefined;
 }
 
-/** Entries between two System.map symbols, `size` bytes each. */
-function symbolRangeCount(vm: Vmlinux, start: string, stop: string, size: number): number {
-  const a = vm.symbols.resolve(start);
-  const b = vm.symbols.resolve(stop);
-  return a !== undefined && b !== undefined && b >= a ? Number(b - a) / size : 0;
-}
-
-function zero(): KindCount {
-  return { sites: 0, changed: 0, runtime: 0 };
-}
-
 function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
@@ -100,15 +78,9 @@ export function bootPatch612(img: KernelImage, vm: Vmlinux, opts: BootPatch612Op
   else features.delete(X86_FEATURE_VCPUPREEMPT);
 
   const text = new TextOverlay(img);
-  const writes = new Map<bigint, Uint8Array>();
-  const kinds: Record<PatchKind, KindCount> = { retpoline: zero(), return: zero(), alternative: zero(), endbr: zero(), fentry: zero() };
-  const runtime: Record<RuntimeKind, number> = { jump_label: 0, static_call: 0, runtime_const: 0, call_thunk: 0, its_thunk: 0, static_call_return: 0 };
-  const poke = (kind: PatchKind, addr: bigint, bytes: Uint8Array): void => {
-    const before = text.read(addr, bytes.length);
-    if (!same(before, bytes)) kinds[kind].changed++;
-    text.write(addr, bytes);
-    writes.set(addr, bytes);
-  };
+  const tally = new BootTally(text);
+  const { kinds, runtime, writes } = tally;
+  const poke = (kind: PatchKind, addr: bigint, bytes: Uint8Array): void => tally.poke(kind, addr, bytes);
 
   const thunkFeatures: ThunkFeatures = {
     retpoline: has(X86_FEATURE_RETPOLINE), lfence: has(X86_FEATURE_RETPOLINE_LFENCE), rethunk: has(X86_FEATURE_RETHUNK),
@@ -176,10 +148,7 @@ export function bootPatch612(img: KernelImage, vm: Vmlinux, opts: BootPatch612Op
   // ftrace_init()
   kinds.fentry.sites = applyFentryNops(vm, text, (a, b) => poke('fentry', a, b)).sites;
 
-  runtime.jump_label = symbolRangeCount(vm, '__start___jump_table', '__stop___jump_table', 16);
-  runtime.static_call = symbolRangeCount(vm, '__start_static_call_sites', '__stop_static_call_sites', 8);
-  runtime.runtime_const = vm.elf.sections.filter((s) => s.name.startsWith('runtime_')).reduce((n, s) => n + s.size / 4, 0);
-  if (has(X86_FEATURE_CALL_DEPTH)) runtime.call_thunk += vm.elf.sections.find((s) => s.name === '.call_sites')!.size / 4;
+  tally.countRuntime(vm, has(X86_FEATURE_CALL_DEPTH));
 
   const sites: PvBootSite[] = img.sites.map((s) => {
     const original = img.read(s.address, s.len);

@@ -76,6 +76,8 @@ export function bootPatchImage(img: KernelImage, opts: BootPatchImageOptions = {
       rules: 'linux-6.1',
       read: (a, n) => b.text.read(a, n),
       cpu: cpu?.name ?? 'bare',
+      kinds: b.kinds,
+      runtime: b.runtime,
     };
   }
   const pv = new PvOps(img);

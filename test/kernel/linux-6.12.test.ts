@@ -32,6 +32,18 @@ describe('Linux 6.1 layouts from BTF', () => {
     expect(img.vm.release()).toBe('6.1');
     expect(img.siteSource).toBe('parainstructions');
   });
+
+  it('boot patch applies every alternative, not only those at paravirt sites, for the --cpu profile', () => {
+    const q = bootPatchImage(img, { cpu: 'qemu64' });
+    const m = bootPatchImage(img, { cpu: 'max' });
+    const clac = img.vm.altinstructions().find((a) => a.feature === 9 * 32 + 20 && hex(img.read(a.repl, 3)) === '0f01ca')!;
+    expect(img.sites.some((s) => s.address < clac.instr + 3n && s.address + BigInt(s.len) > clac.instr)).toBe(false);
+    expect(hex(q.read(clac.instr, 3))).toBe(hex(X86_NOPS_64[3]));
+    expect(hex(m.read(clac.instr, 3))).toBe('0f01ca');
+    expect(q.kinds!.alternative.sites).toBe(img.vm.altinstructions().length);
+    expect(q.kinds!.fentry.changed).toBe(q.kinds!.fentry.sites);
+    expect(q.runtime!.jump_label).toBeGreaterThan(1000);
+  });
 });
 
 describe('Debian 6.12 vmlinux', () => {
