@@ -6,11 +6,12 @@
 // figures the README cites.
 
 import { execFileSync } from 'child_process';
-import { mkdirSync, writeFileSync } from 'fs';
+import { mkdirSync } from 'fs';
 import { cpus as hostCpus, loadavg, platform, release } from 'os';
 import { join } from 'path';
 import { repoRoot } from '../kernel-model/image/download';
 import { loadImage } from '../kernel-model/image/load';
+import { writeOutput } from '../kernel-model/image/output-file';
 import { benchEmulator, type EmulatorResults } from './emulator';
 import { benchScenarios, type ScenarioFigure } from './scenarios';
 import { benchFixturePatching, type FixturePatchingResults } from './patching';
@@ -171,7 +172,7 @@ async function main(): Promise<void> {
     // Written next to the sources (not into dist/): the committed figures the README cites.
     const dir = join(repoRoot(), 'bench');
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'results.json'), JSON.stringify(res, null, 2) + '\n');
+    writeOutput(join(dir, 'results.json'), JSON.stringify(res, null, 2) + '\n');
     log(`wrote ${join(dir, 'results.json')}`);
   }
   if (Object.keys(res.errors).length) process.exitCode = 1;

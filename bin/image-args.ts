@@ -10,6 +10,9 @@ import { VmlinuxImage } from '../kernel-model/image/vmlinux-image';
 import { loadCpuProfile, type CpuProfile } from '../kernel-model/image/cpu-profile';
 import { inputFile } from './args';
 import { UserError } from './errors';
+import { existsSync } from 'fs';
+import { basename, dirname, join } from 'path';
+import { FixtureImage } from '../kernel-model/image/fixture-image';
 
 export interface ImageArgs {
   image?: string;
@@ -36,6 +39,21 @@ function imagePath(a: ImageArgs): string {
   }
   if (v === undefined) throw new UserError('name an image (a fixture, a vmlinux, or debian-6.1 / debian-6.12), as the first argument or with --image');
   return v;
+}
+
+/** The files an opened image was read from, each with what it is (outputs must not name them). */
+export function imageInputs(img: KernelImage, a: ImageArgs): { path: string; what: string }[] {
+  if (img instanceof FixtureImage) {
+    return [
+      { path: img.path, what: 'input fixture manifest' },
+      { path: join(dirname(img.path), basename(img.manifest.blob)), what: 'input fixture blob' },
+    ];
+  }
+  const map = a.map ?? join(dirname(img.path), 'System.map');
+  return [
+    { path: img.path, what: 'input image' },
+    ...(existsSync(map) ? [{ path: map, what: 'System.map of the input image' }] : []),
+  ];
 }
 
 export function openImage(a: ImageArgs, path = imagePath(a), original?: KernelImage): KernelImage {
