@@ -158,7 +158,13 @@ export async function bootDump(kernel: BootDumpKernel, opts: BootDumpOptions): P
     const meta = await bootAndDump(kernel, opts, q, tmp);
     fs.writeFileSync(path.join(tmp, 'dump.json'), JSON.stringify(meta, null, 2) + '\n');
     fs.rmSync(dir, { recursive: true, force: true });
-    fs.renameSync(tmp, dir);
+    try {
+      fs.renameSync(tmp, dir);
+    } catch (e) {
+      // A parallel test worker booted the same kernel and got there first: take its dump.
+      if (!fs.existsSync(path.join(dir, 'dump.json'))) throw e;
+      return { ...openBootDump(dir), booted: true };
+    }
     return { dir, meta, booted: true };
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
