@@ -144,3 +144,12 @@ export function bootVmlinux(img: KernelWithHarness, opts: VmlinuxBootOptions): M
 export function withHarness(vm: VmlinuxImage): KernelWithHarness {
   return new KernelWithHarness(vm, loadFixture('vmlinux-harness'));
 }
+
+/**
+ * Refuses a CPU count the harness cannot run, before a caller spends seconds loading a
+ * vmlinux for it: the harness (a small committed fixture) is all that is read.
+ */
+export function checkHarnessCpus(cpus: number, image: string): void {
+  const max = loadFixture('vmlinux-harness').maxCpus;
+  if (cpus > max) throw new ImageError(`${image}: ${cpus} CPUs asked for; the vmlinux harness runs at most ${max}`);
+}
