@@ -1,45 +1,55 @@
-// npm run boot-dump [-- --release 6.1] [--version ABI] [--cpu qemu64 --cpu max ...] [--force] [--json]
-// Boots the cached Debian kernel (fetching it first if needed) in QEMU on each CPU model,
-// and caches what the booted kernel holds in .text and boot_cpu_data
+// npm run boot-dump [-- --release 6.1|6.12] [--version ABI] [--cpu qemu64 --cpu max ...] [--features] [--force] [--json]
+// Boots the release's Debian kernel (fetching it first if needed) in QEMU on each CPU
+// model and caches what the booted kernel holds in .text and boot_cpu_data
 // (.cache/boot-dump/<kernel>/<cpu>-<qemu hash>/; see kernel-model/image/boot-dump.ts).
+// --features also writes the booted kernel's CPU feature words as
+// fixtures/cpu-features/<release>-<cpu>.json (committed: the offline boot patch's --cpu).
 
-import { downloadKernel } from '../kernel-model/image/download';
+import * as path from 'path';
+import { downloadKernel, repoRoot } from '../kernel-model/image/download';
+import { KERNEL_RELEASES, releaseByName, type ReleaseName } from '../kernel-model/image/releases';
 import { loadVmlinux } from '../kernel-model/image/vmlinux';
-import { bootDump, type BootDump } from '../kernel-model/image/boot-dump';
-import { STANDARD_CPUS } from '../kernel-model/image/cpu-features';
+import { bootDump, bootDumpKernel, type BootDump } from '../kernel-model/image/boot-dump';
+import { STANDARD_CPUS, cpuFeatureFile, cpuFeaturesDir, writeCpuFeatureFile } from '../kernel-model/image/cpu-features';
 
-const USAGE = 'usage: boot-dump [--release 6.1] [--version <ABI>] [--cpu <QEMU model>]... [--cache <dir>] [--force] [--json]';
+const USAGE = `usage: boot-dump [--release ${Object.keys(KERNEL_RELEASES).join('|')}] [--version <ABI>] [--cpu <QEMU model>]... [--cache <dir>] [--features] [--force] [--json]`;
+
+class UsageError extends Error {}
 
 interface Args {
-  release: string;
+  release: ReleaseName;
   version?: string;
   cpus: string[];
   cacheDir?: string;
+  features: boolean;
   force: boolean;
   json: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const o: Args = { release: '6.1', cpus: [], force: false, json: false };
+  const o: Args = { release: '6.1', cpus: [], features: false, force: false, json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
       const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value\n${USAGE}`);
+      if (v === undefined) throw new UsageError(`${a} needs a value\n${USAGE}`);
       return v;
     };
-    if (a === '--release') o.release = value();
-    else if (a === '--version') o.version = value();
+    if (a === '--release') {
+      const r = releaseByName(value());
+      if (typeof r === 'string') throw new UsageError(`--release: ${r}`);
+      o.release = r.name;
+    } else if (a === '--version') o.version = value();
     else if (a === '--cpu') o.cpus.push(value());
     else if (a === '--cache') o.cacheDir = value();
+    else if (a === '--features') o.features = true;
     else if (a === '--force') o.force = true;
     else if (a === '--json') o.json = true;
     else if (a === '--help' || a === '-h') {
       process.stdout.write(USAGE + '\n');
       process.exit(0);
-    } else throw new Error(`unknown argument '${a}'\n${USAGE}`);
+    } else throw new UsageError(`unknown argument '${a}'\n${USAGE}`);
   }
-  if (o.release !== '6.1') throw new Error(`--release ${o.release}: this build fetches 6.1 only`);
   if (!o.cpus.length) o.cpus = [...STANDARD_CPUS];
   return o;
 }
@@ -47,15 +57,22 @@ function parseArgs(argv: string[]): Args {
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
   const log = (s: string): boolean => process.stderr.write(`boot-dump: ${s}\n`);
-  const k = await downloadKernel({ version: a.version, preferCached: true, log });
+  const k = await downloadKernel({ release: a.release, version: a.version, log });
   const vm = loadVmlinux(k.vmlinux, { systemMap: k.systemMap });
   const dumps: BootDump[] = [];
+  const written: string[] = [];
   for (const cpu of a.cpus) {
-    dumps.push(await bootDump({ version: k.version, vmlinuz: `${k.dir}/${k.manifest.vmlinuz.file}`, vmlinux: vm, vmlinuxSha256: k.manifest.vmlinux.sha256 }, { cpu, cacheDir: a.cacheDir, force: a.force, log }));
+    const d = await bootDump(bootDumpKernel(k, vm), { cpu, cacheDir: a.cacheDir, force: a.force, log });
+    dumps.push(d);
+    if (a.features) {
+      const file = path.join(cpuFeaturesDir(repoRoot()), `${a.release}-${d.meta.cpu}.json`);
+      writeCpuFeatureFile(file, cpuFeatureFile(vm, d, a.release));
+      written.push(file);
+    }
   }
   vm.close();
   if (a.json) {
-    process.stdout.write(JSON.stringify(dumps, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ dumps, features: written }, null, 2) + '\n');
     return;
   }
   for (const d of dumps) {
@@ -64,9 +81,10 @@ async function main(): Promise<void> {
       `${d.booted ? 'booted' : 'cached'} ${m.kernel.version} -cpu ${m.cpu}: boot ${m.seconds.boot} s (guest ${m.guestSeconds} s), dump ${m.seconds.dump} s, .text ${m.text.size} bytes\n  ${d.dir}\n`,
     );
   }
+  for (const f of written) process.stdout.write(`wrote ${f}\n`);
 }
 
 main().catch((e: unknown) => {
   process.stderr.write(`boot-dump: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(e instanceof Error && (e.name === 'LoadError' || e.message.includes(USAGE)) ? 2 : 1);
+  process.exit(e instanceof UsageError || (e instanceof Error && e.name === 'LoadError') ? 2 : 1);
 });

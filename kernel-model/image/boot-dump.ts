@@ -17,7 +17,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { LoadError } from './elf';
-import { repoRoot } from './download';
+import { repoRoot, type KernelFiles } from './download';
 import type { Vmlinux } from './vmlinux';
 import { QmpClient } from './qmp';
 
@@ -60,6 +60,11 @@ export interface BootDumpKernel {
   vmlinuz: string;
   vmlinux: Vmlinux;
   vmlinuxSha256: string;
+}
+
+/** What bootDump needs of a downloaded kernel (download.ts keeps the bzImage beside the vmlinux). */
+export function bootDumpKernel(k: KernelFiles, vm: Vmlinux): BootDumpKernel {
+  return { version: k.version, vmlinuz: path.join(k.dir, k.manifest.vmlinuz.file), vmlinux: vm, vmlinuxSha256: k.manifest.vmlinux.sha256 };
 }
 
 export interface BootDumpOptions {

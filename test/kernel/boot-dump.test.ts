@@ -5,8 +5,10 @@
 
 import { testKernel, FETCH_TIMEOUT_MS } from './kernel';
 import { loadVmlinuxImage, type VmlinuxImage } from '../../kernel-model/image/vmlinux-image';
-import { bootDump, readDumpText, type BootDump } from '../../kernel-model/image/boot-dump';
-import { STANDARD_CPUS } from '../../kernel-model/image/cpu-features';
+import { bootDump, bootDumpKernel, readDumpText, type BootDump } from '../../kernel-model/image/boot-dump';
+import { STANDARD_CPUS, cpuFeatureFile, readCpuFeatureFile, featureSet } from '../../kernel-model/image/cpu-features';
+import { join } from 'path';
+import { readFileSync } from 'fs';
 import { bootPatchImage, type BootPatchResult } from '../../kernel-model/linux/boot-patch';
 import { compareWithBoot, verifyAgainstBoot, type BootComparison } from '../../kernel-model/linux/verify-boot';
 import { encodeCall } from '../../kernel-model/linux/paravirt-patch';
@@ -24,7 +26,7 @@ beforeAll(async () => {
   boot = bootPatchImage(img);
   for (const cpu of STANDARD_CPUS) {
     const d = await bootDump(
-      { version: k.version, vmlinuz: `${k.dir}/${k.manifest.vmlinuz.file}`, vmlinux: img.vm, vmlinuxSha256: k.manifest.vmlinux.sha256 },
+      bootDumpKernel(k, img.vm),
       { cpu, log: (s) => process.stderr.write(`boot-dump: ${s}\n`) },
     );
     dumps.set(cpu, d);
@@ -100,6 +102,37 @@ describe.each([...STANDARD_CPUS])('6.1 booted in QEMU on -cpu %s', (cpu) => {
     const inText = wrong.filter((s) => s.address < img.vm.symbol('_etext')).length;
     expect(inText).toBeGreaterThan(300);
     expect(c.sites.filter((s) => s.kind === 'paravirt' && s.classes[0] === 'model').length).toBe(inText);
+  });
+});
+
+const FEATURES = join(__dirname, '..', '..', '..', 'fixtures', 'cpu-features');
+
+describe('CPU feature words read from the booted kernel', () => {
+  const names = (cpu: string): Set<string> => new Set(cpuFeatureFile(img.vm, dumps.get(cpu)!, '6.1').features.map((f) => f.name));
+
+  it.each([...STANDARD_CPUS])('-cpu %s: the committed fixture holds the words this QEMU boot reports', (cpu) => {
+    const fresh = cpuFeatureFile(img.vm, dumps.get(cpu)!, '6.1');
+    const committed = readCpuFeatureFile(join(FEATURES, `6.1-${cpu}.json`));
+    expect(fresh.words.length).toBe(img.vm.layouts().capabilityWords);
+    // Another QEMU may model the CPU differently: then the fixture is only compared in shape.
+    if (committed.qemu === fresh.qemu) expect(committed.words).toEqual(fresh.words);
+    else process.stderr.write(`cpu-features 6.1-${cpu}: fixture from ${committed.qemu}, this host has ${fresh.qemu}: words not compared\n`);
+    // X86_FEATURE_ALWAYS (word 3, bit 21) is set by the kernel itself on every CPU.
+    expect(featureSet(committed).has(3 * 32 + 21)).toBe(true);
+  });
+
+  it('the words say what each model is: long mode everywhere, AVX only on max and Skylake, Meltdown only on the Intel model', () => {
+    for (const cpu of STANDARD_CPUS) expect(names(cpu).has('lm')).toBe(true);
+    expect(names('qemu64').has('avx')).toBe(false);
+    expect(names('max').has('avx')).toBe(true);
+    expect(names('Skylake-Client').has('avx')).toBe(true);
+    expect(names('Skylake-Client').has('bug:cpu_meltdown')).toBe(true);
+    expect(names('qemu64').has('bug:cpu_meltdown')).toBe(false);
+    // The console agrees: the kernel printed AVX's xstate only where the words have avx.
+    for (const cpu of STANDARD_CPUS) {
+      const log = readFileSync(join(dumps.get(cpu)!.dir, 'serial.log'), 'latin1');
+      expect(/'AVX registers'/.test(log)).toBe(names(cpu).has('avx'));
+    }
   });
 });
 

@@ -6,7 +6,7 @@ import { writeFileSync } from 'fs';
 import { testKernel, FETCH_TIMEOUT_MS } from './kernel';
 import { textpoke, json, tempDir, removeTempDirs, expectUserError } from '../cli/textpoke';
 import { loadVmlinux } from '../../kernel-model/image/vmlinux';
-import { bootDump, type BootDump } from '../../kernel-model/image/boot-dump';
+import { bootDump, bootDumpKernel, type BootDump } from '../../kernel-model/image/boot-dump';
 import type { KernelFiles } from '../../kernel-model/image/download';
 
 afterAll(removeTempDirs);
@@ -17,7 +17,7 @@ let d: BootDump;
 beforeAll(async () => {
   k = await testKernel();
   const vm = loadVmlinux(k.vmlinux, { systemMap: k.systemMap });
-  d = await bootDump({ version: k.version, vmlinuz: join(k.dir, k.manifest.vmlinuz.file), vmlinux: vm, vmlinuxSha256: k.manifest.vmlinux.sha256 }, { cpu: 'qemu64' });
+  d = await bootDump(bootDumpKernel(k, vm), { cpu: 'qemu64' });
   vm.close();
 }, FETCH_TIMEOUT_MS);
 
