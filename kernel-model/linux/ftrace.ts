@@ -19,7 +19,7 @@ import type { KernelContext, PlannedSite } from './kernel-context';
 import { textPokeBpBatch } from './text-poke-bp';
 import { encodeCall } from './paravirt-patch';
 import { X86_NOPS } from './nops';
-import { type Step, read } from './hostlib';
+import { type Step, read, writeBytes } from './hostlib';
 
 /** Length of the `call __fentry__` the compiler emits, and of what replaces it. */
 export const MCOUNT_INSN_SIZE = 5;
@@ -59,6 +59,7 @@ export function* ftraceReplaceCode(
   enable: boolean,
   tracer: bigint,
   stats: FtraceBatchStats,
+  poke: 'batch' | 'naive' = 'batch',
 ): Step<boolean> {
   const cpu = ctx.cpu;
   const want = (ip: bigint): Uint8Array => (enable ? ftraceCallReplace(ip, tracer) : ftraceNopReplace());
@@ -82,7 +83,14 @@ export function* ftraceReplaceCode(
     if (!queue.length) return;
     stats.batches++;
     ctx.status = `ftrace_replace_code(${enable ? 1 : 0}): text_poke_bp_batch #${stats.batches} (${queue.length} sites)`;
-    yield* textPokeBpBatch(k, ctx, queue);
+    if (poke === 'batch') yield* textPokeBpBatch(k, ctx, queue);
+    else {
+      // Plain stores into live text: no int3, no sync (the hazard the batch protocol exists for).
+      for (const s of queue) {
+        yield* writeBytes(s.address, s.new, 'memcpy into live text');
+        k.log.add(cpu, 'site-done', `${s.op} at 0x${s.address.toString(16)} (naive)`, s.address);
+      }
+    }
     queue = [];
   };
   let last = -1n;
