@@ -1,18 +1,17 @@
-// npm run boot-dump [-- --release 6.1|6.12] [--version ABI] [--cpu qemu64 --cpu max ...] [--features] [--force] [--json]
+// npm run boot-dump [-- --release 6.1|6.12] [--version ABI] [--cpu qemu64 --cpu max ...] [--force] [--json]
 // Boots the release's Debian kernel (fetching it first if needed) in QEMU on each CPU
 // model and caches what the booted kernel holds in .text and boot_cpu_data
 // (.cache/boot-dump/<kernel>/<cpu>-<qemu hash>/; see kernel-model/image/boot-dump.ts).
-// --features also writes the booted kernel's CPU feature words as
-// fixtures/cpu-features/<release>-<cpu>.json (committed: the offline boot patch's --cpu).
+// `npm run cpu-profile -- --kernel DIR --dump DIR` turns a dump's feature words into the
+// committed profile the offline boot patch's --cpu reads (fixtures/cpu-features/).
 
-import * as path from 'path';
-import { downloadKernel, repoRoot } from '../kernel-model/image/download';
+import { downloadKernel } from '../kernel-model/image/download';
 import { KERNEL_RELEASES, releaseByName, type ReleaseName } from '../kernel-model/image/releases';
 import { loadVmlinux } from '../kernel-model/image/vmlinux';
 import { bootDump, bootDumpKernel, type BootDump } from '../kernel-model/image/boot-dump';
-import { STANDARD_CPUS, cpuFeatureFile, cpuFeaturesDir, writeCpuFeatureFile } from '../kernel-model/image/cpu-features';
+import { STANDARD_CPUS } from '../kernel-model/image/cpu-features';
 
-const USAGE = `usage: boot-dump [--release ${Object.keys(KERNEL_RELEASES).join('|')}] [--version <ABI>] [--cpu <QEMU model>]... [--cache <dir>] [--features] [--force] [--json]`;
+const USAGE = `usage: boot-dump [--release ${Object.keys(KERNEL_RELEASES).join('|')}] [--version <ABI>] [--cpu <QEMU model>]... [--cache <dir>] [--force] [--json]`;
 
 class UsageError extends Error {}
 
@@ -21,13 +20,12 @@ interface Args {
   version?: string;
   cpus: string[];
   cacheDir?: string;
-  features: boolean;
   force: boolean;
   json: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const o: Args = { release: '6.1', cpus: [], features: false, force: false, json: false };
+  const o: Args = { release: '6.1', cpus: [], force: false, json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -42,7 +40,6 @@ function parseArgs(argv: string[]): Args {
     } else if (a === '--version') o.version = value();
     else if (a === '--cpu') o.cpus.push(value());
     else if (a === '--cache') o.cacheDir = value();
-    else if (a === '--features') o.features = true;
     else if (a === '--force') o.force = true;
     else if (a === '--json') o.json = true;
     else if (a === '--help' || a === '-h') {
@@ -60,19 +57,12 @@ async function main(): Promise<void> {
   const k = await downloadKernel({ release: a.release, version: a.version, log });
   const vm = loadVmlinux(k.vmlinux, { systemMap: k.systemMap });
   const dumps: BootDump[] = [];
-  const written: string[] = [];
   for (const cpu of a.cpus) {
-    const d = await bootDump(bootDumpKernel(k, vm), { cpu, cacheDir: a.cacheDir, force: a.force, log });
-    dumps.push(d);
-    if (a.features) {
-      const file = path.join(cpuFeaturesDir(repoRoot()), `${a.release}-${d.meta.cpu}.json`);
-      writeCpuFeatureFile(file, cpuFeatureFile(vm, d, a.release));
-      written.push(file);
-    }
+    dumps.push(await bootDump(bootDumpKernel(k, vm), { cpu, cacheDir: a.cacheDir, force: a.force, log }));
   }
   vm.close();
   if (a.json) {
-    process.stdout.write(JSON.stringify({ dumps, features: written }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify(dumps, null, 2) + '\n');
     return;
   }
   for (const d of dumps) {
@@ -81,7 +71,6 @@ async function main(): Promise<void> {
       `${d.booted ? 'booted' : 'cached'} ${m.kernel.version} -cpu ${m.cpu}: boot ${m.seconds.boot} s (guest ${m.guestSeconds} s), dump ${m.seconds.dump} s, .text ${m.text.size} bytes\n  ${d.dir}\n`,
     );
   }
-  for (const f of written) process.stdout.write(`wrote ${f}\n`);
 }
 
 main().catch((e: unknown) => {

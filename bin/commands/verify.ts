@@ -9,7 +9,7 @@ import { verifyImage } from '../../kernel-model/linux/verify-image';
 import { disasmInline } from '../../kernel-model/image/disasm';
 import { hexBytes } from '../../kernel-model/linux/kernel-context';
 import { print, printJson, styleFor } from '../output';
-import { openImage, imageOptions, type ImageArgs } from '../image-args';
+import { openImage, imageOptions, cpuProfile, type ImageArgs } from '../image-args';
 import { checkInt } from '../args';
 import { openBootDump } from '../../kernel-model/image/boot-dump';
 import { verifyAgainstBoot } from '../../kernel-model/linux/verify-boot';
@@ -38,17 +38,20 @@ export function verifyCommand(y: Argv): Argv<VerifyArgs> {
 
 export function runVerify(a: VerifyArgs): number {
   const limit = checkInt(a.limit, '--limit', 0, Number.MAX_SAFE_INTEGER)!;
-  const img = openImage(a);
   if (a['against-boot'] !== undefined) {
+    const img = openImage(a);
     const dump = openBootDump(a['against-boot']);
-    const c = verifyAgainstBoot(img, dump);
+    // The CPU the kernel booted on, unless --cpu names another profile.
+    const c = verifyAgainstBoot(img, dump, a.cpu ?? dump.meta.cpu);
     const ok = !c.text.differing.model;
     if (a.json) printJson({ image: img.path, dump: dump.dir, kernel: dump.meta.kernel.version, cpu: dump.meta.cpu, qemu: dump.meta.qemu.version, ok, text: c.text, summary: c.summary, notObservable: c.notObservable, mismatches: c.sites.filter((s) => !s.match) });
     else print(printBootComparison(img, dump.meta, c, { limit, style: styleFor(a.color) }));
     return ok ? 0 : 1;
   }
+  // The original first: a boot-patched 6.12 image takes its paravirt sites from it.
   const against = a.against !== undefined ? openImage({ image: a.against, map: a['against-map'] }) : undefined;
-  const v = verifyImage(img, { against });
+  const img = openImage(a, undefined, against);
+  const v = verifyImage(img, { against, cpu: cpuProfile(a, img) });
   const changed = against ? v.sites.filter((s) => s.changed).length : undefined;
   if (a.json) {
     printJson({

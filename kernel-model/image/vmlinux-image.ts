@@ -22,7 +22,12 @@ export class VmlinuxImage implements KernelImage {
   /** Where the sites come from: .parainstructions (before 6.8) or DIRECT_CALL alternatives. */
   readonly siteSource: 'parainstructions' | 'altinstructions';
 
-  constructor(readonly vm: Vmlinux) {
+  /**
+   * `original`: the unpatched image of the same kernel, whose DIRECT_CALL sites still
+   * hold `call *pv_ops[slot](%rip)` (a 6.8+ image that was boot-patched no longer says
+   * which slot a site calls through).
+   */
+  constructor(readonly vm: Vmlinux, readonly original?: VmlinuxImage) {
     this.symbols = vm.symbols;
     this.sections = vm.sections.map((s) => ({ name: s.name, address: s.loadAddr, size: s.size, loaded: !s.nobits }));
     const pv = vm.symbols.resolve('pv_ops');
@@ -39,7 +44,7 @@ export class VmlinuxImage implements KernelImage {
       this.sites = vm.parainstructions().map((p) => ({ address: p.addr, slot: p.type, op: op(p.type), len: p.len }));
     } else {
       this.siteSource = 'altinstructions';
-      this.sites = directCallSites(vm, pv, nslots).map((d) => ({ address: d.address, slot: d.slot, op: op(d.slot), len: d.len }));
+      this.sites = directCallSites(original?.vm ?? vm, pv, nslots).map((d) => ({ address: d.address, slot: d.slot, op: op(d.slot), len: d.len }));
     }
     this.paravirtTargets = Object.fromEntries(Object.entries(PARAVIRT_TARGETS_6_1).filter(([, sym]) => vm.symbols.resolve(sym) !== undefined));
   }
@@ -67,8 +72,8 @@ export class VmlinuxImage implements KernelImage {
   }
 }
 
-export function loadVmlinuxImage(path: string, systemMap?: string): VmlinuxImage {
-  return new VmlinuxImage(loadVmlinux(path, { systemMap }));
+export function loadVmlinuxImage(path: string, systemMap?: string, original?: VmlinuxImage): VmlinuxImage {
+  return new VmlinuxImage(loadVmlinux(path, { systemMap }), original);
 }
 
 /**
@@ -82,7 +87,7 @@ export function directCallSites(vm: Vmlinux, pvOps: bigint, nslots: number): { a
     if (!a.directCall) continue;
     const b = vm.readAt(a.instr, 6);
     if (a.instrlen !== 6 || b[0] !== 0xff || b[1] !== 0x15) {
-      throw new LoadError(`${vm.label}: .altinstructions record ${a.index}: ALT_FLAG_DIRECT_CALL at 0x${a.instr.toString(16)} is not a 6-byte call *rel32(%rip) (${b.toString('hex')})`);
+      throw new LoadError(`${vm.label}: .altinstructions record ${a.index}: ALT_FLAG_DIRECT_CALL at 0x${a.instr.toString(16)} is not a 6-byte call *rel32(%rip) (${b.toString('hex')}): an image patched already names no pv_ops slot; give the original (verify --against)`);
     }
     const ptr = BigInt.asUintN(64, a.instr + 6n + BigInt(b.readInt32LE(2)));
     const off = ptr - pvOps;

@@ -190,6 +190,18 @@ export class Vmlinux {
     return this.layoutCache;
   }
 
+  /** The kernel's linux_banner ("Linux version 6.12.117+deb13-cloud-amd64 …"). */
+  banner(): string {
+    return this.readCString(this.symbol('linux_banner'), 256).trim();
+  }
+
+  /** The Linux release, major.minor ("6.1", "6.12"), from linux_banner. */
+  release(): string {
+    const m = /^Linux version (\d+)\.(\d+)/.exec(this.banner());
+    if (!m) throw new LoadError(`${this.label}: linux_banner does not start with "Linux version N.N"`);
+    return `${m[1]}.${m[2]}`;
+  }
+
   /** True when the kernel has a `.parainstructions` table (before 6.8). */
   hasParainstructions(): boolean {
     return this.elf.sections.some((x) => x.name === '.parainstructions');

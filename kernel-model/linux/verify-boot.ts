@@ -28,9 +28,12 @@ export const DIFF_REASONS: Record<DiffClass, DiffReason> = {
   jump_label: { decided: 'runtime', why: 'jump label: the static key state the kernel reached while booting (static_branch_enable/disable, jump_label_init)' },
   static_call: { decided: 'runtime', why: 'static call: the target the kernel chose while booting (static_call_update, e.g. the preempt mode of PREEMPT_DYNAMIC)' },
   static_call_tramp: { decided: 'runtime', why: 'static call trampoline: jmp to the target the kernel chose while booting, or ret for a NULL target' },
-  return: { decided: 'boot', why: 'apply_returns(): `jmp __x86_return_thunk` becomes `ret; int3` padding unless X86_FEATURE_RETHUNK' },
+  runtime_const: { decided: 'runtime', why: 'runtime_const_init(): immediates set from values computed at boot (USER_PTR_MAX from the paging depth, the dentry hash table and its shift from memory size)' },
+  return: { decided: 'boot', why: 'apply_returns(): `jmp __x86_return_thunk` becomes `ret; int3` padding, or a jump to the return thunk the mitigation chose' },
   retpoline: { decided: 'boot', why: 'apply_retpolines(): an indirect-thunk call rewritten by the retpoline mitigation the CPU gets' },
   mcount: { decided: 'boot', why: 'ftrace_init(): every `call __fentry__` becomes a 5-byte NOP until a tracer is enabled' },
+  endbr: { decided: 'boot', why: 'apply_seal_endbr(): the ENDBR of a function no indirect call reaches is poisoned (IBT)' },
+  call_depth: { decided: 'boot', why: 'callthunks_patch_builtin_calls(): calls redirected through call-depth thunks (X86_FEATURE_CALL_DEPTH)' },
   smp_lock: { decided: 'boot', why: 'alternatives_smp_unlock(): lock prefixes become DS on a uniprocessor boot' },
   model: { decided: 'model', why: 'textpoke writes other bytes than the booted kernel holds, and no other mechanism owns them' },
 };
@@ -48,6 +51,8 @@ export interface SiteComparison {
 
 export interface BootComparison {
   text: { address: bigint; bytes: number; matched: number; differing: Partial<Record<DiffClass, number>> };
+  /** Runs of differing bytes that only textpoke's model owns, in address order (textpoke's errors outside the site tables). */
+  modelRuns: { address: bigint; len: number }[];
   sites: SiteComparison[];
   /** Sites outside the dumped `.text` (in .init.text, freed and poisoned after boot): by kind. */
   notObservable: Record<SiteKind, number>;
@@ -60,14 +65,20 @@ export interface BootTruth {
 }
 
 export interface CompareOptions {
-  /** The offline patch: address -> bytes written there. */
-  writes: ReadonlyMap<bigint, Uint8Array>;
-  /** Site tables the offline patch claims to decide (a difference there is the model's error). */
+  /**
+   * The offline patch (a BootPatchResult): every range it wrote, and the final bytes of
+   * any range. Only the written ranges are read back; the rest is the image's own bytes.
+   */
+  offline: { writes: ReadonlyMap<bigint, Uint8Array>; read(address: bigint, len: number): Uint8Array };
+  /** Site tables the offline patch decides (a difference there is the model's error); default BOOT_RULES_MODELLED. */
   modelled?: ReadonlySet<TextSiteTable>;
 }
 
+/** The boot-time rules bootPatchImage applies besides paravirt and alternatives (boot-patch.ts, thunk-sites.ts, ftrace-init.ts). */
+export const BOOT_RULES_MODELLED: ReadonlySet<TextSiteTable> = new Set(['return', 'retpoline', 'mcount', 'endbr']);
+
 /** Runtime owners win over boot-time ones: a site inside an alternative that is also a static call changed because of the call. */
-const PRIORITY: TextSiteTable[] = ['jump_label', 'static_call', 'static_call_tramp', 'return', 'retpoline', 'mcount', 'smp_lock'];
+const PRIORITY: TextSiteTable[] = ['jump_label', 'static_call', 'static_call_tramp', 'runtime_const', 'return', 'retpoline', 'mcount', 'endbr', 'call_depth', 'smp_lock'];
 
 export function compareWithBoot(img: VmlinuxImage, truth: BootTruth, opts: CompareOptions): BootComparison {
   const base = truth.address;
@@ -75,11 +86,11 @@ export function compareWithBoot(img: VmlinuxImage, truth: BootTruth, opts: Compa
   const end = base + BigInt(n);
   const inText = (a: bigint, len: number): boolean => a >= base && a + BigInt(len) <= end;
   const expected = new Uint8Array(img.read(base, n));
-  for (const [a, b] of opts.writes) if (inText(a, b.length)) expected.set(b, Number(a - base));
+  for (const [a, b] of opts.offline.writes) if (inText(a, b.length)) expected.set(opts.offline.read(a, b.length), Number(a - base));
 
   // The owner of each byte, by table priority (0 = none).
   const owner = new Uint8Array(n);
-  const modelled = opts.modelled ?? new Set<TextSiteTable>();
+  const modelled = opts.modelled ?? BOOT_RULES_MODELLED;
   for (const s of textSites(img.vm)) {
     if (!inText(s.address, s.len) || modelled.has(s.table)) continue;
     const p = PRIORITY.indexOf(s.table) + 1;
@@ -89,12 +100,17 @@ export function compareWithBoot(img: VmlinuxImage, truth: BootTruth, opts: Compa
   const classOf = (o: number): DiffClass => (owner[o] ? PRIORITY[owner[o] - 1] : 'model');
 
   const differing: Partial<Record<DiffClass, number>> = {};
+  const modelRuns: BootComparison['modelRuns'] = [];
   let matched = 0;
   for (let o = 0; o < n; o++) {
     if (truth.bytes[o] === expected[o]) matched++;
     else {
       const c = classOf(o);
       differing[c] = (differing[c] ?? 0) + 1;
+      if (c !== 'model') continue;
+      const last = modelRuns[modelRuns.length - 1];
+      if (last && last.address + BigInt(last.len) === base + BigInt(o)) last.len++;
+      else modelRuns.push({ address: base + BigInt(o), len: 1 });
     }
   }
 
@@ -123,14 +139,14 @@ export function compareWithBoot(img: VmlinuxImage, truth: BootTruth, opts: Compa
   };
   for (const p of img.sites) compare('paravirt', p.address, p.len);
   for (const a of img.vm.altinstructions()) compare('alternative', a.instr, a.instrlen);
-  return { text: { address: base, bytes: n, matched, differing }, sites, notObservable, summary };
+  return { text: { address: base, bytes: n, matched, differing }, modelRuns, sites, notObservable, summary };
 }
 
 /**
  * `verify --against-boot`: the image's `.text`, patched offline by textpoke's boot
  * rules, against a boot dump of the same kernel. Refuses a dump of another kernel.
  */
-export function verifyAgainstBoot(img: KernelImage, dump: BootDump): BootComparison {
+export function verifyAgainstBoot(img: KernelImage, dump: BootDump, cpu?: string): BootComparison {
   if (img.kind !== 'vmlinux') throw new ImageError(`${img.path}: a boot dump is compared with a vmlinux, not a ${img.kind}`);
   const vmi = img as VmlinuxImage;
   const truth = readDumpText(dump);
@@ -146,5 +162,5 @@ export function verifyAgainstBoot(img: KernelImage, dump: BootDump): BootCompari
   if (same < file.length * 0.9) {
     throw new ImageError(`${where}: only ${same} of ${file.length} bytes of .text agree with ${img.path}: a dump of another build (${dump.meta.kernel.version})`);
   }
-  return compareWithBoot(vmi, truth, { writes: bootPatchImage(img).writes });
+  return compareWithBoot(vmi, truth, { offline: bootPatchImage(img, { cpu }) });
 }

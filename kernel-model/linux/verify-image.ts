@@ -5,6 +5,8 @@
 
 import type { KernelImage, PvSite } from '../image/kernel-image';
 import { bootPatchImage } from './boot-patch';
+import type { CpuProfile } from '../image/cpu-profile';
+import { VmlinuxImage } from '../image/vmlinux-image';
 import { compareSite } from './verify-site';
 import { PvOps } from './pv-ops';
 
@@ -26,8 +28,10 @@ export interface ImageVerification {
   rules: string;
 }
 
-export function verifyImage(img: KernelImage, opts: { against?: KernelImage } = {}): ImageVerification {
-  const boot = bootPatchImage(img);
+export function verifyImage(img: KernelImage, opts: { against?: KernelImage; cpu?: CpuProfile } = {}): ImageVerification {
+  // A 6.8+ boot patch reads the original `call *pv_ops` bytes, which a patched image no longer has.
+  const fromOriginal = opts.against && img instanceof VmlinuxImage && img.siteSource === 'altinstructions';
+  const boot = bootPatchImage(fromOriginal ? opts.against! : img, { cpu: opts.cpu });
   const pv = new PvOps(img);
   const sites: SiteCheck[] = boot.sites.map((b) => {
     const actual = img.read(b.site.address, b.site.len);

@@ -38,6 +38,12 @@ export function printBootComparison(img: KernelImage, meta: BootDumpMeta, c: Boo
     out.push(`    textpoke ${hexBytes(s.expected)}  ${disasmInline(s.expected, s.address, img.symbols)}`);
   }
   if (shown.length < bad.length) out.push(`  … ${bad.length - shown.length} more (--limit 0 lists all)`);
-  out.push(model ? st.red(`${num(model)} byte(s) differ where only textpoke's model can be wrong`) : st.green('every differing byte is owned by a mechanism decided at run time or not modelled offline'));
+  // Differing bytes outside every site table: show them with what the kernel and textpoke hold.
+  const inSite = (a: bigint): boolean => bad.some((s) => a >= s.address && a < s.address + BigInt(s.len));
+  const runs = c.modelRuns.filter((r) => !inSite(r.address));
+  const shownRuns = opts.limit === 0 ? runs : runs.slice(0, opts.limit);
+  for (const r of shownRuns) out.push(`  ${st.red('DIFFERS')} ${r.len} byte(s) at 0x${r.address.toString(16)} <${img.symbols.format(r.address)}>, in no site table`);
+  if (shownRuns.length < runs.length) out.push(`  … ${runs.length - shownRuns.length} more runs (--limit 0 lists all)`);
+  out.push(model ? st.red(`${num(model)} byte(s) differ where only textpoke's model can be wrong`) : st.green(entries.some(([k]) => DIFF_REASONS[k].decided === 'boot') ? 'every other differing byte is owned by a boot rule textpoke does not apply offline' : 'every differing byte is owned by a mechanism decided at run time'));
   return out.join('\n');
 }

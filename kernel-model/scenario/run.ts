@@ -10,14 +10,12 @@ import type { XmcViolation } from '../../emu/xmc';
 import { loadFixture, type FixtureImage } from '../image/fixture-image';
 import { bootFixture } from './boot-fixture';
 import type { KernelImage } from '../image/kernel-image';
-import { ImageError } from '../image/kernel-image';
 import { loadVmlinuxImage } from '../image/vmlinux-image';
 import { withHarness, bootVmlinux, checkHarnessCpus, KernelWithHarness } from './boot-vmlinux';
 import { PvOps } from '../linux/pv-ops';
 import type { VmlinuxImage } from '../image/vmlinux-image';
-import { cachedKernelVersions, defaultCacheDir } from '../image/download';
+import { cachedDebianKernel, debianKernelName, localKernel } from '../image/named-kernel';
 import { existsSync } from 'fs';
-import { join, dirname } from 'path';
 import { KernelModel } from '../linux/kernel-model';
 import type { ProtocolVariant, KernelEvent } from '../linux/kernel-context';
 import { hexBytes } from '../linux/kernel-context';
@@ -93,18 +91,23 @@ export interface ScenarioRun {
 }
 
 /**
- * The image a scenario names: a fixture (name or manifest path), "debian-6.1" for
- * the cached Debian kernel, or a vmlinux path (with System.map beside it).
+ * The image a scenario names: a fixture (name or manifest path), "debian-6.1" or
+ * "debian-6.12" for the release's pinned kernel in the cache, a vmlinux path (with
+ * System.map beside it), or { vmlinux, systemMap } for a local kernel.
  */
-export function scenarioImage(name: string): { kind: 'fixture'; img: FixtureImage } | { kind: 'vmlinux'; path: string; systemMap: string } {
-  if (name === 'debian-6.1') {
-    const versions = cachedKernelVersions();
-    if (versions.length === 0) throw new ImageError('debian-6.1: no kernel in the cache (run npm run fetch-kernel first)');
-    const dir = join(defaultCacheDir(), versions[versions.length - 1]);
-    return { kind: 'vmlinux', path: join(dir, 'vmlinux'), systemMap: join(dir, 'System.map') };
+export function scenarioImage(name: Scenario['image']): { kind: 'fixture'; img: FixtureImage } | { kind: 'vmlinux'; path: string; systemMap: string } {
+  if (typeof name !== 'string') {
+    const k = localKernel(name.vmlinux, name.systemMap);
+    return { kind: 'vmlinux', path: k.vmlinux, systemMap: k.systemMap };
+  }
+  const release = debianKernelName(name);
+  if (release) {
+    const k = cachedDebianKernel(release);
+    return { kind: 'vmlinux', path: k.vmlinux, systemMap: k.systemMap };
   }
   if (existsSync(name) && !name.endsWith('.json') && !name.endsWith('.bin')) {
-    return { kind: 'vmlinux', path: name, systemMap: join(dirname(name), 'System.map') };
+    const k = localKernel(name);
+    return { kind: 'vmlinux', path: k.vmlinux, systemMap: k.systemMap };
   }
   return { kind: 'fixture', img: loadFixture(name) };
 }

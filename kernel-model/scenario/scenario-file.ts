@@ -4,6 +4,7 @@
 // and says what was expected.
 
 import { readFileSync } from 'fs';
+import { dirname, isAbsolute, join } from 'path';
 import type { Schedule } from '../../emu/scheduler';
 import type { FetchMode } from '../../emu/machine';
 import type { OpMode } from '../linux/pv-ops';
@@ -31,8 +32,12 @@ export interface Injection {
 export interface Scenario {
   name: string;
   description: string;
-  /** Fixture name or path to a fixture manifest. */
-  image: string;
+  /**
+   * Fixture name or path to a fixture manifest, "debian-6.1"/"debian-6.12" for the
+   * downloaded kernel, or a local vmlinux with its System.map (paths relative to the
+   * scenario file).
+   */
+  image: string | { vmlinux: string; systemMap: string };
   cpus: number;
   fetchMode: FetchMode;
   /** pv ops set before boot-time patching (a paravirt guest's boot), op -> mode. */
@@ -84,6 +89,21 @@ class V {
   known(o: Record<string, Json>, path: string, keys: string[]): void {
     for (const k of Object.keys(o)) if (!keys.includes(k)) this.fail(`${path}${path ? '.' : ''}${k}`, `unknown field (expected one of: ${keys.join(', ')})`);
   }
+}
+
+/**
+ * The "image" field: a name or path, or { "vmlinux": path, "systemMap": path } for a
+ * local kernel. Relative paths in the object are taken from the scenario file's folder.
+ */
+function scenarioImageField(v: V, x: Json, file: string): Scenario['image'] {
+  if (typeof x === 'string') return v.str(x, 'image');
+  const o = v.obj(x, 'image');
+  v.known(o, 'image', ['vmlinux', 'systemMap']);
+  if (o.vmlinux === undefined) v.fail('image.vmlinux', 'missing (the path of a vmlinux ELF)');
+  if (o.systemMap === undefined) v.fail('image.systemMap', 'missing (the path of its System.map)');
+  const base = dirname(file);
+  const at = (p: string): string => (isAbsolute(p) ? p : join(base, p));
+  return { vmlinux: at(v.str(o.vmlinux, 'image.vmlinux')), systemMap: at(v.str(o.systemMap, 'image.systemMap')) };
 }
 
 function show(v: Json): string {
@@ -207,7 +227,7 @@ export function parseScenario(json: Json, file: string): Scenario {
   return {
     name: o.name === undefined ? file.replace(/^.*\//, '').replace(/\.json$/, '') : v.str(o.name, 'name'),
     description: o.description === undefined ? '' : v.str(o.description, 'description'),
-    image: o.image === undefined ? 'minikernel' : v.str(o.image, 'image'),
+    image: o.image === undefined ? 'minikernel' : scenarioImageField(v, o.image, file),
     cpus,
     fetchMode: o.fetchMode === undefined ? 'coherent' : v.oneOf(o.fetchMode, 'fetchMode', ['coherent', 'stale'] as const),
     bootOps,
