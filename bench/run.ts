@@ -6,19 +6,23 @@
 // figures the README cites.
 
 import { execFileSync } from 'child_process';
-import { mkdirSync, writeFileSync } from 'fs';
+import { mkdirSync } from 'fs';
 import { cpus as hostCpus, loadavg, platform, release } from 'os';
 import { join } from 'path';
 import { repoRoot } from '../kernel-model/image/download';
 import { loadImage } from '../kernel-model/image/load';
+import { writeOutput } from '../kernel-model/image/output-file';
 import { benchEmulator, type EmulatorResults } from './emulator';
 import { benchScenarios, type ScenarioFigure } from './scenarios';
 import { benchFixturePatching, type FixturePatchingResults } from './patching';
+import { benchExplore, formatExplore, type ExploreFigure } from './explore';
+import { benchSnapshots, formatSnapshots, type SnapshotFigure } from './snapshot';
 import { benchKernel, type KernelResults, type KernelSkipped } from './kernel';
-import { formatEmulator, formatScenarios, formatPatching, formatKernel, fix } from './report';
+import { benchPeer, type PeerResults } from './peer';
+import { formatEmulator, formatPeer, formatScenarios, formatPatching, formatKernel, fix } from './report';
 import { benchOptions, errorText, now, seconds } from './util';
 
-export const SECTIONS = ['emulator', 'scenarios', 'patching', 'kernel'] as const;
+export const SECTIONS = ['emulator', 'peer', 'scenarios', 'patching', 'kernel', 'snapshot', 'explore'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 const USAGE =
@@ -78,9 +82,12 @@ export interface BenchMeta {
 export interface BenchResults {
   meta: BenchMeta;
   emulator?: EmulatorResults;
+  peer?: PeerResults;
   scenarios?: ScenarioFigure[];
   patching?: FixturePatchingResults;
   kernel?: KernelResults | KernelSkipped;
+  snapshot?: SnapshotFigure[];
+  explore?: ExploreFigure[];
   /** Sections that threw, with the error (the others still report). */
   errors: Record<string, string>;
   totalSeconds: number;
@@ -135,6 +142,10 @@ export async function runBench(a: BenchArgs, print: (text: string) => void, log:
     res.emulator = benchEmulator(o);
     print(formatEmulator(res.emulator));
   });
+  await guard('peer', () => {
+    res.peer = benchPeer(o);
+    print(formatPeer(res.peer));
+  });
   await guard('scenarios', () => {
     res.scenarios = benchScenarios(o);
     print(formatScenarios(res.scenarios));
@@ -146,6 +157,14 @@ export async function runBench(a: BenchArgs, print: (text: string) => void, log:
   await guard('kernel', async () => {
     res.kernel = await benchKernel(o);
     print(formatKernel(res.kernel));
+  });
+  await guard('snapshot', () => {
+    res.snapshot = benchSnapshots(o);
+    print(formatSnapshots(res.snapshot));
+  });
+  await guard('explore', () => {
+    res.explore = benchExplore(o);
+    print(formatExplore(res.explore));
   });
   res.totalSeconds = seconds(t0);
   m.loadAverage.end = loadavg()[0];
@@ -165,7 +184,7 @@ async function main(): Promise<void> {
     // Written next to the sources (not into dist/): the committed figures the README cites.
     const dir = join(repoRoot(), 'bench');
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'results.json'), JSON.stringify(res, null, 2) + '\n');
+    writeOutput(join(dir, 'results.json'), JSON.stringify(res, null, 2) + '\n');
     log(`wrote ${join(dir, 'results.json')}`);
   }
   if (Object.keys(res.errors).length) process.exitCode = 1;

@@ -25,6 +25,8 @@ const INPUT_ERROR_NAMES = new Set([
   'PatchRequestError',
   'RuntimePatchError',
   'ConsoleError',
+  'OutputError',
+  'ReplayFileError',
 ]);
 
 export function isInputError(e: unknown): e is Error {

@@ -10,6 +10,9 @@ import { VmlinuxImage } from '../kernel-model/image/vmlinux-image';
 import { loadCpuProfile, type CpuProfile } from '../kernel-model/image/cpu-profile';
 import { inputFile } from './args';
 import { UserError } from './errors';
+import { existsSync } from 'fs';
+import { basename, dirname, join } from 'path';
+import { FixtureImage } from '../kernel-model/image/fixture-image';
 
 export interface ImageArgs {
   image?: string;
@@ -25,6 +28,21 @@ export function imageOptions(y: Argv): Argv {
     .option('map', { type: 'string', describe: 'System.map of a vmlinux (default: the one beside it)' })
     .option('manifest', { type: 'string', describe: "a fixture blob's JSON manifest, when it is not beside the blob" })
     .option('cpu', { type: 'string', describe: 'CPU for boot patching: a QEMU model with a profile (qemu64, max, Skylake-Client) or a profile .json (default qemu64)' });
+}
+
+/** The files an opened image was read from, each with what it is (outputs must not name them). */
+export function imageInputs(img: KernelImage, a: ImageArgs): { path: string; what: string }[] {
+  if (img instanceof FixtureImage) {
+    return [
+      { path: img.path, what: 'input fixture manifest' },
+      { path: join(dirname(img.path), basename(img.manifest.blob)), what: 'input fixture blob' },
+    ];
+  }
+  const map = a.map ?? join(dirname(img.path), 'System.map');
+  return [
+    { path: img.path, what: 'input image' },
+    ...(existsSync(map) ? [{ path: map, what: 'System.map of the input image' }] : []),
+  ];
 }
 
 /** The image argument: the positional or --image (yargs gives one value, or an array when both are given). */

@@ -1,6 +1,7 @@
 // `textpoke run <scenario.json>`: run any scenario and explain the outcome.
 
 import type { Argv } from 'yargs';
+import { existsSync } from 'fs';
 import type { FetchMode } from '../../emu/machine';
 import { loadScenario } from '../../kernel-model/scenario/scenario-file';
 import { prepareScenario, explain, vectorNamer, type RunOverrides } from '../../kernel-model/scenario/run';
@@ -10,6 +11,7 @@ import { TraceProbe, TraceFile, formatTraceLine } from '../../kernel-model/scena
 import { checkInt, inputFile, outputFile, scheduleOverride } from '../args';
 import { print, printJson, progressBar, styleFor } from '../output';
 import { UserError } from '../errors';
+import { readReplay, applyReplay } from '../../explore/scenario';
 
 export interface RunArgs {
   scenario: string;
@@ -20,6 +22,7 @@ export interface RunArgs {
   nmi?: boolean;
   variant?: ProtocolVariant;
   trace?: string;
+  replay?: string;
   syntax: 'gas' | 'intel';
   sites: number;
   json: boolean;
@@ -36,6 +39,7 @@ export function runCommand(y: Argv): Argv<RunArgs> {
     .option('nmi', { type: 'boolean', describe: "override the scenario's patch.nmi (--nmi / --no-nmi)" })
     .option('variant', { choices: ['rfc', 'fixed'] as const, describe: 'protocol variant: the series as posted, or with the ack-ordering fix' })
     .option('trace', { type: 'string', describe: 'write one line per executed instruction or host-routine step to this file' })
+    .option('replay', { type: 'string', describe: 'reproduce a counterexample written by textpoke explore -o' })
     .option('syntax', { choices: ['gas', 'intel'] as const, default: 'gas' as const, describe: 'disassembly syntax in the trace' })
     .option('sites', { type: 'number', default: 10, describe: 'changed sites to list in text output (0: all; --json has all)' })
     .option('json', { type: 'boolean', default: false, describe: 'print the run report as one JSON object' })
@@ -57,8 +61,14 @@ export function runRun(a: RunArgs): number {
   };
   if (a.nmi && s.patch && s.patch.protocol !== 'stop-machine') throw new UserError(`--nmi: ${file} uses the ${s.patch.protocol} protocol; NMI mode exists only for stop-machine`);
   const maxSites = checkInt(a.sites, '--sites', 0, Number.MAX_SAFE_INTEGER);
-  if (a.trace !== undefined) outputFile(a.trace, '--trace');
+  if (a.trace !== undefined) {
+    const inputs = [{ path: file, what: 'scenario file' }];
+    const images = typeof s.image === 'string' ? [s.image] : [s.image.vmlinux, s.image.systemMap];
+    for (const im of images) if (existsSync(im)) inputs.push({ path: im, what: "scenario's image" });
+    outputFile(a.trace, '--trace', inputs);
+  }
   const run = prepareScenario(s, o, file);
+  if (a.replay !== undefined) applyReplay(run, readReplay(inputFile(a.replay, '--replay')));
   let trace: TraceFile | null = null;
   if (a.trace !== undefined) {
     const tf = new TraceFile(a.trace);

@@ -40,12 +40,24 @@ function siteSet(img: KernelImage, name: string): Set<bigint> {
 
 export function wireInjections(m: Machine, img: KernelImage, L: KernelLayout | null, list: Injection[], file: string): FiredInjection[] {
   const fired: FiredInjection[] = [];
+  /** Times each injection may still fire. */
+  const left = list.map((inj) => inj.times);
+  // What has fired is machine history: it joins snapshots.
+  m.addStatePart('injections', {
+    saveState: (): [number[], number] => [left.slice(), fired.length],
+    loadState: ([l, n]: [number[], number]) => {
+      left.splice(0, left.length, ...l);
+      fired.length = n;
+    },
+  });
   list.forEach((inj, index) => {
-    let left = inj.times;
     const fire = (trigger: string, by: number): boolean => {
-      if (left <= 0) return false;
-      left--;
-      fired.push({ step: m.steps, index, action: describeAction(inj.action), trigger, by });
+      if (left[index] <= 0) return false;
+      left[index]--;
+      // The step of the event itself, inside the running CPU's slice (m.steps is the
+      // slice's start), so a report and a trace name the same step.
+      const step = by >= 0 ? m.currentStep(m.cpu(by)) : m.steps;
+      fired.push({ step, index, action: describeAction(inj.action), trigger, by });
       const a = inj.action;
       if ('nmi' in a) m.nmi(a.nmi);
       else m.interrupt(a.irq.cpu, a.irq.vector);

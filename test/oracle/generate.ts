@@ -22,18 +22,18 @@ import {
   Code,
   CpuidFeature,
   Encoder,
-  EncodingKind,
   Instruction,
   MemoryOperand,
-  MemorySizeExt,
   Mnemonic,
   OpCodeOperandKind as K,
   Register,
   RepPrefixKind,
 } from 'iced-x86';
 import { Prng } from '../../emu/scheduler';
-import { decodeOne, isDecodeFailure, icedFlagsToArch, CODE_NAMES, MNEMONIC_NAMES, type Decoded } from '../../emu/decode';
-import { ARITH, CF, DF, OF } from '../../emu/flags';
+import { decodeOne, isDecodeFailure, CODE_NAMES, MNEMONIC_NAMES, type Decoded } from '../../emu/decode';
+import { OPTABLE } from '../../emu/optable';
+import { rowForms } from '../../emu/forms';
+import { ARITH, CF, OF } from '../../emu/flags';
 import {
   INSN_ADDR,
   TARGET_BACK,
@@ -76,11 +76,28 @@ export interface OracleCase {
    */
   undefinedRegs: number[];
   undefinedMem: { addr: bigint; size: number } | null;
+  /**
+   * Results where one vendor's CPUs depart from what textpoke models (the SDM's
+   * documented behaviour; docs/notes/vendor-differences.md): on a host of that vendor
+   * they are not compared. Generation never depends on the host's vendor, so both
+   * vendors run the same cases.
+   */
+  vendorDiffers: VendorDifference | null;
   /** Contents of the data and stack windows. */
   data: Uint8Array;
   stack: Uint8Array;
   /** The explicit memory operand, if any, for reports. */
   mem: { addr: bigint; size: number } | null;
+}
+
+/** What a host of the other vendor does differently, and which results to leave out there. */
+export interface VendorDifference {
+  /** true: Intel hosts differ (AMD and others match the model); false: non-Intel hosts differ. */
+  intel: boolean;
+  /** Registers whose upper 32 bits are not compared on such a host. */
+  upperHalves: number[];
+  /** Flags not compared on such a host when the case ends in an exception there. */
+  flagsIfFault: number;
 }
 
 const M64 = (1n << 64n) - 1n;
@@ -116,9 +133,6 @@ export interface FormList {
   skipped: { name: string; why: string }[];
 }
 
-/** Forms whose result the SDM leaves undefined: nothing to compare. */
-const UNDEFINED_RESULT = new Map<number, string>([[Code.Bswap_r16, 'BSWAP r16: result undefined (SDM)']]);
-
 const REG_KINDS = new Map<K, number>([
   [K.r8_reg, 8], [K.r8_opcode, 8],
   [K.r16_reg, 16], [K.r16_opcode, 16], [K.r16_rm, 16],
@@ -132,7 +146,7 @@ const FIXED_KINDS = new Map<K, Register>([
 const IMM_KINDS = new Set<K>([
   K.imm8, K.imm8_const_1, K.imm8sex16, K.imm8sex32, K.imm8sex64, K.imm16, K.imm32, K.imm32sex64, K.imm64,
 ]);
-/** 16-bit branch forms are left out: in 64-bit mode Intel ignores the 66 prefix, AMD truncates RIP. */
+/** Near branches (the 16-bit forms are not forms on the modelled CPU: emu/forms.ts). */
 const BRANCH_KINDS = new Set<K>([K.br64_1, K.br64_4, K.br32_1, K.br32_4]);
 
 const STRING_MNEMONICS = new Map<number, number>([
@@ -142,7 +156,7 @@ const STRING_MNEMONICS = new Map<number, number>([
   [Mnemonic.Lodsb, 1], [Mnemonic.Lodsw, 2], [Mnemonic.Lodsd, 4], [Mnemonic.Lodsq, 8],
   [Mnemonic.Scasb, 1], [Mnemonic.Scasw, 2], [Mnemonic.Scasd, 4], [Mnemonic.Scasq, 8],
 ]);
-const STRING_KINDS = new Set<K>([K.seg_rSI, K.es_rDI, K.seg_rDI]);
+const STRING_KINDS = new Set<K>([K.seg_rSI, K.es_rDI, K.seg_rDI, K.seg_rBX_al]);
 
 // CPUID features: the host must have them, or the host raises #UD where the emulator
 // (rightly) does not. Anything not listed here is treated as absent.
@@ -169,95 +183,61 @@ export function hostCpuFlags(): Set<string> {
   return hostFlagsCache;
 }
 
-let codesByMnemonic: Map<number, number[]> | null = null;
-function allCodes(): Map<number, number[]> {
-  if (codesByMnemonic) return codesByMnemonic;
-  const m = new Map<number, number[]>();
-  for (const v of Object.values(Code)) {
-    if (typeof v !== 'number') continue;
-    const ins = Instruction.create(v);
-    const mn = ins.mnemonic;
-    ins.free();
-    const l = m.get(mn) ?? [];
-    l.push(v);
-    m.set(mn, l);
-  }
-  codesByMnemonic = m;
-  return m;
+/** The host CPU's vendor string (GenuineIntel, AuthenticAMD, ...) and model name. */
+export function hostCpuIdentity(): { vendor: string; model: string } {
+  const text = readFileSync('/proc/cpuinfo', 'utf8');
+  const field = (k: string): string => (text.split('\n').find((l) => l.startsWith(k)) ?? '').replace(/^[^:]*:\s*/, '').trim();
+  return { vendor: field('vendor_id') || 'unknown vendor', model: field('model name') || 'unknown model' };
 }
 
-/** The generatable forms of a mnemonic on this host. */
+/**
+ * The forms of a row the oracle runs on this host: the opcode table's forms of the
+ * mnemonic (emu/forms.ts) less the row's declared `oracleSkip`, and less forms needing
+ * a CPUID feature the host lacks. A form whose operands the generator cannot build is
+ * an error: the row must declare it in `oracleSkip` (with why and where it is tested).
+ */
 export function formsFor(mnemonic: number, hostFlags: Set<string> = hostCpuFlags()): FormList {
+  const row = OPTABLE.get(mnemonic);
+  if (!row) throw new Error(`oracle generator: no opcode-table row for ${MNEMONIC_NAMES[mnemonic]}`);
   const forms: Form[] = [];
   const skipped: { name: string; why: string }[] = [];
-  for (const code of allCodes().get(mnemonic) ?? []) {
-    const name = CODE_NAMES[code] ?? `code${code}`;
-    const ins = Instruction.create(code);
-    const oc = ins.opCode;
-    try {
-      if (!oc.mode64 || !oc.isInstruction) continue; // not an instruction in 64-bit mode: silently out
-      if (!oc.intelDecoder64) {
-        skipped.push({ name, why: 'decoded differently by Intel in 64-bit mode' });
-        continue;
-      }
-      const enc = oc.encoding;
-      if (enc !== EncodingKind.Legacy && enc !== EncodingKind.VEX) {
-        skipped.push({ name, why: `encoding ${EncodingKind[enc]}` });
-        continue;
-      }
-      if (oc.decoderOption !== 0) {
-        skipped.push({ name, why: 'needs a decoder option' });
-        continue;
-      }
-      const und = UNDEFINED_RESULT.get(code);
-      if (und) {
-        skipped.push({ name, why: und });
-        continue;
-      }
-      const kinds: K[] = [];
-      for (let i = 0; i < oc.opCount; i++) kinds.push(oc.opKind(i));
-      const readsFlags = (icedFlagsToArch(ins.rflagsRead) & (ARITH | DF)) !== 0;
-      const memSize = MemorySizeExt.size(oc.memorySize);
-      if (STRING_MNEMONICS.has(mnemonic) && kinds.some((k) => STRING_KINDS.has(k)) && kinds.every((k) => STRING_KINDS.has(k) || FIXED_KINDS.has(k))) {
-        forms.push({ code, name, mnemonic, slots: null, lock: false, readsFlags });
-        continue;
-      }
-      if (mnemonic === Mnemonic.Xlatb && kinds.length === 1 && kinds[0] === K.seg_rBX_al) {
-        forms.push({ code, name, mnemonic, slots: null, lock: false, readsFlags });
-        continue;
-      }
-      const slots: Slot[] = [];
-      let bad: string | null = null;
-      for (const k of kinds) {
-        const rs = REG_KINDS.get(k);
-        const rm = RM_KINDS.get(k);
-        const fx = FIXED_KINDS.get(k);
-        if (rs !== undefined) slots.push({ t: 'reg', size: rs });
-        else if (rm !== undefined) slots.push({ t: 'rm', size: rm });
-        else if (fx !== undefined) slots.push({ t: 'fixreg', reg: fx });
-        else if (k === K.mem) slots.push({ t: 'mem', size: memSize });
-        else if (k === K.mem_offs) slots.push({ t: 'moffs', size: memSize });
-        else if (IMM_KINDS.has(k)) slots.push({ t: 'imm', kind: k });
-        else if (BRANCH_KINDS.has(k)) slots.push({ t: 'branch' });
-        else {
-          bad = `operand kind ${K[k]}`;
-          break;
-        }
-      }
-      if (bad) {
-        skipped.push({ name, why: bad });
-        continue;
-      }
-      const missing = [...ins.cpuidFeatures()].filter((f) => !BASE_FEATURES.has(f) && !hostFlags.has(FEATURE_FLAG.get(f) ?? '?'));
-      if (missing.length) {
-        skipped.push({ name, why: `host lacks ${missing.map((f) => FEATURE_NAMES[f]).join(', ')}` });
-        continue;
-      }
-      forms.push({ code, name, mnemonic, slots, lock: oc.canUseLockPrefix, readsFlags });
-    } finally {
-      oc.free();
-      ins.free();
+  for (const f of rowForms(row)) {
+    const declared = row.oracleSkip?.[f.name];
+    if (declared) {
+      skipped.push({ name: f.name, why: declared });
+      continue;
     }
+    const missing = f.features.filter((x) => !BASE_FEATURES.has(x) && !hostFlags.has(FEATURE_FLAG.get(x) ?? '?'));
+    if (missing.length) {
+      skipped.push({ name: f.name, why: `host lacks ${missing.map((x) => FEATURE_NAMES[x]).join(', ')}` });
+      continue;
+    }
+    const base = { code: f.code, name: f.name, mnemonic, lock: false, readsFlags: f.readsFlags };
+    const kinds = f.operands;
+    if (STRING_MNEMONICS.has(mnemonic) || mnemonic === Mnemonic.Xlatb) {
+      // Implicit operands ([rSI], [rDI], [rBX+AL]): built by their own creators.
+      if (kinds.every((k) => STRING_KINDS.has(k) || FIXED_KINDS.has(k))) {
+        forms.push({ ...base, slots: null });
+        continue;
+      }
+    }
+    const slots: Slot[] = kinds.map((k) => {
+      const rs = REG_KINDS.get(k);
+      const rm = RM_KINDS.get(k);
+      const fx = FIXED_KINDS.get(k);
+      if (rs !== undefined) return { t: 'reg', size: rs };
+      if (rm !== undefined) return { t: 'rm', size: rm };
+      if (fx !== undefined) return { t: 'fixreg', reg: fx };
+      if (k === K.mem) return { t: 'mem', size: f.memorySize };
+      if (k === K.mem_offs) return { t: 'moffs', size: f.memorySize };
+      if (IMM_KINDS.has(k)) return { t: 'imm', kind: k };
+      if (BRANCH_KINDS.has(k)) return { t: 'branch' };
+      throw new Error(
+        `oracle generator: ${f.name} has an operand of kind ${K[k]} it cannot build; ` +
+          `declare it in the row's oracleSkip (emu/ops/*.ts) with why and where it is tested`,
+      );
+    });
+    forms.push({ ...base, slots, lock: f.canLock });
   }
   return { forms, skipped };
 }
@@ -402,6 +382,7 @@ class Builder {
   undefFlags = 0;
   readonly undefRegs: number[] = [];
   undefMem: { addr: bigint; size: number } | null = null;
+  vendor: VendorDifference | null = null;
 
   constructor(readonly p: Prng) {
     for (let i = 0; i < 16; i++) this.regs.push(value64(p));
@@ -609,7 +590,7 @@ function buildMem(b: Builder, size: number, opts: { lea?: boolean; moffs?: boole
     const t = (addr - b.gsBase) & M64;
     const x = pick(p, regs);
     let d = BigInt(p.next() | 0);
-    d -= ((t - d) & M64) % sc;
+    d += ((t - d) & M64) % sc; // t - d becomes a multiple of the scale
     if (!fitsI32(d)) d += sc * (d < 0n ? 1n : -1n);
     const q = ((t - d) & M64) / sc;
     b.regs[x] = (q + BigInt(p.below(scale)) * ((1n << 64n) / sc)) & M64;
@@ -692,8 +673,6 @@ const SHIFTS = [
   Mnemonic.Shld, Mnemonic.Shrd,
 ];
 const BT = [Mnemonic.Bt, Mnemonic.Bts, Mnemonic.Btr, Mnemonic.Btc];
-/** Producers whose undefined flags depend on operand values (see the `undef` profiles). */
-const VALUE_UNDEFINED_FLAGS = new Set<number>([...SHIFTS, Mnemonic.Bsf, Mnemonic.Bsr]);
 const RCX_BRANCHES = [Mnemonic.Loop, Mnemonic.Loope, Mnemonic.Loopne, Mnemonic.Jrcxz, Mnemonic.Jecxz];
 
 const setCountInCl = (b: Builder): void => {
@@ -1037,6 +1016,17 @@ function buildString(b: Builder, form: Form): Instruction {
       else b.writeMem(da, e, b.readMem(src + step * BigInt(k), e));
     }
   }
+  if (a32 && rep !== RepPrefixKind.None && (b.regs[RCX] & M32) === 0n) {
+    // ECX=0 with 32-bit addressing: no iteration, nothing written (SDM); Intel CPUs clear
+    // RCX's upper half anyway, and for movs/stos those of the pointers they advance.
+    const ptrs = kind === 'movs' ? [RSI, RDI] : kind === 'stos' ? [RDI] : [];
+    b.vendor = { intel: true, upperHalves: [RCX, ...ptrs], flagsIfFault: 0 };
+  }
+  if (cond && runOff) {
+    // A fault part-way through repe/repne cmps/scas restores RFLAGS to its value before
+    // the instruction (SDM, as textpoke does); AMD hosts keep the last iteration's.
+    b.vendor = { intel: false, upperHalves: [], flagsIfFault: ARITH };
+  }
   const asz = a32 ? 32 : 64;
   switch (mn) {
     case Mnemonic.Movsb: return Instruction.createMovsb(asz, Register.None, rep);
@@ -1133,6 +1123,7 @@ function finish(form: Form, index: number, b: Builder, bytes: Uint8Array, flagsU
     flagsUndefined: flagsUndefined | b.undefFlags,
     undefinedRegs: b.undefRegs,
     undefinedMem: b.undefMem,
+    vendorDiffers: b.vendor,
   };
 }
 
@@ -1180,8 +1171,8 @@ export function producerForms(forms: Form[]): Form[] {
   );
 }
 
-/** A producer instance writing none of the `keep` registers; its instruction, not encoded. */
-function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): Instruction | null {
+/** A producer instance writing none of the `keep` registers; its instruction (not encoded) and operands. */
+function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): { ins: Instruction; ops: Choice[] } | null {
   const slots = form.slots!;
   const chosen: (RegChoice | null)[] = [];
   const written = form.mnemonic === Mnemonic.Xadd ? 2 : 1;
@@ -1189,6 +1180,7 @@ function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): 
   const free: number[] = [];
   for (let i = 0; i < 16; i++) if (!keep.has(i)) free.push(i);
   const args: Arg[] = [];
+  const ops: Choice[] = [];
   let immCount = 0;
   for (let i = 0; i < slots.length; i++) {
     const s = slots[i];
@@ -1196,9 +1188,11 @@ function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): 
     if (s.t === 'imm') {
       const { v, signed } = immValue(p, s.kind, prof.imm, immCount++ > 0);
       args.push({ t: 'i', v, signed });
+      ops.push({ t: 'imm', v });
     } else if (s.t === 'fixreg') {
       if (i < written && keep.has(fixedChoice(s.reg).reg)) return null;
       args.push({ t: 'r', reg: s.reg });
+      ops.push(fixedChoice(s.reg));
     } else if (s.t === 'reg' || s.t === 'rm') {
       let c = pickReg(p, s.size);
       if (i < written && form.mnemonic !== Mnemonic.Cmp && form.mnemonic !== Mnemonic.Test && form.mnemonic !== Mnemonic.Bt) {
@@ -1208,6 +1202,7 @@ function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): 
         c = { t: 'reg', reg, size: s.size, high8, iced: icedGpr(reg, s.size, high8) };
       }
       args.push({ t: 'r', reg: c.iced });
+      ops.push(c);
       chosen[i] = c;
     } else {
       return null;
@@ -1223,10 +1218,32 @@ function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): 
     regs[d.reg] = (u64(p) & ~M32 & M64) | low;
   }
   try {
-    return create(form.code, args);
+    return { ins: create(form.code, args), ops };
   } catch {
     return null;
   }
+}
+
+/**
+ * The flags a producer leaves undefined for its operand values (a shift or rotate by
+ * more than one and OF, a large count and CF, a 16-bit shld/shrd by more than 16 and
+ * everything), which iced-x86 cannot report; null when its result is undefined too
+ * (the consumer might read that register). The producer's operands are all registers,
+ * and the case's registers are its inputs.
+ */
+function producerUndefined(b: Builder, form: Form, ops: Choice[]): number | null {
+  const undef = PROFILES.get(form.mnemonic)?.undef;
+  if (!undef) return 0;
+  const [flags, nregs] = [b.undefFlags, b.undefRegs.length];
+  b.undefFlags = 0;
+  undef(b, ops);
+  const produced = b.undefFlags;
+  b.undefFlags = flags;
+  if (b.undefRegs.length !== nregs) {
+    b.undefRegs.length = nregs;
+    return null;
+  }
+  return produced;
 }
 
 /**
@@ -1255,10 +1272,10 @@ function tryPairCase(p: Prng, form: Form, producers: Form[], index: number): Ora
     for (let attempt = 0; attempt < 20; attempt++) {
       const r = p.below(4);
       const pf = pick(p, r === 0 && lazy64.length ? lazy64 : r === 1 && lazy.length ? lazy : producers);
-      const pins = buildProducer(p, pf, keep, c.b.regs);
-      if (!pins) continue;
-      const pb = encodeAt(pins, INSN_ADDR, pf.name);
-      pins.free();
+      const built = buildProducer(p, pf, keep, c.b.regs);
+      if (!built) continue;
+      const pb = encodeAt(built.ins, INSN_ADDR, pf.name);
+      built.ins.free();
       if (!pb) continue;
       const pd = decodeAs(pb, INSN_ADDR, pf.mnemonic);
       if (!pd) continue;
@@ -1267,15 +1284,16 @@ function tryPairCase(p: Prng, form: Form, producers: Form[], index: number): Ora
       if (!cb) return null;
       const cd = decodeAs(cb, at, form.mnemonic);
       if (!cd) return null;
-      // A flag the producer leaves undefined must not decide the consumer's result —
-      // including flags only its operand values leave undefined (a shift or rotate by
-      // more than one and OF, large shift counts and CF), which iced-x86 cannot report.
-      if (pd.flagsUndefined & cd.flagsRead) continue;
-      if (VALUE_UNDEFINED_FLAGS.has(pf.mnemonic) && cd.flagsRead & (OF | CF)) continue;
+      // A flag the producer leaves undefined must not decide the consumer's result,
+      // including flags only its operand values leave undefined.
+      const valueUndefined = producerUndefined(c.b, pf, built.ops);
+      if (valueUndefined === null) continue;
+      const produced = pd.flagsUndefined | valueUndefined;
+      if (produced & cd.flagsRead) continue;
       const bytes = new Uint8Array(pb.length + cb.length);
       bytes.set(pb, 0);
       bytes.set(cb, pb.length);
-      return finish(form, index, c.b, bytes, pd.flagsUndefined | cd.flagsUndefined, pd.name);
+      return finish(form, index, c.b, bytes, produced | cd.flagsUndefined, pd.name);
     }
     return null;
   } finally {
