@@ -15,6 +15,7 @@ import { verifyCommand, runVerify, type VerifyArgs } from './commands/verify';
 import { stepCommand, runStep, type StepArgs } from './commands/step';
 import { exploreCommand, runExplore, type ExploreArgs } from './commands/explore';
 import { coverageCommand, runCoverage, type CoverageArgs } from './commands/coverage';
+import { gdbCommand, runGdb, type GdbArgs } from './commands/gdb';
 import { reportError, UserError } from './errors';
 
 async function main(argv: string[]): Promise<number> {
@@ -40,6 +41,7 @@ async function main(argv: string[]): Promise<number> {
     .command('verify [image]', 'check every pv site against what the alternatives engine generates for pv_ops (exit 1 on a mismatch)', verifyCommand, wrap<VerifyArgs>(runVerify))
     .command('explore <scenario>', 'every schedule and NMI placement within a bound: minimal counterexamples, replay files (exit 1 on a bug)', exploreCommand, wrap<ExploreArgs>(runExplore))
     .command('step <target>', 'single-stepping console on a scenario or image (interactive, piped, or --cmd)', stepCommand, wrap<StepArgs>(runStep))
+    .command('gdb <target>', 'a GDB remote stub on 127.0.0.1: each CPU a thread, breakpoints and watchpoints kept by the emulator', gdbCommand, wrap<GdbArgs>(runGdb))
     .command('coverage <file>', 'instruction coverage of kernel text: what the emulator implements, what is missing', coverageCommand, wrap<CoverageArgs>(runCoverage))
     .command('exec', 'run bytes on one CPU until hlt, the step limit or an unhandled exception', execCommand, wrap<ExecArgs>(runExec))
     .option('color', { type: 'boolean', describe: 'colour output (default: only on a terminal; never with NO_COLOR)' })

@@ -3,7 +3,7 @@
 // emu/run.ts; this file only holds state and the accessors everything shares.
 
 import { FlagState, LZ_NONE, FIXED1, IF } from './flags';
-import { Memory, Page, PageFault, PAGE_SIZE } from './memory';
+import { Memory, Page, PageFault, PAGE_SIZE, PAGE_RWATCHED } from './memory';
 import { Insn, InsnCache } from './insn';
 import { HI } from './regs';
 import type { LocalApic } from './apic';
@@ -313,6 +313,7 @@ export class Cpu implements FlagState {
       const pg = this.mem.readPage(lo, hi, false);
       v =
         size === 1 ? pg.data[off] : size === 2 ? pg.view.getUint16(off, true) : pg.view.getUint32(off, true);
+      if (pg.flags & PAGE_RWATCHED) this.mem.noteRead(pg, off, size, this.id, lo, hi);
     } else {
       v = 0;
       for (let k = 0; k < size; k++) {
@@ -321,6 +322,7 @@ export class Cpu implements FlagState {
         const bhi = (hi + (s > 0xffffffff ? 1 : 0)) | 0;
         const pg = this.mem.readPage(blo, bhi, false);
         v += pg.data[blo & 0xfff] * 2 ** (8 * k);
+        if (pg.flags & PAGE_RWATCHED) this.mem.noteRead(pg, blo & 0xfff, 1, this.id, blo, bhi);
       }
     }
     if (this.track) this.spin!.noteRead(lo, hi, size, v);

@@ -347,6 +347,7 @@ export class Machine implements IpiBus {
       if (hit) targets.push(c.id);
     }
     if (ipi.mode === DM_LOWEST && targets.length > 1) targets.length = 1;
+    this.probe?.onIpi?.(ipi.from, targets, ipi.mode === DM_NMI, ipi.vector);
     for (const t of targets) {
       if (ipi.mode === DM_NMI) this.nmi(t);
       else if (ipi.mode === DM_FIXED || ipi.mode === DM_LOWEST) this.interrupt(t, ipi.vector);

@@ -16,6 +16,8 @@ const TLB_SIZE = 256;
 /** Page flag bits: any set bit sends writes down the slow path. */
 export const PAGE_CODE = 1;
 export const PAGE_WATCHED = 2;
+/** Reads of the page are watched (debugger read watchpoints): kept out of the read TLB. */
+export const PAGE_RWATCHED = 4;
 
 /** A memory-mapped device page (the xAPIC register page). Accesses are per CPU. */
 export interface MmioDevice {
@@ -47,6 +49,8 @@ export class Page {
   writer: Int16Array | null = null;
   seq: Float64Array | null = null;
   watches: Watch[] | null = null;
+  /** Read watches (debugger watchpoints); reads of such a page take the CPU's slow path. */
+  readWatches: Watch[] | null = null;
   /** The journal epoch in which this page was last saved (emu/journal.ts). */
   jepoch = 0;
   constructor(readonly key: number) {}
@@ -151,6 +155,7 @@ export class Memory {
     const key = pageKey(lo, hi);
     const pg = this.pages.get(key);
     if (!pg) throw new PageFault(lo, hi, false, fetch);
+    if (pg.flags & PAGE_RWATCHED) return pg;
     const i = (lo >>> 12) & (TLB_SIZE - 1);
     this.tlbKey[i] = key;
     this.tlbPage[i] = pg;
@@ -176,6 +181,14 @@ export class Memory {
     this.wtlbKey.fill(-1);
     this.tlbPage.fill(null);
     this.wtlbPage.fill(null);
+  }
+
+  private dropFromReadTlb(pg: Page): void {
+    const i = pg.key % TLB_SIZE;
+    if (this.tlbKey[i] === pg.key) {
+      this.tlbKey[i] = -1;
+      this.tlbPage[i] = null;
+    }
   }
 
   private dropFromWriteTlb(pg: Page): void {
@@ -220,6 +233,27 @@ export class Memory {
    * The range may span pages.
    */
   watch(addr: bigint, size: number, fn: WatchFn): number {
+    return this.watchRange(addr, size, fn, (pg, w) => {
+      (pg.watches ??= []).push(w);
+      pg.flags |= PAGE_WATCHED;
+      this.dropFromWriteTlb(pg);
+    });
+  }
+
+  /**
+   * Calls `fn` after every CPU read that overlaps [addr, addr+size) (a debugger's read
+   * watchpoint). The pages leave the read TLB, so only their reads pay for it.
+   */
+  watchReads(addr: bigint, size: number, fn: WatchFn): number {
+    return this.watchRange(addr, size, fn, (pg, w) => {
+      (pg.readWatches ??= []).push(w);
+      pg.flags |= PAGE_RWATCHED;
+      this.dropFromReadTlb(pg);
+    });
+  }
+
+  /** Splits [addr, addr+size) by page and lets `place` attach the watch to each mapped page. */
+  private watchRange(addr: bigint, size: number, fn: WatchFn, place: (pg: Page, w: Watch) => void): number {
     const id = this.nextWatchId++;
     const on: Page[] = [];
     this.watchPages.set(id, on);
@@ -228,14 +262,10 @@ export class Memory {
     while (left > 0) {
       const off = Number(a & 0xfffn);
       const n = Math.min(left, PAGE_SIZE - off);
-      const key = Number(a >> 12n);
-      const pg = this.pages.get(key);
+      const pg = this.pages.get(Number(a >> 12n));
       if (pg) {
-        if (!pg.watches) pg.watches = [];
-        pg.watches.push({ start: off, end: off + n, fn, id });
+        place(pg, { start: off, end: off + n, fn, id });
         on.push(pg);
-        pg.flags |= PAGE_WATCHED;
-        this.dropFromWriteTlb(pg);
       }
       a = BigInt.asUintN(64, a + BigInt(n));
       left -= n;
@@ -243,16 +273,33 @@ export class Memory {
     return id;
   }
 
+  /** Calls the read watches of `pg` that overlap a read of `size` bytes at page offset `off`. */
+  noteRead(pg: Page, off: number, size: number, cpu: number, lo: number, hi: number): void {
+    const end = off + size;
+    for (const wt of pg.readWatches?.slice() ?? []) {
+      if (wt.start < end && off < wt.end) wt.fn(cpu, lo, hi, size);
+    }
+  }
+
   unwatch(id: number): void {
     const on = this.watchPages.get(id);
     if (!on) return;
     this.watchPages.delete(id);
     for (const pg of on) {
-      if (!pg.watches) continue;
-      const kept = pg.watches.filter((w) => w.id !== id);
-      if (kept.length === pg.watches.length) continue;
-      pg.watches = kept.length ? kept : null;
-      if (!pg.watches) pg.flags &= ~PAGE_WATCHED;
+      if (pg.watches) {
+        const kept = pg.watches.filter((w) => w.id !== id);
+        if (kept.length !== pg.watches.length) {
+          pg.watches = kept.length ? kept : null;
+          if (!pg.watches) pg.flags &= ~PAGE_WATCHED;
+        }
+      }
+      if (pg.readWatches) {
+        const kept = pg.readWatches.filter((w) => w.id !== id);
+        if (kept.length !== pg.readWatches.length) {
+          pg.readWatches = kept.length ? kept : null;
+          if (!pg.readWatches) pg.flags &= ~PAGE_RWATCHED;
+        }
+      }
     }
   }
 
