@@ -220,6 +220,20 @@ export function formatKernel(k: KernelResults | KernelSkipped): string {
     const last = k.runtime.rows[k.runtime.rows.length - 1]?.opSet;
     out.push(...growthLines(k.runtime.rows.filter((r) => r.opSet === last)).map((l) => `${l} [${last}]`));
   }
+  const g = k.groundTruth;
+  out.push('');
+  out.push(`  ground truth: the kernel booted in QEMU (TCG, -smp 2) to the root-mount panic, .text read back through QMP${g.qemu ? ` (${g.qemu})` : ''}:`);
+  if (g.bootError) out.push(`  boot failed: ${g.bootError}`);
+  else out.push(table(['-cpu', 'boot s', 'guest s', 'dump s', 'total s'], g.boots.map((b) => [b.cpu, fix(b.bootSeconds), fix(b.guestSeconds), fix(b.dumpSeconds), fix(b.totalSeconds)]), [0]));
+  out.push('');
+  if (g.ftraceError || !g.ftrace) out.push(`  ftrace: failed: ${g.ftraceError}`);
+  else {
+    const f = g.ftrace;
+    out.push(
+      `  ftrace (echo function > current_tracer, then nop): ${int(f.sites)} __fentry__ sites on ${f.cpus} CPUs, ${int(f.batches)} text_poke_bp_batch calls, ` +
+        `${int(Number(f.rounds))} worker rounds, ${int(f.int3s)} int3s emulated, ${int(f.steps)} steps: ${fix(f.seconds)} s (${f.outcome}${f.failed.length ? `: ${f.failed.join('; ')}` : ''})`,
+    );
+  }
   return out.join('\n');
 }
 

@@ -77,11 +77,8 @@ export function runRun(a: RunArgs): number {
   if (a.nmi && s.patch && s.patch.protocol !== 'stop-machine') throw new UserError(`--nmi: ${file} uses the ${s.patch.protocol} protocol; NMI mode exists only for stop-machine`);
   const maxSites = checkInt(a.sites, '--sites', 0, Number.MAX_SAFE_INTEGER);
   const inputs = [{ path: file, what: 'scenario file' }];
-  if (typeof s.image === 'string') {
-    if (existsSync(s.image)) inputs.push({ path: s.image, what: "scenario's image" });
-  } else {
-    inputs.push({ path: s.image.vmlinux, what: "scenario's vmlinux" }, { path: s.image.systemMap, what: "scenario's System.map" });
-  }
+  const images = typeof s.image === 'string' ? [s.image] : [s.image.vmlinux, s.image.systemMap];
+  for (const im of images) if (existsSync(im)) inputs.push({ path: im, what: "scenario's image" });
   if (a.trace !== undefined) outputFile(a.trace, '--trace', inputs);
   if (a.perfetto !== undefined) outputFile(a.perfetto, '--perfetto', inputs);
   if (a.svg !== undefined) outputFile(a.svg, '--svg', inputs);

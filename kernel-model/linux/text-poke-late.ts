@@ -27,12 +27,21 @@ function stateName(s: bigint): string {
   return PATCH_STATE_NAMES[Number(s)] ?? `state ${s}`;
 }
 
-/** CPUs whose ack bit is missing, for the wait-for graph. */
+/** CPUs whose ack bit is missing, for the wait-for graph (every word of the map: more than 64 CPUs need several). */
 function missingAcks(k: KernelContext): number[] {
-  const map = peek64(k, k.L.tps.ackMap);
   const out: number[] = [];
-  for (let c = 0; c < k.ncpus; c++) if (((map >> BigInt(c)) & 1n) === 0n) out.push(c);
+  for (let c = 0; c < k.ncpus; c++) {
+    const { addr, bit } = k.L.ackWord(c);
+    if ((peek64(k, addr) & bit) === 0n) out.push(c);
+  }
   return out;
+}
+
+/** cpumask_weight(sync_ack_map): set bits over all of the map's words. */
+function ackCount(k: KernelContext): number {
+  let n = 0;
+  for (let w = 0; w < k.L.ackMapWords(k.ncpus); w++) n += popcount(peek64(k, k.L.tps.ackMap + BigInt(8 * w)));
+  return n;
 }
 
 function primaryOf(k: KernelContext): number {
@@ -55,10 +64,12 @@ function* waitForAcks(k: KernelContext, cpu: number, why: string): Step {
   const { addr, bit } = k.L.ackWord(cpu);
   yield* lockOr(addr, 8, bit);
   const need = Number(yield* read(k.L.tps.numAcks, 4));
-  yield* waitUntil(k.L.tps.ackMap, 8, (v) => popcount(v) >= need, `acks for ${why} (sync_ack_map has fewer than ${need} bits)`, () => ({
+  // The map's first word wakes the wait; its other words are watched too (more than 64 CPUs).
+  const more = Array.from({ length: k.L.ackMapWords(k.ncpus) - 1 }, (_, i) => ({ addr: k.L.tps.ackMap + BigInt(8 * (i + 1)), size: 8 }));
+  yield* waitUntil(k.L.tps.ackMap, 8, () => ackCount(k) >= need, `acks for ${why} (sync_ack_map has fewer than ${need} bits)`, () => ({
     cpus: missingAcks(k),
     text: `waiting for every CPU to acknowledge ${why}`,
-  }));
+  }), more);
 }
 
 /**

@@ -87,8 +87,23 @@ export class KernelWithHarness implements KernelImage {
     set('imp__raw_spin_unlock', k('_raw_spin_unlock'));
     // Per-CPU symbols are offsets from the GS base (.data..percpu is zero-based).
     set('kpcpu_this_cpu_off', k('this_cpu_off'));
-    set('kpcpu_cpu_number', k('cpu_number'));
-    set('kpcpu_preempt_count', k('__preempt_count'));
+    set('kpcpu_cpu_number', this.percpuVariable('cpu_number', 'cpu_number'));
+    set('kpcpu_preempt_count', this.percpuVariable('__preempt_count', 'preempt_count'));
+  }
+
+  /**
+   * A per-CPU variable's offset from the GS base: its own symbol (6.1), or its field of
+   * struct pcpu_hot, where 6.2 and later keep cpu_number and preempt_count together (the
+   * field's offset from the kernel's BTF).
+   */
+  private percpuVariable(symbol: string, hotField: string): bigint {
+    const own = this.vm.symbols.resolve(symbol);
+    if (own !== undefined) return own;
+    const hot = this.vm.symbols.resolve('pcpu_hot');
+    if (hot === undefined) throw new ImageError(`${this.vm.path}: neither ${symbol} nor pcpu_hot in System.map`);
+    const f = this.vm.vm.btf().fields('pcpu_hot').find((x) => x.path === hotField);
+    if (!f) throw new ImageError(`${this.vm.path}: BTF struct pcpu_hot has no ${hotField}`);
+    return hot + BigInt(f.offset);
   }
 
   /**
@@ -146,4 +161,13 @@ export function bootVmlinux(img: KernelWithHarness, opts: VmlinuxBootOptions): M
 
 export function withHarness(vm: VmlinuxImage): KernelWithHarness {
   return new KernelWithHarness(vm, loadFixture('vmlinux-harness'));
+}
+
+/**
+ * Refuses a CPU count the harness cannot run, before a caller spends seconds loading a
+ * vmlinux for it: the harness (a small committed fixture) is all that is read.
+ */
+export function checkHarnessCpus(cpus: number, image: string): void {
+  const max = loadFixture('vmlinux-harness').maxCpus;
+  if (cpus > max) throw new ImageError(`${image}: ${cpus} CPUs asked for; the vmlinux harness runs at most ${max}`);
 }

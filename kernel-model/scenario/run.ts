@@ -11,7 +11,7 @@ import { loadFixture, type FixtureImage } from '../image/fixture-image';
 import { bootFixture } from './boot-fixture';
 import type { KernelImage } from '../image/kernel-image';
 import { loadVmlinuxImage } from '../image/vmlinux-image';
-import { withHarness, bootVmlinux, KernelWithHarness } from './boot-vmlinux';
+import { withHarness, bootVmlinux, checkHarnessCpus, KernelWithHarness } from './boot-vmlinux';
 import { PvOps } from '../linux/pv-ops';
 import type { VmlinuxImage } from '../image/vmlinux-image';
 import { cachedDebianKernel, debianKernelName, localKernel } from '../image/named-kernel';
@@ -129,6 +129,7 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
   if (o.image) source = o.image;
   else {
     const which = scenarioImage(s.image);
+    if (which.kind === 'vmlinux') checkHarnessCpus(s.cpus, which.path);
     source = which.kind === 'fixture' ? which.img : loadVmlinuxImage(which.path, which.systemMap);
   }
   let img: KernelImage;
