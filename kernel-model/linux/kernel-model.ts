@@ -53,6 +53,8 @@ export interface PatchRequest {
   protocol: Protocol;
   /** NMI-safe mode of the stop_machine protocol (the RFC's patch 19). */
   nmi: boolean;
+  /** Ops for a second text_poke_late right after the first (stop-machine only). */
+  again?: OpChange[] | null;
 }
 
 export class PatchRequestError extends Error {}
@@ -140,6 +142,12 @@ export class KernelModel implements KernelContext {
     if (req.protocol === 'stop-machine') {
       ctx.label = 'stop_machine';
       yield* textPokeLate(this, ctx, { nmi: req.nmi });
+      if (req.again) {
+        const second = { ...req, ops: req.again, again: null };
+        for (const c of second.ops) yield* write(this.pv.slotAddress(c.op), 8, this.pv.target(c.op, c.mode), `pv_ops.${c.op}`);
+        this.plan = this.planSites(second);
+        yield* textPokeLate(this, ctx, { nmi: req.nmi });
+      }
     } else if (req.protocol === 'batch') {
       yield* textPokeBpBatch(this, ctx, this.plan);
     } else {
@@ -159,6 +167,10 @@ export class KernelModel implements KernelContext {
       this.pv.target(c.op, c.mode);
     }
     if (req.protocol !== 'stop-machine' && req.nmi) throw new PatchRequestError('nmi mode belongs to the stop-machine protocol');
+    for (const c of req.again ?? []) {
+      if (!this.img.pvOps.slots.includes(c.op)) throw new PatchRequestError(`unknown op '${c.op}' in the second run`);
+      this.pv.target(c.op, c.mode);
+    }
   }
 
   /**

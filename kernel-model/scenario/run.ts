@@ -137,7 +137,7 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
   }
   const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc' });
   if (s.patch) {
-    k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi };
+    k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi, again: s.patch.again };
     k.check(k.request);
   }
   const injections = wireInjections(m, img, k.L, s.inject, file);

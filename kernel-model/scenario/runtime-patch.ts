@@ -46,7 +46,7 @@ export function runtimePatch(img: KernelImage, o: RuntimePatchOptions): RuntimeP
     fetchMode: o.fetchMode ?? 'coherent',
     bootOps: o.bootOps ?? [],
     work: [{ entry: 'workload_patcher', arg: iters }, ...Array.from({ length: cpus - 1 }, () => ({ entry: 'workload_locker', arg: iters }))],
-    patch: { ops: o.ops, protocol: o.protocol, nmi: o.nmi ?? false, variant: o.variant ?? 'fixed' },
+    patch: { ops: o.ops, protocol: o.protocol, nmi: o.nmi ?? false, variant: o.variant ?? 'fixed', again: null },
     inject: [],
     schedule: o.schedule ?? { kind: 'round-robin', quantum: 50 },
     maxSteps: o.maxSteps ?? 20_000_000,

@@ -38,7 +38,14 @@ export interface Scenario {
   /** pv ops set before boot-time patching (a paravirt guest's boot), op -> mode. */
   bootOps: { op: string; mode: OpMode }[];
   work: { entry: string; arg: bigint }[];
-  patch: { ops: { op: string; mode: OpMode }[]; protocol: Protocol; nmi: boolean; variant: ProtocolVariant } | null;
+  patch: {
+    ops: { op: string; mode: OpMode }[];
+    protocol: Protocol;
+    nmi: boolean;
+    variant: ProtocolVariant;
+    /** A second text_poke_late right after the first, with these ops (the series' patch 23 runs it twice). */
+    again: { op: string; mode: OpMode }[] | null;
+  } | null;
   inject: Injection[];
   schedule: Schedule;
   maxSteps: number;
@@ -169,16 +176,21 @@ export function parseScenario(json: Json, file: string): Scenario {
   let patch: Scenario['patch'] = null;
   if (o.patch !== undefined) {
     const p = v.obj(o.patch, 'patch');
-    v.known(p, 'patch', ['ops', 'protocol', 'nmi', 'variant']);
-    const opsObj = v.obj(p.ops, 'patch.ops');
-    const ops = Object.entries(opsObj).map(([op, mode]) => ({ op, mode: v.oneOf(mode, `patch.ops.${op}`, ['native', 'paravirt'] as const) }));
-    if (ops.length === 0) v.fail('patch.ops', 'names no op');
+    v.known(p, 'patch', ['ops', 'protocol', 'nmi', 'variant', 'again']);
+    const opList = (x: Json, path: string): { op: string; mode: OpMode }[] => {
+      const list = Object.entries(v.obj(x, path)).map(([op, mode]) => ({ op, mode: v.oneOf(mode, `${path}.${op}`, ['native', 'paravirt'] as const) }));
+      if (list.length === 0) v.fail(path, 'names no op');
+      return list;
+    };
+    const ops = opList(p.ops, 'patch.ops');
     patch = {
       ops,
       protocol: v.oneOf(p.protocol, 'patch.protocol', ['batch', 'stop-machine', 'naive'] as const),
       nmi: p.nmi === undefined ? false : v.bool(p.nmi, 'patch.nmi'),
       variant: p.variant === undefined ? 'rfc' : v.oneOf(p.variant, 'patch.variant', ['rfc', 'fixed'] as const),
+      again: p.again === undefined ? null : opList(p.again, 'patch.again'),
     };
+    if (patch.again && patch.protocol !== 'stop-machine') v.fail('patch.again', 'a second run exists only for the stop-machine protocol (text_poke_late)');
     if (patch.nmi && patch.protocol !== 'stop-machine') v.fail('patch.nmi', 'NMI mode exists only for the stop-machine protocol');
   }
   const inject: Injection[] = [];
