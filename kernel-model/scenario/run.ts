@@ -23,7 +23,7 @@ import type { ProtocolVariant, KernelEvent } from '../linux/kernel-context';
 import { hexBytes } from '../linux/kernel-context';
 import { wireInjections, type FiredInjection } from './inject';
 import { machineReport, type CpuReport } from './report';
-import type { Scenario, Outcome } from './scenario-file';
+import { type Scenario, type Outcome, type Preemption, PREEMPTION_MODELS } from './scenario-file';
 import { requireSymbol } from '../image/kernel-image';
 import { disasmInline } from '../image/disasm';
 import { verifySite } from '../linux/verify-site';
@@ -36,6 +36,7 @@ export interface RunOverrides {
   fetchMode?: FetchMode;
   variant?: ProtocolVariant;
   nmi?: boolean;
+  preemption?: Preemption;
   probe?: Probe;
   onProgress?: (steps: number) => void;
 }
@@ -135,6 +136,8 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
     img = fx;
     m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(fx) });
   }
+  // The loader's word on the preemption model (fixtures/include/sched.inc).
+  m.mem.writeU32(requireSymbol(img, 'preempt_model'), PREEMPTION_MODELS.indexOf(o.preemption ?? s.preemption));
   const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc' });
   if (s.patch) {
     k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi, again: s.patch.again };

@@ -28,6 +28,10 @@ export interface Injection {
   times: number;
 }
 
+/** The kernel's preemption model: where a CPU can switch to its stopper thread. */
+export type Preemption = 'none' | 'voluntary' | 'full';
+export const PREEMPTION_MODELS: readonly Preemption[] = ['none', 'voluntary', 'full'];
+
 export interface Scenario {
   name: string;
   description: string;
@@ -35,6 +39,8 @@ export interface Scenario {
   image: string;
   cpus: number;
   fetchMode: FetchMode;
+  /** Default 'voluntary', Debian 6.1's (PREEMPT_DYNAMIC booted voluntary). */
+  preemption: Preemption;
   /** pv ops set before boot-time patching (a paravirt guest's boot), op -> mode. */
   bootOps: { op: string; mode: OpMode }[];
   work: { entry: string; arg: bigint }[];
@@ -159,7 +165,7 @@ function parseAction(v: V, o: Record<string, Json>, path: string, ncpus: number)
 export function parseScenario(json: Json, file: string): Scenario {
   const v = new V(file);
   const o = v.obj(json, '(top level)');
-  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
+  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'preemption', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
   const cpus = v.int(o.cpus, 'cpus', 1, 256);
   if (!Array.isArray(o.work)) v.fail('work', `expected an array with one {"entry", "arg"} per CPU, got ${show(o.work)}`);
   const workIn = o.work as Json[];
@@ -222,6 +228,7 @@ export function parseScenario(json: Json, file: string): Scenario {
     image: o.image === undefined ? 'minikernel' : v.str(o.image, 'image'),
     cpus,
     fetchMode: o.fetchMode === undefined ? 'coherent' : v.oneOf(o.fetchMode, 'fetchMode', ['coherent', 'stale'] as const),
+    preemption: o.preemption === undefined ? 'voluntary' : v.oneOf(o.preemption, 'preemption', PREEMPTION_MODELS),
     bootOps,
     work,
     patch,
