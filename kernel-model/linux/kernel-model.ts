@@ -61,7 +61,7 @@ export class PatchRequestError extends Error {}
 
 export interface KernelModelOptions {
   variant?: ProtocolVariant;
-  /** Locks to track for reports: name -> symbol (default: shared_lock and nmi_lock when present). */
+  /** Locks to track for reports: name -> symbol (default: shared_lock, nmi_lock, nmi_reason_lock when present). */
   locks?: Record<string, string>;
 }
 
@@ -92,7 +92,7 @@ export class KernelModel implements KernelContext {
     this.log = new KernelLog(m);
     this.pv = new PvOps(img);
     this.locks = new LockTracker(m);
-    const locks = opts.locks ?? { shared_lock: 'shared_lock', nmi_lock: 'nmi_lock' };
+    const locks = opts.locks ?? { shared_lock: 'shared_lock', nmi_lock: 'nmi_lock', nmi_reason_lock: 'nmi_reason_lock' };
     for (const [name, sym] of Object.entries(locks)) {
       const a = img.symbols.resolve(sym);
       if (a !== undefined) this.locks.track(name, a);

@@ -136,6 +136,9 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
     img = fx;
     m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(fx) });
   }
+  // Nothing behind System Control Port B: the NMI reason (SERR, IOCHK) reads as 0.
+  m.ports.claim(NMI_REASON_PORT, { in: () => 0, out: () => undefined });
+  if (s.nmiHandlers) linkNmiHandlers(m, img, s.nmiHandlers, file);
   // The loader's word on the preemption model (fixtures/include/sched.inc).
   m.mem.writeU32(requireSymbol(img, 'preempt_model'), PREEMPTION_MODELS.indexOf(o.preemption ?? s.preemption));
   const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc' });
@@ -146,6 +149,20 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
   const injections = wireInjections(m, img, k.L, s.inject, file);
   if (o.probe) m.probe = o.probe;
   return { m, img, k, injections, scenario: s, schedule: o.schedule ?? s.schedule, maxSteps: o.maxSteps ?? s.maxSteps };
+}
+
+/** x86_platform.get_nmi_reason() reads NMI_REASON_PORT (System Control Port B). */
+const NMI_REASON_PORT = 0x61;
+
+/** The boot-time NMI_LOCAL list: these nmiaction records, in order ({next, handler} each). */
+function linkNmiHandlers(m: Machine, img: KernelImage, names: string[], file: string): void {
+  const actions = names.map((n, i) => {
+    const a = img.symbols.resolve(n);
+    if (a === undefined) throw new ImageError(`${file}: nmiHandlers[${i}]: unknown nmiaction symbol '${n}' in ${img.path}`);
+    return a;
+  });
+  actions.forEach((a, i) => m.mem.writeU64(a, i + 1 < actions.length ? actions[i + 1] : 0n));
+  m.mem.writeU64(requireSymbol(img, 'nmi_list_head'), actions[0] ?? 0n);
 }
 
 export function vectorNamer(k: KernelModel): (v: number) => string | undefined {

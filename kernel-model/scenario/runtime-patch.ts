@@ -45,6 +45,7 @@ export function runtimePatch(img: KernelImage, o: RuntimePatchOptions): RuntimeP
     cpus,
     fetchMode: o.fetchMode ?? 'coherent',
     preemption: 'voluntary',
+    nmiHandlers: null,
     bootOps: o.bootOps ?? [],
     work: [{ entry: 'workload_patcher', arg: iters }, ...Array.from({ length: cpus - 1 }, () => ({ entry: 'workload_locker', arg: iters }))],
     patch: { ops: o.ops, protocol: o.protocol, nmi: o.nmi ?? false, variant: o.variant ?? 'fixed', again: null },

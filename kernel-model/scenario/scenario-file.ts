@@ -41,6 +41,8 @@ export interface Scenario {
   fetchMode: FetchMode;
   /** Default 'voluntary', Debian 6.1's (PREEMPT_DYNAMIC booted voluntary). */
   preemption: Preemption;
+  /** nmiaction symbols on the NMI_LOCAL list at boot, in order (default: the fixture's own list). */
+  nmiHandlers: string[] | null;
   /** pv ops set before boot-time patching (a paravirt guest's boot), op -> mode. */
   bootOps: { op: string; mode: OpMode }[];
   work: { entry: string; arg: bigint }[];
@@ -165,7 +167,7 @@ function parseAction(v: V, o: Record<string, Json>, path: string, ncpus: number)
 export function parseScenario(json: Json, file: string): Scenario {
   const v = new V(file);
   const o = v.obj(json, '(top level)');
-  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'preemption', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
+  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'preemption', 'nmiHandlers', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
   const cpus = v.int(o.cpus, 'cpus', 1, 256);
   if (!Array.isArray(o.work)) v.fail('work', `expected an array with one {"entry", "arg"} per CPU, got ${show(o.work)}`);
   const workIn = o.work as Json[];
@@ -228,6 +230,11 @@ export function parseScenario(json: Json, file: string): Scenario {
     image: o.image === undefined ? 'minikernel' : v.str(o.image, 'image'),
     cpus,
     fetchMode: o.fetchMode === undefined ? 'coherent' : v.oneOf(o.fetchMode, 'fetchMode', ['coherent', 'stale'] as const),
+    nmiHandlers: o.nmiHandlers === undefined
+      ? null
+      : Array.isArray(o.nmiHandlers)
+        ? (o.nmiHandlers as Json[]).map((x, i) => v.str(x, `nmiHandlers[${i}]`))
+        : v.fail('nmiHandlers', `expected an array of nmiaction symbols (e.g. ["nmi_lock_action"]), got ${show(o.nmiHandlers)}`),
     preemption: o.preemption === undefined ? 'voluntary' : v.oneOf(o.preemption, 'preemption', PREEMPTION_MODELS),
     bootOps,
     work,

@@ -5,7 +5,8 @@
 import { readdirSync } from 'fs';
 import { join } from 'path';
 import { loadScenario } from '../../kernel-model/scenario/scenario-file';
-import { runScenario, type RunReport } from '../../kernel-model/scenario/run';
+import { runScenario, prepareScenario, explain, type RunReport } from '../../kernel-model/scenario/run';
+import { requireSymbol } from '../../kernel-model/image/kernel-image';
 import type { FetchMode } from '../../emu/machine';
 
 const DIR = join(__dirname, '..', '..', '..', 'fixtures', 'scenarios');
@@ -74,5 +75,35 @@ describe('scenarios', () => {
     const v = r.xmc[0];
     expect(v.cpu).not.toBe(0);
     expect(v.bytes.every((b) => b.writer === 0 && b.offset >= 1)).toBe(true);
+  });
+});
+
+describe('the unknown-NMI path (default_do_nmi, nmi_reason_lock)', () => {
+  it('unknown-nmi-deadlock: no NMI_LOCAL handler at all; CPU1 holds nmi_reason_lock in #BP, CPU0 spins on it in NMI', () => {
+    const r = run('unknown-nmi-deadlock');
+    expect(r.outcome).toBe('deadlock');
+    expect(r.cycle).toEqual([0, 1]);
+    const [c0, c1] = r.cpus;
+    expect(c0.context).toEqual(['thread', 'stop_machine', 'NMI']);
+    expect(c0.symbol).toMatch(/^(raw_spin_trylock|default_do_nmi)/);
+    expect(c0.waiting).toMatch(/nmi_reason_lock/);
+    expect(c1.context).toEqual(['thread', 'stop_machine', 'NMI', '#BP']);
+    expect(c1.holds).toEqual(['nmi_reason_lock']);
+    expect(r.cycleText[0]).toMatch(/CPU1 holds nmi_reason_lock/);
+    expect(r.injections.map((i) => i.trigger)).toEqual([
+      expect.stringMatching(/PATCH_SYNC_0/),
+      expect.stringMatching(/default_do_nmi_reason_unlock/),
+    ]);
+  });
+
+  it('unknown-nmi-safe: the same NMIs with nmi=true complete, and both were unknown NMIs', () => {
+    const s = load('unknown-nmi-safe');
+    const run2 = prepareScenario(s);
+    const res = run2.m.run({ schedule: run2.schedule, maxSteps: run2.maxSteps });
+    const r = explain(run2, res);
+    expect(r.outcome).toBe('completed');
+    expect(run2.m.mem.readU64(requireSymbol(run2.img, 'unknown_nmis'))).toBeGreaterThanOrEqual(2n);
+    expect(run2.m.mem.readU64(requireSymbol(run2.img, 'nmi_lock_count'))).toBe(0n);
+    expect(r.invariants.find((i) => i.name === 'nmi_reason_lock balanced')!.ok).toBe(true);
   });
 });
