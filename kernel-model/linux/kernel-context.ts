@@ -5,6 +5,7 @@
 import type { Machine } from '../../emu/machine';
 import type { KernelLayout } from './kernel-layout';
 import type { PatchForm } from './paravirt-patch';
+import type { HostOp, HostResult } from '../../emu/host';
 
 /**
  * 'rfc': poke_sync in the series' order (write, publish state, clear acks, sync,
@@ -45,7 +46,48 @@ export class KernelLog {
   }
 }
 
+/**
+ * Which kernel functions of the model each CPU is in (outermost first), and who wants
+ * to know when a CPU enters one: reports name them, injections fire on them, and a
+ * protocol mutation can find each step by its kernel name.
+ */
+export class KernelCalls {
+  private readonly stacks: string[][];
+  private readonly listeners: ((cpu: number, fn: string) => void)[] = [];
+  constructor(ncpus: number) {
+    this.stacks = Array.from({ length: ncpus }, () => []);
+  }
+  onEnter(listener: (cpu: number, fn: string) => void): void {
+    this.listeners.push(listener);
+  }
+  enter(cpu: number, fn: string): void {
+    this.stacks[cpu].push(fn);
+    for (const l of this.listeners) l(cpu, fn);
+  }
+  leave(cpu: number, fn: string): void {
+    const st = this.stacks[cpu];
+    const i = st.lastIndexOf(fn);
+    if (i >= 0) st.splice(i, 1);
+  }
+  /** The model functions `cpu` is in now, outermost first (nested contexts included). */
+  stack(cpu: number): readonly string[] {
+    return this.stacks[cpu];
+  }
+}
+
+/** Runs `body` as the kernel function `name` on `cpu` (see KernelCalls). */
+export function* kfn<T>(k: KernelContext, cpu: number, name: string, body: Generator<HostOp, T, HostResult>): Generator<HostOp, T, HostResult> {
+  k.calls.enter(cpu, name);
+  try {
+    return yield* body;
+  } finally {
+    k.calls.leave(cpu, name);
+  }
+}
+
 export interface KernelContext {
+  /** The model's kernel functions each CPU is in. */
+  readonly calls: KernelCalls;
   readonly m: Machine;
   readonly L: KernelLayout;
   readonly ncpus: number;
@@ -54,7 +96,7 @@ export interface KernelContext {
   /** Sites to patch in the current run (set by the patch request before stop_machine). */
   plan: PlannedSite[];
   /** The function stop_machine() runs on every CPU, while one is in progress. */
-  stopFn: ((cpu: number) => Generator<import('../../emu/host').HostOp, void, import('../../emu/host').HostResult>) | null;
+  stopFn: ((cpu: number) => Generator<HostOp, void, HostResult>) | null;
 }
 
 /** Reads guest memory without taking a step: for reports and wait-for descriptions only. */

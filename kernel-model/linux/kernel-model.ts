@@ -8,7 +8,7 @@ import type { HostContext, HostGen } from '../../emu/host';
 import type { KernelImage } from '../image/kernel-image';
 import { requireSymbol } from '../image/kernel-image';
 import { KernelLayout, PT_REGS } from './kernel-layout';
-import { type KernelContext, type PlannedSite, type ProtocolVariant, KernelLog } from './kernel-context';
+import { type KernelContext, type PlannedSite, type ProtocolVariant, KernelLog, KernelCalls } from './kernel-context';
 import { PvOps, type OpMode } from './pv-ops';
 import { generatePatch, encodeCall } from './paravirt-patch';
 import { compareSite } from './verify-site';
@@ -70,6 +70,7 @@ export class KernelModel implements KernelContext {
   readonly ncpus: number;
   readonly variant: ProtocolVariant;
   readonly log: KernelLog;
+  readonly calls: KernelCalls;
   readonly pv: PvOps;
   readonly locks: LockTracker;
   plan: PlannedSite[] = [];
@@ -90,6 +91,7 @@ export class KernelModel implements KernelContext {
     if (this.ncpus > this.L.maxCpus) throw new Error(`${img.path} supports at most ${this.L.maxCpus} CPUs`);
     this.variant = opts.variant ?? 'rfc';
     this.log = new KernelLog(m);
+    this.calls = new KernelCalls(this.ncpus);
     this.pv = new PvOps(img);
     this.locks = new LockTracker(m);
     const locks = opts.locks ?? { shared_lock: 'shared_lock', nmi_lock: 'nmi_lock', nmi_reason_lock: 'nmi_reason_lock' };

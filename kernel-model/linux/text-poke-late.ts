@@ -11,7 +11,7 @@
 // scheduler can interleave CPUs anywhere the real code could be interleaved.
 
 import type { HostContext } from '../../emu/host';
-import { type KernelContext, type PlannedSite, hexBytes, peek64 } from './kernel-context';
+import { type KernelContext, type PlannedSite, hexBytes, peek64, kfn } from './kernel-context';
 import {
   PATCH_SYNC_0, PATCH_SYNC_1, PATCH_SYNC_2, PATCH_SYNC_DONE, PATCH_DONE, PATCH_SYNC_x, PATCH_STATE_NAMES,
   NMI_DONE, NMI_HANDLED,
@@ -22,6 +22,12 @@ import { registerNmiHandler, unregisterNmiHandler } from './nmi-chain';
 
 const MSR_X2APIC_ICR = 0x830;
 const DM_NMI = 4;
+
+/** The kernel functions of this protocol a CPU can be seen entering (KernelCalls). */
+export const KERNEL_FUNCTIONS = [
+  'patch_worker', 'patch_worker_nmi', 'paravirt_worker', 'text_poke_site', 'poke_sync', '__text_do_poke', 'sync_one',
+  'wait_for_acks', 'text_poke_sync_finish', 'text_poke_sync_site', 'poke_int3_native',
+] as const;
 
 function stateName(s: bigint): string {
   return PATCH_STATE_NAMES[Number(s)] ?? `state ${s}`;
@@ -45,13 +51,21 @@ function* inNmi(k: KernelContext, cpu: number): Step<boolean> {
 }
 
 /** sync_one(): CPUID in NMI context (no IRET there), sync_core() otherwise. */
-function* syncOne(k: KernelContext, cpu: number): Step {
+function syncOne(k: KernelContext, cpu: number): Step {
+  return kfn(k, cpu, 'sync_one', syncOneBody(k, cpu));
+}
+
+function* syncOneBody(k: KernelContext, cpu: number): Step {
   if (yield* inNmi(k, cpu)) yield* serialize('cpuid');
   else yield* serialize('sync_core');
 }
 
 /** wait_for_acks(): set this CPU's bit, then spin until num_acks bits are set. */
-function* waitForAcks(k: KernelContext, cpu: number, why: string): Step {
+function waitForAcks(k: KernelContext, cpu: number, why: string): Step {
+  return kfn(k, cpu, 'wait_for_acks', waitForAcksBody(k, cpu, why));
+}
+
+function* waitForAcksBody(k: KernelContext, cpu: number, why: string): Step {
   const { addr, bit } = k.L.ackWord(cpu);
   yield* lockOr(addr, 8, bit);
   const need = Number(yield* read(k.L.tps.numAcks, 4));
@@ -66,8 +80,12 @@ function* waitForAcks(k: KernelContext, cpu: number, why: string): Step {
  * serialize locally, then acknowledge and wait for everyone. The 'fixed' variant
  * clears the acks before publishing the state.
  */
-function* pokeSync(k: KernelContext, cpu: number, state: number, addr: bigint, bytes: Uint8Array): Step {
-  if (bytes.length) yield* writeBytes(addr, bytes, `${PATCH_STATE_NAMES[state]} bytes`);
+function pokeSync(k: KernelContext, cpu: number, state: number, addr: bigint, bytes: Uint8Array): Step {
+  return kfn(k, cpu, 'poke_sync', pokeSyncBody(k, cpu, state, addr, bytes));
+}
+
+function* pokeSyncBody(k: KernelContext, cpu: number, state: number, addr: bigint, bytes: Uint8Array): Step {
+  if (bytes.length) yield* textDoPoke(k, cpu, addr, bytes, `${PATCH_STATE_NAMES[state]} bytes`);
   if (k.variant === 'fixed') yield* clearAcks(k);
   yield* write(k.L.tps.state, 4, BigInt(state), `state = ${PATCH_STATE_NAMES[state]}`);
   if (k.variant === 'rfc') yield* clearAcks(k);
@@ -75,12 +93,21 @@ function* pokeSync(k: KernelContext, cpu: number, state: number, addr: bigint, b
   yield* waitForAcks(k, cpu, PATCH_STATE_NAMES[state]);
 }
 
+/** __text_do_poke(): the memcpy of new bytes into the text. */
+function textDoPoke(k: KernelContext, cpu: number, addr: bigint, bytes: Uint8Array, what: string): Step {
+  return kfn(k, cpu, '__text_do_poke', writeBytes(addr, bytes, what));
+}
+
 function* clearAcks(k: KernelContext): Step {
   for (let w = 0; w < k.L.ackMapWords(k.ncpus); w++) yield* write(k.L.tps.ackMap + BigInt(8 * w), 8, 0n, 'cpumask_clear(sync_ack_map)');
 }
 
 /** text_poke_site(): the four poke_sync steps for one site, bracketed by bp_desc. */
-function* textPokeSite(k: KernelContext, cpu: number, site: PlannedSite): Step {
+function textPokeSite(k: KernelContext, cpu: number, site: PlannedSite): Step {
+  return kfn(k, cpu, 'text_poke_site', textPokeSiteBody(k, cpu, site));
+}
+
+function* textPokeSiteBody(k: KernelContext, cpu: number, site: PlannedSite): Step {
   const bd = k.L.bpDesc;
   // Publish the descriptor (address last: it is what the int3 handler looks at).
   yield* write(bd.len, 1, BigInt(site.len));
@@ -106,12 +133,20 @@ function* textPokeSite(k: KernelContext, cpu: number, site: PlannedSite): Step {
 }
 
 /** The worker: every planned site in turn (paravirt_worker). */
-function* worker(k: KernelContext, cpu: number): Step {
+function worker(k: KernelContext, cpu: number): Step {
+  return kfn(k, cpu, 'paravirt_worker', workerBody(k, cpu));
+}
+
+function* workerBody(k: KernelContext, cpu: number): Step {
   for (const site of k.plan) yield* textPokeSite(k, cpu, site);
 }
 
 /** text_poke_sync_site(): follow one site's states, serializing and acking each. */
-export function* textPokeSyncSite(k: KernelContext, cpu: number): Step {
+export function textPokeSyncSite(k: KernelContext, cpu: number): Step {
+  return kfn(k, cpu, 'text_poke_sync_site', textPokeSyncSiteBody(k, cpu));
+}
+
+function* textPokeSyncSiteBody(k: KernelContext, cpu: number): Step {
   const { addr, bit } = k.L.ackWord(cpu);
   let prev = -1n;
   do {
@@ -132,7 +167,11 @@ export function* textPokeSyncSite(k: KernelContext, cpu: number): Step {
 }
 
 /** text_poke_sync_finish(): a secondary's loop until PATCH_DONE. */
-export function* textPokeSyncFinish(k: KernelContext, cpu: number): Step {
+export function textPokeSyncFinish(k: KernelContext, cpu: number): Step {
+  return kfn(k, cpu, 'text_poke_sync_finish', textPokeSyncFinishBody(k, cpu));
+}
+
+function* textPokeSyncFinishBody(k: KernelContext, cpu: number): Step {
   const { addr, bit } = k.L.ackWord(cpu);
   for (;;) {
     const s = Number(yield* read(k.L.tps.state, 4));
@@ -161,7 +200,11 @@ export function* textPokeSyncFinish(k: KernelContext, cpu: number): Step {
 }
 
 /** patch_worker() under stop_machine. */
-function* patchWorker(k: KernelContext, cpu: number, nmi: boolean): Step {
+function patchWorker(k: KernelContext, cpu: number, nmi: boolean): Step {
+  return kfn(k, cpu, 'patch_worker', patchWorkerBody(k, cpu, nmi));
+}
+
+function* patchWorkerBody(k: KernelContext, cpu: number, nmi: boolean): Step {
   const primary = primaryOf(k);
   if (cpu !== primary) {
     yield* textPokeSyncFinish(k, cpu);
@@ -174,7 +217,11 @@ function* patchWorker(k: KernelContext, cpu: number, nmi: boolean): Step {
 }
 
 /** patch_worker_nmi(): hand the work to an NMI sent to this CPU by its APIC ID. */
-function* patchWorkerNmi(k: KernelContext, cpu: number): Step {
+function patchWorkerNmi(k: KernelContext, cpu: number): Step {
+  return kfn(k, cpu, 'patch_worker_nmi', patchWorkerNmiBody(k, cpu));
+}
+
+function* patchWorkerNmiBody(k: KernelContext, cpu: number): Step {
   yield* write(k.L.tps.nmiWork, 4, 1n, 'nmi_work = 1');
   const apicId = BigInt(k.m.cpu(cpu).apic.id);
   yield* wrmsr(MSR_X2APIC_ICR, (apicId << 32n) | BigInt(DM_NMI << 8));
@@ -201,7 +248,11 @@ export function* textPokeNmi(k: KernelContext, ctx: HostContext): Step<bigint> {
 }
 
 /** The #BP side: an int3 at the site under patch (poke_int3_native). Returns 1 if it was ours. */
-export function* pokeInt3Native(k: KernelContext, cpu: number, ip: bigint): Step<boolean> {
+export function pokeInt3Native(k: KernelContext, cpu: number, ip: bigint): Step<boolean> {
+  return kfn(k, cpu, 'poke_int3_native', pokeInt3NativeBody(k, cpu, ip));
+}
+
+function* pokeInt3NativeBody(k: KernelContext, cpu: number, ip: bigint): Step<boolean> {
   const bd = k.L.bpDesc;
   const site = yield* read(bd.addr, 8);
   if (site === 0n || site !== ip) return false;

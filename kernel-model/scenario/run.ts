@@ -146,7 +146,7 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
     k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi, again: s.patch.again };
     k.check(k.request);
   }
-  const injections = wireInjections(m, img, k.L, s.inject, file);
+  const injections = wireInjections(m, img, k.L, s.inject, file, k.calls);
   if (o.probe) m.probe = o.probe;
   return { m, img, k, injections, scenario: s, schedule: o.schedule ?? s.schedule, maxSteps: o.maxSteps ?? s.maxSteps };
 }
@@ -178,7 +178,7 @@ export function runScenario(s: Scenario, o: RunOverrides = {}, file = s.name): R
 /** Builds the report for a run that has stopped. */
 export function explain(run: ScenarioRun, r: RunResult): RunReport {
   const { m, img, k, scenario: s } = run;
-  const rep = machineReport(m, k.locks, vectorNamer(k));
+  const rep = machineReport(m, k.locks, vectorNamer(k), (cpu) => k.calls.stack(cpu));
   const sites = k.plan.map((p): SiteResult => {
     const now = m.mem.readBytes(p.address, p.len);
     const site = img.sites.find((x) => x.address === p.address)!;

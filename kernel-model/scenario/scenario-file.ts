@@ -10,6 +10,7 @@ import type { OpMode } from '../linux/pv-ops';
 import type { Protocol } from '../linux/kernel-model';
 import type { ProtocolVariant } from '../linux/kernel-context';
 import { PATCH_STATE_NAMES } from '../linux/kernel-layout';
+import { KERNEL_FUNCTIONS } from '../linux/text-poke-late';
 
 export type Outcome = 'deadlock' | 'livelock' | 'completed' | 'step-limit' | 'xmc-violation' | 'oops';
 
@@ -17,7 +18,9 @@ export type Outcome = 'deadlock' | 'livelock' | 'completed' | 'step-limit' | 'xm
 export type Trigger =
   | { step: number }
   | { symbol: string; cpu?: number; offset?: number }
-  | { state: string; site?: string };
+  | { state: string; site?: string }
+  /** A CPU enters one of the model's kernel functions (text_poke_sync_site, __text_do_poke, …), optionally only in a given state / at a site. */
+  | { function: string; cpu?: number; state?: string; site?: string };
 
 export type Action = { nmi: number } | { irq: { cpu: number; vector: number } };
 
@@ -145,12 +148,21 @@ function parseTrigger(v: V, x: Json, path: string, ncpus: number): Trigger {
       offset: o.offset === undefined ? undefined : v.int(o.offset, `${path}.offset`, 0, 1 << 20),
     };
   }
+  if ('function' in o) {
+    v.known(o, path, ['function', 'cpu', 'state', 'site']);
+    return {
+      function: v.oneOf(o.function, `${path}.function`, KERNEL_FUNCTIONS),
+      cpu: o.cpu === undefined ? undefined : v.int(o.cpu, `${path}.cpu`, 0, ncpus - 1),
+      state: o.state === undefined ? undefined : v.oneOf(o.state, `${path}.state`, Object.values(PATCH_STATE_NAMES)),
+      site: o.site === undefined ? undefined : v.str(o.site, `${path}.site`),
+    };
+  }
   if ('state' in o) {
     v.known(o, path, ['state', 'site']);
     const state = v.oneOf(o.state, `${path}.state`, Object.values(PATCH_STATE_NAMES));
     return { state, site: o.site === undefined ? undefined : v.str(o.site, `${path}.site`) };
   }
-  v.fail(path, 'expected a trigger: {"step": N}, {"symbol": "name", "cpu"?: N} or {"state": "PATCH_SYNC_0", "site"?: "op or symbol+offset"}');
+  v.fail(path, 'expected a trigger: {"step": N}, {"symbol": "name", "cpu"?: N}, {"state": "PATCH_SYNC_0", "site"?: "op or symbol+offset"} or {"function": "text_poke_sync_site", "cpu"?: N, "state"?: …, "site"?: …}');
 }
 
 function parseAction(v: V, o: Record<string, Json>, path: string, ncpus: number): Action {

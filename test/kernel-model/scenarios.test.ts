@@ -107,3 +107,26 @@ describe('the unknown-NMI path (default_do_nmi, nmi_reason_lock)', () => {
     expect(r.invariants.find((i) => i.name === 'nmi_reason_lock balanced')!.ok).toBe(true);
   });
 });
+
+describe('the seed\'s drawing: where the NMIs arrive', () => {
+  it.each(['rfc', 'fixed'] as const)('nmi-deadlock-primary (%s): CPU1 inside text_poke_sync_site, CPU0 in __text_do_poke', (variant) => {
+    const r = runScenario(load('nmi-deadlock-primary'), { variant });
+    expect(r.outcome).toBe('deadlock');
+    expect(r.cycle).toEqual([0, 1]);
+    expect(r.injections.map((i) => i.trigger)).toEqual([
+      'CPU1 entered text_poke_sync_site at the lock.queued_spin_unlock site',
+      'CPU0 entered __text_do_poke in PATCH_SYNC_0 at the lock.queued_spin_unlock site',
+    ]);
+    // The thread context of each CPU is still where the NMI found it.
+    expect(r.cpus[0].kernel).toEqual(['patch_worker', 'paravirt_worker', 'text_poke_site', 'poke_sync', '__text_do_poke']);
+    expect(r.cpus[1].kernel).toEqual(['patch_worker', 'text_poke_sync_finish', 'text_poke_sync_site', 'poke_int3_native', 'text_poke_sync_site']);
+  });
+
+  it.each(['rfc', 'fixed'] as const)('nmi-deadlock-secondaries (%s): CPU1 inside text_poke_sync_site, the primary in wait_for_acks', (variant) => {
+    const r = runScenario(load('nmi-deadlock-secondaries'), { variant });
+    expect(r.cycle).toEqual([0, 2, 1]);
+    expect(r.injections[0].trigger).toBe('CPU1 entered text_poke_sync_site at the lock.queued_spin_unlock site');
+    expect(r.cpus[0].kernel.slice(-1)).toEqual(['wait_for_acks']);
+    expect(r.cpus[1].kernel.slice(-3)).toEqual(['text_poke_sync_site', 'poke_int3_native', 'text_poke_sync_site']);
+  });
+});
