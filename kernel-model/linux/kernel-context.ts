@@ -107,3 +107,16 @@ export function peek64(k: KernelContext, addr: bigint): bigint {
 export function hexBytes(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
 }
+
+/**
+ * BUG(): the kernel's report ("kernel BUG at <file>:<function>!"), then the ud2 the
+ * kernel executes — the CPU takes #UD into the fixture's oops path and stops there —
+ * and the run stops, as an oops in stop_machine context takes the machine down.
+ */
+export function* kernelBug(k: KernelContext, cpu: number, where: string, text: string): Generator<HostOp, never, HostResult> {
+  k.log.add(cpu, 'bug', `kernel BUG at ${where}! ${text}`);
+  k.m.requestStop('stopped', cpu);
+  const ud2 = k.m.symbols.resolve('kernel_bug_ud2');
+  if (ud2 !== undefined) yield { op: 'call', target: ud2, args: [], what: 'BUG(): ud2' };
+  for (;;) yield { op: 'note', text: 'dead after BUG()' };
+}

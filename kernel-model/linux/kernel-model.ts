@@ -225,6 +225,12 @@ export class KernelModel implements KernelContext {
         out.push({ address: s.address, len: s.len, op: c.op, old, new: bytes, form, emulate });
       }
     }
+    // paravirt_worker walks the sites in their table order (.parainstructions.runtime),
+    // patching each for whichever staged op it belongs to; text_poke_bp_batch wants
+    // its vector sorted by address (6.1's text_poke_queue, for the bsearch).
+    const order = new Map(this.img.sites.map((s, i) => [s.address, i]));
+    if (req.protocol === 'batch') out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+    else out.sort((a, b) => order.get(a.address)! - order.get(b.address)!);
     return out;
   }
 

@@ -10,7 +10,7 @@
 import type { HostContext } from '../../emu/host';
 import { type KernelContext, type PlannedSite, hexBytes } from './kernel-context';
 import { PT_REGS } from './kernel-layout';
-import { type Step, read, write, writeBytes, waitUntil, xadd, wrmsr, serialize } from './hostlib';
+import { type Step, read, write, writeBytes, waitUntil, xadd, wrmsr, serialize, atomicIncNotZero } from './hostlib';
 
 const MSR_X2APIC_ICR = 0x830;
 const SH_ALL_BUT_SELF = 3;
@@ -100,9 +100,8 @@ export function* textPokeBpBatch(k: KernelContext, ctx: HostContext, sites: Plan
  */
 export function* pokeInt3Emulate(k: KernelContext, regs: bigint, ip: bigint): Step<boolean> {
   const v = k.L.tpVec;
-  const refs = yield* read(v.refs, 4);
-  if (refs === 0n) return false;
-  yield* xadd(v.refs, 4, 1n);
+  // try_get_desc(): 6.1's one static bp_desc, referenced while its count is not zero.
+  if (!(yield* atomicIncNotZero(v.refs, 4))) return false;
   const nr = Number(yield* read(v.nr, 4));
   let hit = -1;
   for (let i = 0; i < nr && hit < 0; i++) if ((yield* read(entryAddr(k, i, v.addr), 8)) === ip) hit = i;

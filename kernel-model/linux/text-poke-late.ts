@@ -11,12 +11,12 @@
 // scheduler can interleave CPUs anywhere the real code could be interleaved.
 
 import type { HostContext } from '../../emu/host';
-import { type KernelContext, type PlannedSite, hexBytes, peek64, kfn } from './kernel-context';
+import { type KernelContext, type PlannedSite, hexBytes, peek64, kfn, kernelBug } from './kernel-context';
 import {
   PATCH_SYNC_0, PATCH_SYNC_1, PATCH_SYNC_2, PATCH_SYNC_DONE, PATCH_DONE, PATCH_SYNC_x, PATCH_STATE_NAMES,
   NMI_DONE, NMI_HANDLED,
 } from './kernel-layout';
-import { type Step, read, write, writeBytes, waitUntil, lockOr, xadd, serialize, wrmsr, note, popcount } from './hostlib';
+import { type Step, read, write, writeBytes, waitUntil, lockOr, xadd, serialize, wrmsr, note, popcount, atomicIncNotZero } from './hostlib';
 import { stopMachine } from './stop-machine';
 import { registerNmiHandler, unregisterNmiHandler } from './nmi-chain';
 
@@ -35,10 +35,19 @@ function stateName(s: bigint): string {
 
 /** CPUs whose ack bit is missing, for the wait-for graph. */
 function missingAcks(k: KernelContext): number[] {
-  const map = peek64(k, k.L.tps.ackMap);
   const out: number[] = [];
-  for (let c = 0; c < k.ncpus; c++) if (((map >> BigInt(c)) & 1n) === 0n) out.push(c);
+  for (let c = 0; c < k.ncpus; c++) {
+    const { addr, bit } = k.L.ackWord(c);
+    if ((peek64(k, addr) & bit) === 0n) out.push(c);
+  }
   return out;
+}
+
+/** cpumask_weight(sync_ack_map): the bits of every word of the bitmap. */
+function ackCount(k: KernelContext): number {
+  let n = 0;
+  for (let w = 0; w < k.L.ackMapWords(k.ncpus); w++) n += popcount(peek64(k, k.L.tps.ackMap + BigInt(8 * w)));
+  return n;
 }
 
 function primaryOf(k: KernelContext): number {
@@ -69,10 +78,16 @@ function* waitForAcksBody(k: KernelContext, cpu: number, why: string): Step {
   const { addr, bit } = k.L.ackWord(cpu);
   yield* lockOr(addr, 8, bit);
   const need = Number(yield* read(k.L.tps.numAcks, 4));
-  yield* waitUntil(k.L.tps.ackMap, 8, (v) => popcount(v) >= need, `acks for ${why} (sync_ack_map has fewer than ${need} bits)`, () => ({
-    cpus: missingAcks(k),
-    text: `waiting for every CPU to acknowledge ${why}`,
-  }));
+  // The whole bitmap counts (one 64-bit word per 64 CPUs); a store to any word re-checks.
+  const words = Array.from({ length: k.L.ackMapWords(k.ncpus) }, (_, w) => ({ addr: k.L.tps.ackMap + BigInt(8 * w), size: 8 }));
+  yield* waitUntil(
+    k.L.tps.ackMap,
+    8,
+    () => ackCount(k) >= need,
+    `acks for ${why} (sync_ack_map has fewer than ${need} bits)`,
+    () => ({ cpus: missingAcks(k), text: `waiting for every CPU to acknowledge ${why}` }),
+    words.slice(1),
+  );
 }
 
 /**
@@ -109,24 +124,28 @@ function textPokeSite(k: KernelContext, cpu: number, site: PlannedSite): Step {
 
 function* textPokeSiteBody(k: KernelContext, cpu: number, site: PlannedSite): Step {
   const bd = k.L.bpDesc;
-  // Publish the descriptor (address last: it is what the int3 handler looks at).
+  // Fill a fresh descriptor (refs = 1), then publish the pointer to it
+  // (smp_store_release(&bp_desc, &desc)): the int3 handler looks at the pointer.
   yield* write(bd.len, 1, BigInt(site.len));
   yield* writeBytes(bd.opcode, site.new);
   yield* write(bd.refs, 4, 1n);
-  yield* write(bd.addr, 8, site.address, 'publish bp_desc');
+  yield* write(bd.addr, 8, site.address, 'desc.vec = tp');
+  yield* write(k.L.bpDescPtr, 8, bd.base, 'bp_desc = &desc');
   yield* pokeSync(k, cpu, PATCH_SYNC_0, site.address, Uint8Array.of(0xcc));
   yield* pokeSync(k, cpu, PATCH_SYNC_1, site.address + 1n, site.new.subarray(1));
   yield* pokeSync(k, cpu, PATCH_SYNC_2, site.address, site.new.subarray(0, 1));
   yield* pokeSync(k, cpu, PATCH_SYNC_DONE, site.address, new Uint8Array(0));
-  yield* write(bd.addr, 8, 0n, 'bp_desc = NULL');
+  yield* write(k.L.bpDescPtr, 8, 0n, 'bp_desc = NULL');
   // Drop the published reference and wait for int3 handlers still using it.
   yield* xadd(bd.refs, 4, -1n & 0xffffffffn);
   yield* waitUntil(bd.refs, 4, (v) => v === 0n, 'int3 handlers to drop bp_desc');
+  // The stack frame goes: nothing describes a site any more (reports read this).
+  yield* write(bd.addr, 8, 0n, 'desc out of scope');
   // The check __text_poke_unmap() makes: the text must now hold the new bytes.
   const got = new Uint8Array(site.len);
   for (let i = 0; i < site.len; i++) got[i] = Number(yield* read(site.address + BigInt(i), 1));
   if (hexBytes(got) !== hexBytes(site.new)) {
-    k.log.add(cpu, 'bug', `text_poke_site: 0x${site.address.toString(16)} holds ${hexBytes(got)}, expected ${hexBytes(site.new)}`, site.address);
+    yield* kernelBug(k, cpu, 'arch/x86/kernel/alternative.c:__text_poke_unmap', `BUG_ON(memcmp): 0x${site.address.toString(16)} holds ${hexBytes(got)}, expected ${hexBytes(site.new)}`);
   } else {
     k.log.add(cpu, 'site-done', `${site.op} at 0x${site.address.toString(16)}: ${hexBytes(site.old)} -> ${hexBytes(site.new)}`, site.address);
   }
@@ -194,8 +213,7 @@ function* textPokeSyncFinishBody(k: KernelContext, cpu: number): Step {
       yield* textPokeSyncSite(k, cpu);
       continue;
     }
-    k.log.add(cpu, 'bug', `text_poke_sync_finish: unexpected state ${s} outside NMI`);
-    return;
+    yield* kernelBug(k, cpu, 'arch/x86/kernel/alternative.c:text_poke_sync_finish', `unexpected state ${stateName(BigInt(s))} outside NMI`);
   }
 }
 
@@ -253,13 +271,18 @@ export function pokeInt3Native(k: KernelContext, cpu: number, ip: bigint): Step<
 }
 
 function* pokeInt3NativeBody(k: KernelContext, cpu: number, ip: bigint): Step<boolean> {
+  // try_get_desc(&bp_desc): the published pointer, and a reference only while its
+  // count is not zero; then is the int3 at this descriptor's site?
+  const desc = yield* read(k.L.bpDescPtr, 8);
+  if (desc === 0n) return false;
+  const refs = desc + (k.L.bpDesc.refs - k.L.bpDesc.base);
+  if (!(yield* atomicIncNotZero(refs, 4))) return false;
+  const site = yield* read(desc + (k.L.bpDesc.addr - k.L.bpDesc.base), 8);
+  if (site !== ip) {
+    yield* xadd(refs, 4, -1n & 0xffffffffn); // put_desc()
+    return false;
+  }
   const bd = k.L.bpDesc;
-  const site = yield* read(bd.addr, 8);
-  if (site === 0n || site !== ip) return false;
-  // Take a reference only while the descriptor is published (atomic_inc_not_zero).
-  const refs = yield* read(bd.refs, 4);
-  if (refs === 0n) return false;
-  yield* xadd(bd.refs, 4, 1n);
   const primary = Number(yield* read(k.L.tps.primaryCpu, 4));
   if (cpu === primary) {
     // The primary hit its own int3 (from an NMI): finish the site here and
@@ -281,7 +304,7 @@ function* pokeInt3NativeBody(k: KernelContext, cpu: number, ip: bigint): Step<bo
       yield* lockOr(addr, 8, bit);
     }
   }
-  yield* xadd(bd.refs, 4, -1n & 0xffffffffn);
+  yield* xadd(refs, 4, -1n & 0xffffffffn); // put_desc()
   return true;
 }
 
