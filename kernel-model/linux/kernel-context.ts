@@ -5,6 +5,7 @@
 import type { Machine } from '../../emu/machine';
 import type { KernelLayout } from './kernel-layout';
 import type { PatchForm } from './paravirt-patch';
+import type { Int3Emulation } from './text-poke-loc';
 import type { HostOp, HostResult } from '../../emu/host';
 
 /**
@@ -22,8 +23,8 @@ export interface PlannedSite {
   old: Uint8Array;
   new: Uint8Array;
   form: PatchForm;
-  /** For the batch protocol: the emulated instruction (call/jmp target, or nop). */
-  emulate?: { kind: 'call' | 'jmp' | 'nop'; target: bigint; len: number };
+  /** For the batch protocol: what poke_int3_handler emulates (text_poke_loc_init). */
+  emulate?: Int3Emulation;
 }
 
 export interface KernelEvent {

@@ -19,6 +19,7 @@ import { textPokeBpBatch, pokeInt3Emulate, genericSmpCallFunctionInterrupt } fro
 import { multiCpuStop } from './stop-machine';
 import { type Step, read, write, writeBytes } from './hostlib';
 import { disasmInline } from '../image/disasm';
+import { textPokeLocInit, encodePokeInsn, TextPokeLocError } from './text-poke-loc';
 
 /** Whether bytes start with a 5-byte `call rel32` or the 5-byte NOP (what text_poke_bp emulates). */
 function firstInsnIsCallOrNop5(b: Uint8Array): boolean {
@@ -55,6 +56,15 @@ export interface PatchRequest {
   nmi: boolean;
   /** Ops for a second text_poke_late right after the first (stop-machine only). */
   again?: OpChange[] | null;
+  /** Single instructions to text_poke_bp (batch only): at symbol[+offset], e.g. "jne8 label". */
+  pokes?: PokeRequest[];
+}
+
+export interface PokeRequest {
+  at: string;
+  insn: string;
+  /** Bytes to poke: the instruction padded with INT3 (RET and JMP only, as 6.1 allows). */
+  len?: number;
 }
 
 export class PatchRequestError extends Error {}
@@ -169,6 +179,8 @@ export class KernelModel implements KernelContext {
       this.pv.target(c.op, c.mode);
     }
     if (req.protocol !== 'stop-machine' && req.nmi) throw new PatchRequestError('nmi mode belongs to the stop-machine protocol');
+    if (req.pokes?.length && req.protocol !== 'batch') throw new PatchRequestError('pokes of single instructions belong to the batch protocol (text_poke_bp)');
+    for (const p of req.pokes ?? []) this.pokeSite(p);
     for (const c of req.again ?? []) {
       if (!this.img.pvOps.slots.includes(c.op)) throw new PatchRequestError(`unknown op '${c.op}' in the second run`);
       this.pv.target(c.op, c.mode);
@@ -219,12 +231,13 @@ export class KernelModel implements KernelContext {
           bytes = old.slice();
           bytes.set(head, 0);
           form = choice.nop ? 'nop' : 'call';
-          emulate = { kind: choice.nop ? 'nop' : 'call', target, len: head.length };
+          emulate = textPokeLocInit(s.address, head);
         }
         if (Buffer.compare(Buffer.from(old), Buffer.from(bytes)) === 0) continue;
         out.push({ address: s.address, len: s.len, op: c.op, old, new: bytes, form, emulate });
       }
     }
+    for (const p of req.pokes ?? []) out.push(this.pokeSite(p));
     // paravirt_worker walks the sites in their table order (.parainstructions.runtime),
     // patching each for whichever staged op it belongs to; text_poke_bp_batch wants
     // its vector sorted by address (6.1's text_poke_queue, for the bsearch).
@@ -232,6 +245,25 @@ export class KernelModel implements KernelContext {
     if (req.protocol === 'batch') out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
     else out.sort((a, b) => order.get(a.address)! - order.get(b.address)!);
     return out;
+  }
+
+  /** A text_poke_bp of one instruction at a symbol: its new bytes and what the int3 handler emulates. */
+  private pokeSite(p: PokeRequest): PlannedSite {
+    const resolve = (name: string): bigint => {
+      const m = /^([\w.$]+)(?:\+(0x[0-9a-fA-F]+|\d+))?$/.exec(name);
+      const base = m ? this.img.symbols.resolve(m[1]) : undefined;
+      if (base === undefined) throw new PatchRequestError(`poke: unknown symbol '${name}' in ${this.img.path}`);
+      return base + BigInt(m![2] ?? 0);
+    };
+    const address = resolve(p.at);
+    try {
+      const bytes = encodePokeInsn(p.insn, address, p.len, resolve);
+      const emulate = textPokeLocInit(address, bytes);
+      return { address, len: bytes.length, op: `poke ${p.insn}`, old: this.m.mem.readBytes(address, bytes.length), new: bytes, form: 'inline', emulate };
+    } catch (e) {
+      if (e instanceof TextPokeLocError) throw new PatchRequestError(`poke at ${p.at}: ${e.message}`);
+      throw e;
+    }
   }
 
   /** Whether any CPU recorded an oops (an unexpected exception in the guest). */

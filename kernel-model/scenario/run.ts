@@ -143,7 +143,7 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
   m.mem.writeU32(requireSymbol(img, 'preempt_model'), PREEMPTION_MODELS.indexOf(o.preemption ?? s.preemption));
   const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc' });
   if (s.patch) {
-    k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi, again: s.patch.again };
+    k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi, again: s.patch.again, pokes: s.patch.pokes };
     k.check(k.request);
   }
   const injections = wireInjections(m, img, k.L, s.inject, file, k.calls);
@@ -181,8 +181,11 @@ export function explain(run: ScenarioRun, r: RunResult): RunReport {
   const rep = machineReport(m, k.locks, vectorNamer(k), (cpu) => k.calls.stack(cpu));
   const sites = k.plan.map((p): SiteResult => {
     const now = m.mem.readBytes(p.address, p.len);
-    const site = img.sites.find((x) => x.address === p.address)!;
-    const v = verifySite(site, now, k.pv.choice(p.op, k.pv.read(m, p.op)));
+    const site = img.sites.find((x) => x.address === p.address);
+    // A single-instruction poke has no pv op: it must hold exactly the bytes asked for.
+    const v = site
+      ? verifySite(site, now, k.pv.choice(p.op, k.pv.read(m, p.op)))
+      : { ok: hexBytes(now) === hexBytes(p.new), expected: p.new, how: hexBytes(now) === hexBytes(p.new) ? 'exact (poked bytes)' : `expected ${hexBytes(p.new)}` };
     return {
       address: p.address,
       op: p.op,

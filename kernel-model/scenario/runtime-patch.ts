@@ -48,7 +48,7 @@ export function runtimePatch(img: KernelImage, o: RuntimePatchOptions): RuntimeP
     nmiHandlers: null,
     bootOps: o.bootOps ?? [],
     work: [{ entry: 'workload_patcher', arg: iters }, ...Array.from({ length: cpus - 1 }, () => ({ entry: 'workload_locker', arg: iters }))],
-    patch: { ops: o.ops, protocol: o.protocol, nmi: o.nmi ?? false, variant: o.variant ?? 'fixed', again: null },
+    patch: { ops: o.ops, protocol: o.protocol, nmi: o.nmi ?? false, variant: o.variant ?? 'fixed', again: null, pokes: [] },
     inject: [],
     schedule: o.schedule ?? { kind: 'round-robin', quantum: 50 },
     maxSteps: o.maxSteps ?? 20_000_000,

@@ -7,7 +7,7 @@ import { readFileSync } from 'fs';
 import type { Schedule } from '../../emu/scheduler';
 import type { FetchMode } from '../../emu/machine';
 import type { OpMode } from '../linux/pv-ops';
-import type { Protocol } from '../linux/kernel-model';
+import type { Protocol, PokeRequest } from '../linux/kernel-model';
 import type { ProtocolVariant } from '../linux/kernel-context';
 import { PATCH_STATE_NAMES } from '../linux/kernel-layout';
 import { KERNEL_FUNCTIONS } from '../linux/text-poke-late';
@@ -56,6 +56,8 @@ export interface Scenario {
     variant: ProtocolVariant;
     /** A second text_poke_late right after the first, with these ops (the series' patch 23 runs it twice). */
     again: { op: string; mode: OpMode }[] | null;
+    /** Single instructions to text_poke_bp (batch protocol). */
+    pokes: PokeRequest[];
   } | null;
   inject: Injection[];
   schedule: Schedule;
@@ -196,20 +198,31 @@ export function parseScenario(json: Json, file: string): Scenario {
   let patch: Scenario['patch'] = null;
   if (o.patch !== undefined) {
     const p = v.obj(o.patch, 'patch');
-    v.known(p, 'patch', ['ops', 'protocol', 'nmi', 'variant', 'again']);
-    const opList = (x: Json, path: string): { op: string; mode: OpMode }[] => {
+    v.known(p, 'patch', ['ops', 'protocol', 'nmi', 'variant', 'again', 'pokes']);
+    const pokes: PokeRequest[] = p.pokes === undefined
+      ? []
+      : Array.isArray(p.pokes)
+        ? (p.pokes as Json[]).map((x, i) => {
+          const q = v.obj(x, `patch.pokes[${i}]`);
+          v.known(q, `patch.pokes[${i}]`, ['at', 'insn', 'len']);
+          return { at: v.str(q.at, `patch.pokes[${i}].at`), insn: v.str(q.insn, `patch.pokes[${i}].insn`), len: q.len === undefined ? undefined : v.int(q.len, `patch.pokes[${i}].len`, 1, 15) };
+        })
+        : v.fail('patch.pokes', `expected an array of {"at", "insn", "len"?}, got ${show(p.pokes)}`);
+    const opList = (x: Json, path: string, empty: boolean): { op: string; mode: OpMode }[] => {
       const list = Object.entries(v.obj(x, path)).map(([op, mode]) => ({ op, mode: v.oneOf(mode, `${path}.${op}`, ['native', 'paravirt'] as const) }));
-      if (list.length === 0) v.fail(path, 'names no op');
+      if (list.length === 0 && !empty) v.fail(path, 'names no op');
       return list;
     };
-    const ops = opList(p.ops, 'patch.ops');
+    const ops = p.ops === undefined && pokes.length ? [] : opList(p.ops, 'patch.ops', pokes.length > 0);
     patch = {
       ops,
       protocol: v.oneOf(p.protocol, 'patch.protocol', ['batch', 'stop-machine', 'naive'] as const),
       nmi: p.nmi === undefined ? false : v.bool(p.nmi, 'patch.nmi'),
       variant: p.variant === undefined ? 'rfc' : v.oneOf(p.variant, 'patch.variant', ['rfc', 'fixed'] as const),
-      again: p.again === undefined ? null : opList(p.again, 'patch.again'),
+      again: p.again === undefined ? null : opList(p.again, 'patch.again', false),
+      pokes,
     };
+    if (pokes.length && patch.protocol !== 'batch') v.fail('patch.pokes', 'single-instruction pokes exist only for the batch protocol (text_poke_bp)');
     if (patch.again && patch.protocol !== 'stop-machine') v.fail('patch.again', 'a second run exists only for the stop-machine protocol (text_poke_late)');
     if (patch.nmi && patch.protocol !== 'stop-machine') v.fail('patch.nmi', 'NMI mode exists only for the stop-machine protocol');
   }
