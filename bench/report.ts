@@ -5,6 +5,7 @@ import type { EmulatorResults, RateFigure } from './emulator';
 import type { ScenarioFigure } from './scenarios';
 import type { FixturePatchingResults, PatchRow } from './patching';
 import type { KernelResults, KernelSkipped } from './kernel';
+import type { PeerResults } from './peer';
 import { growthExponent } from './util';
 
 /** The emulator issue's targets on this 2-core machine. */
@@ -211,4 +212,17 @@ export function formatKernel(k: KernelResults | KernelSkipped): string {
     out.push(...growthLines(k.runtime.rows.filter((r) => r.opSet === last)).map((l) => `${l} [${last}]`));
   }
   return out.join('\n');
+}
+
+export function formatPeer(p: PeerResults): string {
+  const head = heading(`Side by side with ${p.peer ?? 'a peer'}`);
+  const note = `  ${p.note}`;
+  const rows = p.rows.map((r) => [
+    r.label,
+    fix(r.textpokeMips),
+    fix(r.peerMips),
+    r.ratio === null ? '–' : r.ratio >= 1 ? `peer ${fix(r.ratio)}× faster` : `textpoke ${fix(1 / r.ratio)}× faster`,
+    r.agree === null ? '–' : r.agree ? 'same registers' : 'REGISTERS DIFFER',
+  ]);
+  return [head, note, table(['workload', 'textpoke MIPS', 'peer MIPS', 'ratio', 'check'], rows, [0, 3, 4])].join('\n');
 }

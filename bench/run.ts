@@ -6,19 +6,21 @@
 // figures the README cites.
 
 import { execFileSync } from 'child_process';
-import { mkdirSync, writeFileSync } from 'fs';
+import { mkdirSync } from 'fs';
 import { cpus as hostCpus, loadavg, platform, release } from 'os';
 import { join } from 'path';
 import { repoRoot } from '../kernel-model/image/download';
 import { loadImage } from '../kernel-model/image/load';
+import { writeOutput } from '../kernel-model/image/output-file';
 import { benchEmulator, type EmulatorResults } from './emulator';
 import { benchScenarios, type ScenarioFigure } from './scenarios';
 import { benchFixturePatching, type FixturePatchingResults } from './patching';
 import { benchKernel, type KernelResults, type KernelSkipped } from './kernel';
-import { formatEmulator, formatScenarios, formatPatching, formatKernel, fix } from './report';
+import { benchPeer, type PeerResults } from './peer';
+import { formatEmulator, formatPeer, formatScenarios, formatPatching, formatKernel, fix } from './report';
 import { benchOptions, errorText, now, seconds } from './util';
 
-export const SECTIONS = ['emulator', 'scenarios', 'patching', 'kernel'] as const;
+export const SECTIONS = ['emulator', 'peer', 'scenarios', 'patching', 'kernel'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 const USAGE =
@@ -78,6 +80,7 @@ export interface BenchMeta {
 export interface BenchResults {
   meta: BenchMeta;
   emulator?: EmulatorResults;
+  peer?: PeerResults;
   scenarios?: ScenarioFigure[];
   patching?: FixturePatchingResults;
   kernel?: KernelResults | KernelSkipped;
@@ -135,6 +138,10 @@ export async function runBench(a: BenchArgs, print: (text: string) => void, log:
     res.emulator = benchEmulator(o);
     print(formatEmulator(res.emulator));
   });
+  await guard('peer', () => {
+    res.peer = benchPeer(o);
+    print(formatPeer(res.peer));
+  });
   await guard('scenarios', () => {
     res.scenarios = benchScenarios(o);
     print(formatScenarios(res.scenarios));
@@ -165,7 +172,7 @@ async function main(): Promise<void> {
     // Written next to the sources (not into dist/): the committed figures the README cites.
     const dir = join(repoRoot(), 'bench');
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'results.json'), JSON.stringify(res, null, 2) + '\n');
+    writeOutput(join(dir, 'results.json'), JSON.stringify(res, null, 2) + '\n');
     log(`wrote ${join(dir, 'results.json')}`);
   }
   if (Object.keys(res.errors).length) process.exitCode = 1;

@@ -1,11 +1,12 @@
 // Parsing of argument values shared by several commands: schedules, --op lists,
 // integer ranges and input files. Each error names the option and what it expects.
 
-import { existsSync, statSync } from 'fs';
+import { accessSync, constants, existsSync, statSync } from 'fs';
 import { dirname, resolve } from 'path';
 import type { Schedule } from '../emu/scheduler';
 import { parseScenario } from '../kernel-model/scenario/scenario-file';
 import type { OpChange } from '../kernel-model/linux/kernel-model';
+import { refuseOverwritingInputs } from '../kernel-model/image/output-file';
 import { UserError } from './errors';
 
 export function checkInt(v: number | undefined, what: string, min: number, max: number): number | undefined {
@@ -28,7 +29,7 @@ export function parseScheduleArg(text: string, ncpus: number): Schedule {
       throw new UserError(`--schedule: not valid JSON (${(e as Error).message})`);
     }
     // The scenario validator checks it field by field, naming what is wrong.
-    return parseScenario({ cpus: ncpus, work: [], schedule: json }, '--schedule').schedule;
+    return parseScenario({ cpus: ncpus, work: Array.from({ length: ncpus }, () => ({ entry: 'workload_idle' })), schedule: json }, '--schedule').schedule;
   }
   const num = (s: string | undefined, what: string, min: number, max: number): number => {
     const v = s !== undefined && /^\d+$/.test(s) ? Number(s) : NaN;
@@ -76,10 +77,20 @@ export function inputFile(path: string, what: string): string {
   return path;
 }
 
-/** An output path whose directory exists (checked before any work, so failures write nothing). */
-export function outputFile(path: string, what: string): string {
+/**
+ * An output path whose directory exists and can be written to, and that names none
+ * of `inputs` (checked before any work, so failures write nothing). The write itself
+ * still goes through a temporary file (kernel-model/image/output-file.ts).
+ */
+export function outputFile(path: string, what: string, inputs: readonly { path: string; what: string }[] = []): string {
   const dir = dirname(resolve(path));
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`${what} ${path}: directory ${dir} does not exist`);
   if (existsSync(path) && statSync(path).isDirectory()) throw new UserError(`${what} ${path}: is a directory`);
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    throw new UserError(`${what} ${path}: cannot write to ${dir} (${(e as NodeJS.ErrnoException).code ?? 'not writable'})`);
+  }
+  refuseOverwritingInputs(what, [path], inputs);
   return path;
 }

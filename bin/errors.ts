@@ -25,6 +25,7 @@ const INPUT_ERROR_NAMES = new Set([
   'PatchRequestError',
   'RuntimePatchError',
   'ConsoleError',
+  'OutputError',
 ]);
 
 export function isInputError(e: unknown): e is Error {

@@ -55,10 +55,11 @@ export interface Progress {
 
 /**
  * A progress bar on stderr for runs bounded by `total` steps. Null when stderr is not
- * a terminal or the output is JSON. It appears only once a run has lasted a moment.
+ * a terminal (unless TEXTPOKE_PROGRESS=1 asks for it anyway, as tests do) or the
+ * output is JSON. It appears only once a run has lasted a moment.
  */
 export function progressBar(label: string, total: number, json: boolean): Progress | null {
-  if (json || !process.stderr.isTTY) return null;
+  if (json || !(process.stderr.isTTY || process.env.TEXTPOKE_PROGRESS === '1')) return null;
   const t0 = Date.now();
   let last = 0;
   let shown = false;

@@ -1,6 +1,8 @@
 // Run a byte string on one bare CPU: the library behind `textpoke exec`. No IDT is
 // loaded, so any exception ends the run ("an exception with no handler"); HLT ends it
-// normally; otherwise it stops at the step limit.
+// normally; otherwise it stops at the step limit. execCodeAsync runs the same in
+// chunks, yielding to the event loop between them, so a long run can report progress
+// and be interrupted (SIGINT) with the state so far.
 
 import { Machine } from './machine';
 import { type GprName } from './cpu';
@@ -28,7 +30,8 @@ export interface ExecRequest {
 }
 
 export interface ExecResult {
-  stop: 'hlt' | 'step-limit' | 'exception';
+  /** 'interrupted': stopped by the caller's AbortSignal (execCodeAsync). */
+  stop: 'hlt' | 'step-limit' | 'exception' | 'interrupted';
   steps: number;
   regs: Record<RegName, bigint>;
   exception?: { vector: number; name: string; detail: string; rip: bigint };
@@ -86,9 +89,40 @@ export function readRegs(m: Machine, cpuId = 0): Record<RegName, bigint> {
   return out;
 }
 
+const EXEC_SCHEDULE = { kind: 'round-robin', quantum: 100000 } as const;
+
 export function execCode(req: ExecRequest): ExecResult {
   const m = prepareExec(req);
-  const r = m.run({ schedule: { kind: 'round-robin', quantum: 100000 }, maxSteps: req.maxSteps ?? 1_000_000, stopOnHlt: true });
+  return execResult(m, m.run({ schedule: EXEC_SCHEDULE, maxSteps: req.maxSteps ?? 1_000_000, stopOnHlt: true }));
+}
+
+export interface ExecControl {
+  /** Called between chunks with the steps run so far. */
+  onProgress?: (steps: number) => void;
+  /** Aborting it ends the run at the next chunk boundary with stop 'interrupted'. */
+  signal?: AbortSignal;
+  /** Steps per chunk (default 1,000,000). */
+  chunk?: number;
+}
+
+/**
+ * execCode in chunks with the event loop turning between them. The machine state is
+ * the same as one long run's: one CPU, and each chunk continues where the last ended.
+ */
+export async function execCodeAsync(req: ExecRequest, ctl: ExecControl = {}): Promise<ExecResult> {
+  const m = prepareExec(req);
+  const maxSteps = req.maxSteps ?? 1_000_000;
+  const chunk = ctl.chunk ?? 1_000_000;
+  for (;;) {
+    const r = m.run({ schedule: EXEC_SCHEDULE, maxSteps: Math.min(maxSteps, m.steps + chunk), stopOnHlt: true });
+    ctl.onProgress?.(m.steps);
+    if (r.stop !== 'step-limit' || m.steps >= maxSteps) return execResult(m, r);
+    await new Promise<void>((done) => setImmediate(done));
+    if (ctl.signal?.aborted) return { ...execResult(m, r), stop: 'interrupted' };
+  }
+}
+
+function execResult(m: Machine, r: { stop: string; steps: number }): ExecResult {
   const cpu = m.cpu(0);
   const res: ExecResult = {
     stop: r.stop === 'hlt' ? 'hlt' : r.stop === 'shutdown' ? 'exception' : 'step-limit',

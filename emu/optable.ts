@@ -1,8 +1,10 @@
 // The opcode table: one row per implemented mnemonic, v86-style. The interpreter
 // compiles instructions through it, `coverage` reports against it, and the host-CPU
 // oracle tests are generated from it, so adding an instruction is one row plus its
-// semantics. Rows are grouped by concern in emu/ops/*.ts, Blink-style, and each row
-// says how often kernel code runs it.
+// semantics. Rows are grouped by concern in emu/ops/*.ts, Blink-style. How often each
+// row runs is measured, not labelled: `npm run profile-ops` writes the executed
+// instructions per mnemonic on the project's workloads into emu/op-profile.ts, read
+// here by `measuredShare`.
 
 import type { Decoded } from './decode';
 import type { Exec } from './insn';
@@ -18,16 +20,14 @@ import { rows as flagops } from './ops/flagops';
 import { rows as system } from './ops/system';
 import { rows as atomic } from './ops/atomic';
 import { rows as bmi2 } from './ops/bmi2';
-
-export type Frequency = 'hot' | 'warm' | 'cold';
+import { OP_PROFILE, OP_PROFILE_TOTAL } from './op-profile';
+import { MNEMONIC_NAMES } from './decode';
 
 export interface OpRow {
   /** iced-x86 Mnemonic value. */
   mnemonic: number;
   /** Builds the executable form of one decoded instruction. Throws Unsupported for forms it lacks. */
   compile: (d: Decoded) => Exec;
-  /** How often kernel text executes it: hot (loops, locks), warm (common paths), cold. */
-  freq: Frequency;
   /**
    * How the row is checked. 'oracle': against the host CPU on random operands.
    * 'sdm': privileged or machine-level, tested against the SDM's semantics in unit tests.
@@ -48,3 +48,11 @@ export const OPTABLE: ReadonlyMap<number, OpRow> = (() => {
   }
   return m;
 })();
+
+/**
+ * The measured share (0..1) of executed instructions that are this row's mnemonic on
+ * the project's workloads (emu/op-profile.ts; 0: it did not run in any of them).
+ */
+export function measuredShare(row: OpRow): number {
+  return OP_PROFILE_TOTAL ? (OP_PROFILE[MNEMONIC_NAMES[row.mnemonic]] ?? 0) / OP_PROFILE_TOTAL : 0;
+}

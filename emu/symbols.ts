@@ -1,5 +1,7 @@
 // Symbol table: name <-> address, and address -> symbol+offset for reports and
-// listings. Kept sorted lazily; lookups are binary searches.
+// listings. Kept sorted lazily; lookups are binary searches. A name can label several
+// addresses (a real kernel has 12 static functions called type_show): `resolve` gives
+// the first added, `pick` lets a user choose one with name@N and says how many there are.
 
 export interface SymbolEntry {
   name: string;
@@ -11,13 +13,53 @@ export interface SymbolEntry {
 export class SymbolTable {
   private entries: SymbolEntry[] = [];
   private readonly byName = new Map<string, SymbolEntry>();
+  /** Every address of a name that labels more than one, in the order added. */
+  private readonly dups = new Map<string, bigint[]>();
   private sorted = true;
 
   add(name: string, address: bigint, size = 0): void {
     const e = { name, address: BigInt.asUintN(64, address), size };
-    if (!this.byName.has(name)) this.byName.set(name, e);
+    const first = this.byName.get(name);
+    if (!first) this.byName.set(name, e);
+    else if (first.address !== e.address) {
+      const list = this.dups.get(name) ?? [first.address];
+      if (!list.includes(e.address)) list.push(e.address);
+      this.dups.set(name, list);
+    }
     this.entries.push(e);
     this.sorted = false;
+  }
+
+  /** Adds every entry of `other` (each address of a repeated name too), where `keep` says so. */
+  addAll(other: SymbolTable, keep: (name: string) => boolean = () => true): void {
+    for (const e of other.entries) if (keep(e.name)) this.add(e.name, e.address, e.size);
+  }
+
+  /** Every address `name` labels, lowest first. */
+  addresses(name: string): bigint[] {
+    const d = this.dups.get(name);
+    if (d) return [...d].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const e = this.byName.get(name);
+    return e ? [e.address] : [];
+  }
+
+  /**
+   * A name as a user writes it: "name", or "name@N" for the Nth of the addresses the
+   * name labels (1-based, lowest address first). `count` says how many there are, so
+   * the caller can warn when a bare name was ambiguous; `address` is undefined when the
+   * name is unknown or N is out of range.
+   */
+  pick(text: string): { name: string; address: bigint | undefined; index: number; count: number } {
+    if (this.byName.has(text)) {
+      const all = this.addresses(text);
+      const first = this.byName.get(text)!.address;
+      return { name: text, address: first, index: all.indexOf(first) + 1, count: all.length };
+    }
+    const m = /^(.+)@(\d+)$/.exec(text);
+    if (!m) return { name: text, address: undefined, index: 0, count: 0 };
+    const all = this.addresses(m[1]);
+    const n = Number(m[2]);
+    return { name: m[1], address: n >= 1 && n <= all.length ? all[n - 1] : undefined, index: n, count: all.length };
   }
 
   get size(): number {

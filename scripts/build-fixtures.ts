@@ -7,10 +7,11 @@
 //   node dist/scripts/build-fixtures.js --check   exit 1 if a committed file differs
 
 import { createHash } from 'crypto';
-import { readFileSync, readdirSync, writeFileSync, existsSync } from 'fs';
+import { readFileSync, readdirSync, existsSync } from 'fs';
 import { join, resolve } from 'path';
 import { assemble } from './gas';
 import type { FixtureManifest } from '../kernel-model/image/fixture-manifest';
+import { writeOutputs } from '../kernel-model/image/output-file';
 
 /** Linux 6.1's .parainstructions record: {u64 instr; u8 type; u8 len; u16 clobbers; u32 pad}. */
 const PARAINSTR_RECORD_SIZE = 16;
@@ -103,8 +104,7 @@ function main(argv: string[]): number {
       process.stdout.write(`${name}: ${same ? 'matches its source' : 'DIFFERS from its source (run npm run fixtures)'}\n`);
       if (!same) bad++;
     } else {
-      writeFileSync(binPath, f.blob);
-      writeFileSync(jsonPath, json);
+      writeOutputs([{ path: binPath, data: f.blob }, { path: jsonPath, data: json }]);
       process.stdout.write(`${name}: ${f.blob.length} bytes, ${f.manifest.sites.length} paravirt sites\n`);
     }
   }

@@ -14,6 +14,7 @@ import { parseAltinstructions } from '../kernel-model/image/altinstructions';
 import { Machine } from '../emu/machine';
 import { PAGE_CODE } from '../emu/memory';
 import { sweepCoverage } from '../emu/coverage';
+import { requireTools } from './helpers/tools';
 
 const SRC = `
 	.text
@@ -59,7 +60,6 @@ buf:	.skip 8192
 `;
 
 const TEXT = 0xffffffff81000000n;
-const haveBinutils = spawnSync('as', ['--version']).status === 0 && spawnSync('ld', ['--version']).status === 0;
 
 function sh(cmd: string, args: string[], cwd: string): string {
   const r = spawnSync(cmd, args, { cwd, encoding: 'utf8' });
@@ -67,12 +67,14 @@ function sh(cmd: string, args: string[], cwd: string): string {
   return r.stdout;
 }
 
-(haveBinutils ? describe : describe.skip)('ELF reader and vmlinux layer on an assembled ELF', () => {
+describe('ELF reader and vmlinux layer on an assembled ELF', () => {
   let dir: string;
   let elfPath: string;
   let mapPath: string;
 
   beforeAll(() => {
+    // A missing tool fails the suite, never skips it: CI installs binutils (.ci/run).
+    requireTools(['as', 'ld', 'nm']);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'textpoke-elf-'));
     fs.writeFileSync(path.join(dir, 't.S'), SRC);
     sh('as', ['-o', 't.o', 't.S'], dir);
@@ -112,6 +114,24 @@ function sh(cmd: string, args: string[], cwd: string): string {
     } finally {
       e.close();
     }
+  });
+
+  it('a System.map from another build: "System.map does not match this vmlinux"', () => {
+    const e = ElfFile.open(elfPath);
+    const text = e.requireSection('.text');
+    e.close();
+    const end = (text.addr + BigInt(text.size)).toString(16);
+    const base = fs.readFileSync(mapPath, 'utf8');
+    // The map of this build, with the section edges the kernel's linker script defines.
+    const good = path.join(dir, 'System.map.good');
+    fs.writeFileSync(good, `${text.addr.toString(16)} T _stext\n${base}${end} T _etext\n`);
+    expect(loadVmlinux(elfPath, { systemMap: good }).map).not.toBeNull();
+    // Another build: its text is 0x40 bytes longer.
+    const other = path.join(dir, 'System.map.other');
+    fs.writeFileSync(other, `${text.addr.toString(16)} T _stext\n${base}${(text.addr + BigInt(text.size) + 0x40n).toString(16)} T _etext\n`);
+    expect(() => loadVmlinux(elfPath, { systemMap: other })).toThrow(
+      new RegExp(`System\\.map\\.other: System\\.map does not match this vmlinux \\(vmlinux\\): _etext is 0x[0-9a-f]+ in the map but \\.text ends at 0x${end}`),
+    );
   });
 
   it('names the file and byte offset of damaged headers', () => {
@@ -281,5 +301,12 @@ describe('.parainstructions / .altinstructions validation', () => {
     expect(() => parseAltinstructions(rec(-0x800, 0x10, 1, 0, 0), { sectionAddr, code })).toThrow(/instrlen 0 is not in 1\.\.64/);
     expect(() => parseAltinstructions(rec(0x10000, 0x10, 1, 5, 5), { sectionAddr, code })).toThrow(/original 0x[0-9a-f]+ \(\+5\) lies in no executable section/);
     expect(() => parseAltinstructions(rec(-0x800, 0x100000, 1, 5, 5), { sectionAddr, code })).toThrow(/replacement 0x[0-9a-f]+ \(\+5\) lies in no executable section/);
+  });
+});
+
+describe('a suite that needs a missing tool', () => {
+  it('fails, naming the tool and its Debian package, instead of skipping', () => {
+    expect(() => requireTools(['textpoke-no-such-tool'])).toThrow(/needs textpoke-no-such-tool on PATH \(Debian: apt-get install textpoke-no-such-tool\)/);
+    expect(() => requireTools(['as', 'ld'])).not.toThrow();
   });
 });

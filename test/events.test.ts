@@ -193,12 +193,18 @@ describe('NMI', () => {
     nmi_count: .quad 0
   `;
 
-  it('blocks further NMIs until IRETQ and latches exactly one', () => {
+  /** The guest stopped two instructions into its first NMI handler. */
+  function inFirstNmi(): ReturnType<typeof guest> {
     const g = guest(src, { gates: { 2: ['nmi', 1] } });
+    g.m.step(0, 3);
+    g.m.nmi(0);
+    g.m.step(0, 2);
+    return g;
+  }
+
+  it('blocks further NMIs until IRETQ and latches exactly one', () => {
+    const g = inFirstNmi();
     const m = g.m;
-    m.step(0, 3);
-    m.nmi(0);
-    m.step(0, 2); // inside the first NMI handler
     expect(m.cpu(0).nmiBlocked).toBe(true);
     m.nmi(0); // latched
     m.nmi(0); // lost: one is already latched
@@ -207,6 +213,59 @@ describe('NMI', () => {
     expect(m.mem.readU64(g.sym('nmi_count'))).toBe(2n);
     expect(m.cpu(0).nmiBlocked).toBe(false);
     expect(m.cpu(0).contexts).toEqual([]);
+  });
+
+  it('the latched NMI is taken at the boundary right after IRETQ, before the interrupted code runs again', () => {
+    const g = inFirstNmi();
+    const m = g.m;
+    m.nmi(0); // latched while blocked
+    expect(m.cpu(0).nmiPending).toBe(true);
+    const r8 = m.cpu(0).getReg(8);
+    // Step until the first handler's IRETQ has run: the next instruction is the second
+    // handler's first, with NMIs blocked again and the loop not having run in between.
+    let guard = 0;
+    while (m.mem.readU64(g.sym('nmi_count')) < 2n && guard++ < 1000) m.step(0, 1);
+    expect(m.mem.readU64(g.sym('nmi_count'))).toBe(2n);
+    expect(m.cpu(0).getReg(8)).toBe(r8);
+    expect(m.cpu(0).nmiBlocked).toBe(true);
+    expect(m.cpu(0).nmiPending).toBe(false);
+    expect(m.cpu(0).contexts.map((c) => c.kind)).toEqual(['NMI']);
+  });
+
+  it('the latch holds one NMI even before the first is taken: two at once run the handler once', () => {
+    const g = guest(src, { gates: { 2: ['nmi', 1] } });
+    const m = g.m;
+    m.step(0, 2);
+    m.nmi(0);
+    m.nmi(0);
+    expect(m.droppedNmis).toBe(1);
+    m.step(0, 2000);
+    expect(m.mem.readU64(g.sym('nmi_count'))).toBe(1n);
+  });
+
+  it('an NMI is taken with IF clear (cli does not mask it)', () => {
+    const g = guest(
+      `
+      .text
+      .globl _start
+      _start:
+        cli
+      1:
+        inc %r8
+        jmp 1b
+      nmi:
+        mov $1, %rcx
+        iretq
+      `,
+      { gates: { 2: ['nmi', 1] } },
+    );
+    g.m.step(0, 3);
+    g.m.nmi(0);
+    g.m.step(0, 1);
+    expect(g.m.cpu(0).contexts.map((c) => c.kind)).toEqual(['NMI']);
+    g.m.step(0, 2);
+    expect(g.m.cpu(0).getReg(1)).toBe(1n);
+    expect(g.m.cpu(0).contexts).toEqual([]);
   });
 
   it('any IRETQ unblocks NMIs, including the one from a #BP inside the NMI handler', () => {

@@ -1,4 +1,8 @@
-import { execCode } from '../emu/exec';
+// `exec` as a library: one bare CPU to hlt, an exception or the step limit; and the
+// chunked run behind the CLI, which can be interrupted and must end where one long
+// run would.
+
+import { execCode, execCodeAsync } from '../emu/exec';
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s.replace(/\s/g, ''), 'hex'));
 
@@ -38,3 +42,35 @@ describe('exec', () => {
     expect(r.steps).toBe(2 + 4 * 1000 + 1);
   });
 });
+
+describe('execCodeAsync: chunks, progress, interruption', () => {
+  // A countdown loop: mov $25000,%ecx; 1: dec %ecx; jnz 1b; hlt.
+  const LOOP = hex('b9a8610000 ffc9 75fc f4');
+
+  it('ends exactly where one long run ends, whatever the chunk size', async () => {
+    const once = execCode({ code: LOOP, maxSteps: 1_000_000 });
+    const progress: number[] = [];
+    const chunked = await execCodeAsync({ code: LOOP, maxSteps: 1_000_000 }, { chunk: 7_777, onProgress: (n) => progress.push(n) });
+    expect(once.stop).toBe('hlt');
+    expect(chunked).toEqual(once);
+    // One report per chunk, rising to the total.
+    expect(progress.length).toBe(Math.ceil(once.steps / 7_777));
+    expect(progress[progress.length - 1]).toBe(once.steps);
+    expect(progress.every((n, i) => i === 0 || n > progress[i - 1])).toBe(true);
+  });
+
+  it('the step limit still holds across chunks', async () => {
+    const r = await execCodeAsync({ code: hex('ebfe'), maxSteps: 25_000 }, { chunk: 10_000 });
+    expect(r.stop).toBe('step-limit');
+    expect(r.steps).toBe(25_000);
+  });
+
+  it('an aborted signal stops at the next chunk boundary with the state so far', async () => {
+    const ac = new AbortController();
+    const r = await execCodeAsync({ code: hex('ebfe'), maxSteps: 1e12 }, { chunk: 5_000, onProgress: (n) => n >= 15_000 && ac.abort(), signal: ac.signal });
+    expect(r.stop).toBe('interrupted');
+    expect(r.steps).toBe(15_000);
+    expect(r.regs.rip).toBe(0x401000n);
+  });
+});
+

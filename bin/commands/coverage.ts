@@ -72,6 +72,8 @@ export function runCoverage(a: CoverageArgs): number {
     chunks = [{ base, bytes: new Uint8Array(readFileSync(file)) }];
     title = `coverage of ${file} (raw blob at 0x${base.toString(16)}, linear)`;
   }
+  // A share of nothing is no coverage: "0 of 0 = 100%" would read as success.
+  if (chunks.every((c) => c.bytes.length === 0)) throw new UserError(`${file}: no bytes to sweep (the file or the section asked for is empty)`);
   const r = sweepCoverage(chunks);
   if (a.json) printJson({ file, ...(coverageToJson(r, symbolize) as object) });
   else print(formatCoverage(r, { top, symbolize: symbolize && ((x) => `0x${x.toString(16)} ${symbolize!(x)}`), title }));

@@ -23,7 +23,7 @@ const MAX_FUNCTION_INSNS = 2000;
 
 export function disasmCommand(y: Argv): Argv<DisasmArgs> {
   return imageOptions(y)
-    .positional('at', { type: 'string', demandOption: true, describe: 'symbol, symbol+0xoff, or 0x… address' })
+    .positional('at', { type: 'string', demandOption: true, describe: 'symbol (name@N: the Nth of several with that name), symbol+0xoff, or 0x… address' })
     .option('count', { type: 'number', describe: 'instructions to list (default: to the end of the function, else 20)' })
     .option('syntax', { choices: ['gas', 'intel'] as const, default: 'gas' as const, describe: 'assembler syntax' })
     .option('json', { type: 'boolean', default: false, describe: 'print the listing as one JSON object' })
@@ -47,7 +47,9 @@ export function runDisasm(a: DisasmArgs): number {
   const img = openImage(a);
   let start: bigint;
   try {
-    start = resolveAddress(a.at, img.symbols);
+    const warnings: string[] = [];
+    start = resolveAddress(a.at, img.symbols, undefined, warnings);
+    for (const w of warnings) process.stderr.write(`textpoke: warning: ${img.path}: ${w}\n`);
   } catch (e) {
     if (e instanceof ConsoleError) throw new UserError(`${img.path}: ${e.message}`);
     throw e;

@@ -1,8 +1,11 @@
 // `textpoke exec`: run bytes on one bare CPU until HLT, the step limit, or an
-// exception with no handler; print the registers.
+// exception with no handler; print the registers. A long run shows progress on a
+// terminal, and Ctrl-C (SIGINT) stops it cleanly: the registers so far are printed
+// with stop "interrupted" and exit status 130.
 
 import type { Argv } from 'yargs';
-import { execCode, execResultJson, parseRegs, REG_NAMES } from '../../emu/exec';
+import { execCodeAsync, execResultJson, parseRegs, REG_NAMES } from '../../emu/exec';
+import { progressBar } from '../output';
 import { parseU64 } from '../../emu/u64';
 import { UserError } from '../errors';
 
@@ -32,7 +35,7 @@ export function execCommand(y: Argv): Argv<ExecArgs> {
     .example('$0 exec --code 4801d8f4 --regs \'{"rax":"0x2","rbx":"0x3"}\' --json', 'add rbx to rax, then hlt') as unknown as Argv<ExecArgs>;
 }
 
-export function runExec(a: ExecArgs): number {
+export async function runExec(a: ExecArgs): Promise<number> {
   const code = parseHexBytes(a.code, '--code');
   let at: bigint | undefined;
   if (a.at !== undefined) {
@@ -52,7 +55,17 @@ export function runExec(a: ExecArgs): number {
   if (!Number.isSafeInteger(a['max-steps']) || a['max-steps'] < 0) {
     throw new UserError(`--max-steps: expected a non-negative integer (got ${a['max-steps']})`);
   }
-  const r = execCode({ code, at, regs, maxSteps: a['max-steps'] });
+  const bar = progressBar('exec', a['max-steps'], a.json);
+  const stop = new AbortController();
+  const onSigint = (): void => stop.abort();
+  process.on('SIGINT', onSigint);
+  let r;
+  try {
+    r = await execCodeAsync({ code, at, regs, maxSteps: a['max-steps'] }, { signal: stop.signal, onProgress: bar ? (n) => bar.update(n) : undefined });
+  } finally {
+    process.off('SIGINT', onSigint);
+    bar?.done();
+  }
   if (a.json) {
     process.stdout.write(JSON.stringify(execResultJson(r)) + '\n');
   } else {
@@ -60,5 +73,6 @@ export function runExec(a: ExecArgs): number {
     process.stdout.write(`stop: ${r.stop}${ex}\nsteps: ${r.steps}\n`);
     for (const n of REG_NAMES) process.stdout.write(`${n.padEnd(6)} 0x${r.regs[n].toString(16).padStart(16, '0')}\n`);
   }
-  return 0;
+  // 128 + SIGINT, as a shell reports a command Ctrl-C ended.
+  return r.stop === 'interrupted' ? 130 : 0;
 }

@@ -5,7 +5,7 @@
 import type { Argv } from 'yargs';
 import { runtimePatch } from '../../kernel-model/scenario/runtime-patch';
 import { bootPatchImage } from '../../kernel-model/linux/boot-patch';
-import { writePatchedImage } from '../../kernel-model/image/write';
+import { patchedImageFiles, writePatchedImage } from '../../kernel-model/image/write';
 import { slotOf } from '../../kernel-model/image/kernel-image';
 import type { Protocol } from '../../kernel-model/linux/kernel-model';
 import type { ProtocolVariant } from '../../kernel-model/linux/kernel-context';
@@ -14,7 +14,7 @@ import { summarizeBootPatch, formatBootPatchSummary } from '../../kernel-model/p
 import { checkInt, outputFile, parseOps, scheduleOverride } from '../args';
 import { UserError } from '../errors';
 import { print, printJson, progressBar, styleFor } from '../output';
-import { openImage, imageOptions, type ImageArgs } from '../image-args';
+import { openImage, imageInputs, imageOptions, type ImageArgs } from '../image-args';
 
 export interface PatchArgs extends ImageArgs {
   op: string[];
@@ -51,8 +51,9 @@ export function patchCommand(y: Argv): Argv<PatchArgs> {
 }
 
 export function runPatch(a: PatchArgs): number {
-  outputFile(a.output, '-o');
   const img = openImage(a);
+  // Each file the write would replace (a fixture: its .bin and .json) must not be an input.
+  for (const f of patchedImageFiles(img, a.output)) outputFile(f, '-o', imageInputs(img, a));
   const st = styleFor(a.color);
   if (a.boot) {
     if (a.op.length) throw new UserError('--boot patches every site for the pv_ops in the image; it takes no --op');

@@ -1,6 +1,7 @@
 // `textpoke run <scenario.json>`: run any scenario and explain the outcome.
 
 import type { Argv } from 'yargs';
+import { existsSync } from 'fs';
 import type { FetchMode } from '../../emu/machine';
 import { loadScenario } from '../../kernel-model/scenario/scenario-file';
 import { prepareScenario, explain, vectorNamer, type RunOverrides } from '../../kernel-model/scenario/run';
@@ -57,7 +58,11 @@ export function runRun(a: RunArgs): number {
   };
   if (a.nmi && s.patch && s.patch.protocol !== 'stop-machine') throw new UserError(`--nmi: ${file} uses the ${s.patch.protocol} protocol; NMI mode exists only for stop-machine`);
   const maxSites = checkInt(a.sites, '--sites', 0, Number.MAX_SAFE_INTEGER);
-  if (a.trace !== undefined) outputFile(a.trace, '--trace');
+  if (a.trace !== undefined) {
+    const inputs = [{ path: file, what: 'scenario file' }];
+    if (existsSync(s.image)) inputs.push({ path: s.image, what: "scenario's image" });
+    outputFile(a.trace, '--trace', inputs);
+  }
   const run = prepareScenario(s, o, file);
   let trace: TraceFile | null = null;
   if (a.trace !== undefined) {

@@ -3,17 +3,19 @@
 // after the prompt); or scripted with --cmd. The interpreter is
 // kernel-model/console.ts; this file only moves lines in and out.
 //
-// Exit status: 0 when the session ends (errors in interactive and piped sessions are
-// reported and the session goes on); with --cmd the first failing command stops the
-// script with exit status 2, since a script that fails half-way should not look fine.
+// Exit status: an interactive session ends with 0 (errors are reported and it goes
+// on). With --cmd the first failing command stops the script with exit status 2; a
+// piped session runs every line but also exits 2 when any failed, since a script that
+// fails half-way should not look fine.
 
 import type { Argv } from 'yargs';
 import { createInterface } from 'readline';
-import { existsSync, readFileSync, writeFileSync } from 'fs';
+import { existsSync, readFileSync } from 'fs';
 import { homedir } from 'os';
 import { join } from 'path';
 import { openConsole, type ConsoleReply, type StepConsole } from '../../kernel-model/present/console';
 import { checkInt, inputFile } from '../args';
+import { writeOutput } from '../../kernel-model/image/output-file';
 import { jsonLine, print } from '../output';
 
 export interface StepArgs {
@@ -41,9 +43,11 @@ export function stepCommand(y: Argv): Argv<StepArgs> {
 /** Prints a reply; returns false for a failed command. */
 function show(con: StepConsole, line: string, r: ConsoleReply, a: StepArgs, echo: boolean): boolean {
   if (a.json) {
-    process.stdout.write(jsonLine(r.error ? { command: line, ok: false, error: r.error } : { command: line, ok: true, output: r.data }) + '\n');
+    const warnings = r.warnings ? { warnings: r.warnings } : {};
+    process.stdout.write(jsonLine(r.error ? { command: line, ok: false, error: r.error } : { command: line, ok: true, output: r.data, ...warnings }) + '\n');
   } else {
     if (echo) print(`${con.prompt}${line}`);
+    for (const w of r.warnings ?? []) process.stderr.write(`textpoke: warning: ${w}\n`);
     if (r.error) process.stderr.write(`textpoke: ${r.error}\n`);
     else print(r.text);
   }
@@ -62,15 +66,18 @@ export async function runStep(a: StepArgs): Promise<number> {
     return 0;
   }
   if (!process.stdin.isTTY) {
+    // A pipe is a script too: every command runs (the output shows what each did), but
+    // the exit status says whether any failed, as with --cmd.
     const rl = createInterface({ input: process.stdin, terminal: false });
+    let failed = false;
     for await (const line of rl) {
       if (line.trim() === '') continue;
       const r = con.exec(line);
-      show(con, line, r, a, true);
+      if (!show(con, line, r, a, true)) failed = true;
       if (r.quit) break;
     }
     rl.close();
-    return 0;
+    return failed ? 2 : 0;
   }
   return interactive(con, a);
 }
@@ -99,7 +106,7 @@ function interactive(con: StepConsole, a: StepArgs): Promise<number> {
     rl.on('close', () => {
       try {
         const h = (rl as unknown as { history: string[] }).history;
-        writeFileSync(historyFile(), [...h].reverse().join('\n') + '\n');
+        writeOutput(historyFile(), [...h].reverse().join('\n') + '\n');
       } catch {
         // Best effort: a read-only home keeps the session's history in memory only.
       }

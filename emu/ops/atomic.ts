@@ -174,8 +174,8 @@ function compileCmpxchg16b(d: Decoded): Exec {
 }
 
 export const rows: OpRow[] = [
-  { mnemonic: Mnemonic.Cmpxchg, compile: compileCmpxchg, freq: 'hot', check: 'oracle' },
-  { mnemonic: Mnemonic.Xadd, compile: compileXadd, freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Cmpxchg8b, compile: compileCmpxchg8b, freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Cmpxchg16b, compile: compileCmpxchg16b, freq: 'cold', check: 'oracle' },
+  { mnemonic: Mnemonic.Cmpxchg, compile: compileCmpxchg, check: 'oracle' },
+  { mnemonic: Mnemonic.Xadd, compile: compileXadd, check: 'oracle' },
+  { mnemonic: Mnemonic.Cmpxchg8b, compile: compileCmpxchg8b, check: 'oracle' },
+  { mnemonic: Mnemonic.Cmpxchg16b, compile: compileCmpxchg16b, check: 'oracle' },
 ];

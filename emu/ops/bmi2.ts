@@ -94,8 +94,8 @@ function compile(d: Decoded, kind: Kind): Exec {
 }
 
 export const rows: OpRow[] = [
-  { mnemonic: Mnemonic.Shlx, compile: (d) => compile(d, 'shl'), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Shrx, compile: (d) => compile(d, 'shr'), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Sarx, compile: (d) => compile(d, 'sar'), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Rorx, compile: (d) => compile(d, 'ror'), freq: 'cold', check: 'oracle' },
+  { mnemonic: Mnemonic.Shlx, compile: (d) => compile(d, 'shl'), check: 'oracle' },
+  { mnemonic: Mnemonic.Shrx, compile: (d) => compile(d, 'shr'), check: 'oracle' },
+  { mnemonic: Mnemonic.Sarx, compile: (d) => compile(d, 'sar'), check: 'oracle' },
+  { mnemonic: Mnemonic.Rorx, compile: (d) => compile(d, 'ror'), check: 'oracle' },
 ];

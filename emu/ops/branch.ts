@@ -124,13 +124,13 @@ const JCCS = [
 ];
 
 export const rows: OpRow[] = [
-  { mnemonic: Mnemonic.Jmp, compile: compileJmp, freq: 'hot', check: 'sdm' },
-  { mnemonic: Mnemonic.Call, compile: compileCall, freq: 'hot', check: 'sdm' },
-  { mnemonic: Mnemonic.Ret, compile: compileRet, freq: 'hot', check: 'sdm' },
-  ...JCCS.map((m): OpRow => ({ mnemonic: m, compile: compileJcc, freq: 'hot', check: 'oracle' })),
-  { mnemonic: Mnemonic.Loop, compile: (d) => compileLoop(d, 'loop'), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Loope, compile: (d) => compileLoop(d, 'loope'), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Loopne, compile: (d) => compileLoop(d, 'loopne'), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Jrcxz, compile: (d) => compileLoop(d, 'jrcxz'), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Jecxz, compile: (d) => compileLoop(d, 'jrcxz'), freq: 'cold', check: 'oracle' },
+  { mnemonic: Mnemonic.Jmp, compile: compileJmp, check: 'sdm' },
+  { mnemonic: Mnemonic.Call, compile: compileCall, check: 'sdm' },
+  { mnemonic: Mnemonic.Ret, compile: compileRet, check: 'sdm' },
+  ...JCCS.map((m): OpRow => ({ mnemonic: m, compile: compileJcc, check: 'oracle' })),
+  { mnemonic: Mnemonic.Loop, compile: (d) => compileLoop(d, 'loop'), check: 'oracle' },
+  { mnemonic: Mnemonic.Loope, compile: (d) => compileLoop(d, 'loope'), check: 'oracle' },
+  { mnemonic: Mnemonic.Loopne, compile: (d) => compileLoop(d, 'loopne'), check: 'oracle' },
+  { mnemonic: Mnemonic.Jrcxz, compile: (d) => compileLoop(d, 'jrcxz'), check: 'oracle' },
+  { mnemonic: Mnemonic.Jecxz, compile: (d) => compileLoop(d, 'jrcxz'), check: 'oracle' },
 ];

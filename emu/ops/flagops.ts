@@ -62,11 +62,11 @@ const sahf: Exec = (cpu, ins) => {
 
 
 export const rows: OpRow[] = [
-  { mnemonic: Mnemonic.Clc, compile: (d) => simple(d, clc), freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Stc, compile: (d) => simple(d, stc), freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Cmc, compile: (d) => simple(d, cmc), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Cld, compile: (d) => simple(d, cld), freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Std, compile: (d) => simple(d, std), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Lahf, compile: (d) => simple(d, lahf), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Sahf, compile: (d) => simple(d, sahf), freq: 'cold', check: 'oracle' },
+  { mnemonic: Mnemonic.Clc, compile: (d) => simple(d, clc), check: 'oracle' },
+  { mnemonic: Mnemonic.Stc, compile: (d) => simple(d, stc), check: 'oracle' },
+  { mnemonic: Mnemonic.Cmc, compile: (d) => simple(d, cmc), check: 'oracle' },
+  { mnemonic: Mnemonic.Cld, compile: (d) => simple(d, cld), check: 'oracle' },
+  { mnemonic: Mnemonic.Std, compile: (d) => simple(d, std), check: 'oracle' },
+  { mnemonic: Mnemonic.Lahf, compile: (d) => simple(d, lahf), check: 'oracle' },
+  { mnemonic: Mnemonic.Sahf, compile: (d) => simple(d, sahf), check: 'oracle' },
 ];

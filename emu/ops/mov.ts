@@ -1,9 +1,10 @@
 // Data movement: mov (all forms; moves to/from control and debug registers are
 // delegated to system.ts), movzx/movsx/movsxd, lea, xchg, cmovcc, setcc, bswap, and
-// the accumulator sign extensions cbw/cwde/cdqe and cwd/cdq/cqo.
+// the accumulator sign extensions cbw/cwde/cdqe and cwd/cdq/cqo, and xlatb (a table
+// lookup: AL = [seg:rBX + AL]).
 
 import { Mnemonic } from 'iced-x86';
-import { HI } from '../regs';
+import { HI, RAX, RBX } from '../regs';
 import type { Decoded, Operand } from '../decode';
 import { type Exec, linkNext } from '../insn';
 import { testCondition } from '../flags';
@@ -275,22 +276,55 @@ const SETS = [
   Mnemonic.Setl, Mnemonic.Setge, Mnemonic.Setle, Mnemonic.Setg,
 ];
 
+/**
+ * XLATB: AL = [seg:rBX + zero-extended AL]. With 0x67 the sum is taken mod 2^32 (EBX +
+ * AL) before a segment base is added; DS (base 0) unless FS/GS overrides it.
+ */
+function compileXlat(d: Decoded): Exec {
+  if (d.lock) return lockUd(d);
+  const a32 = d.addrSize === 32;
+  const seg = d.seg;
+  return (cpu, ins) => {
+    const r = cpu.r;
+    const al = r[RAX] & 0xff;
+    let lo: number;
+    let hi: number;
+    if (a32) {
+      lo = (r[RBX] + al) | 0;
+      hi = 0;
+    } else {
+      const s = (r[RBX] >>> 0) + al;
+      lo = s | 0;
+      hi = (r[RBX + HI] + (s > 0xffffffff ? 1 : 0)) | 0;
+    }
+    if (seg !== null) {
+      const s = (lo >>> 0) + ((seg === 'gs' ? cpu.gsLo : cpu.fsLo) >>> 0);
+      hi = (hi + (seg === 'gs' ? cpu.gsHi : cpu.fsHi) + (s > 0xffffffff ? 1 : 0)) | 0;
+      lo = s | 0;
+    }
+    const v = memRead(cpu, lo, hi, 8);
+    r[RAX] = (r[RAX] & ~0xff) | (v & 0xff);
+    return ins.next ?? linkNext(cpu, ins);
+  };
+}
+
 export const rows: OpRow[] = [
-  { mnemonic: Mnemonic.Mov, compile: compileMov, freq: 'hot', check: 'oracle' },
+  { mnemonic: Mnemonic.Mov, compile: compileMov, check: 'oracle' },
   // A non-temporal store is an ordinary store to the emulator: there is no cache to bypass.
-  { mnemonic: Mnemonic.Movnti, compile: compileMov, freq: 'cold', check: 'sdm' },
-  { mnemonic: Mnemonic.Movzx, compile: (d) => compileExtend(d, false), freq: 'hot', check: 'oracle' },
-  { mnemonic: Mnemonic.Movsx, compile: (d) => compileExtend(d, true), freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Movsxd, compile: (d) => compileExtend(d, true), freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Lea, compile: compileLea, freq: 'hot', check: 'oracle' },
-  { mnemonic: Mnemonic.Xchg, compile: compileXchg, freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Bswap, compile: compileBswap, freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Cbw, compile: () => signExtendAcc(16), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Cwde, compile: () => signExtendAcc(32), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Cdqe, compile: () => signExtendAcc(64), freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Cwd, compile: () => signFillDx(16), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Cdq, compile: () => signFillDx(32), freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Cqo, compile: () => signFillDx(64), freq: 'warm', check: 'oracle' },
-  ...CMOVS.map((m): OpRow => ({ mnemonic: m, compile: compileCmov, freq: 'warm', check: 'oracle' })),
-  ...SETS.map((m): OpRow => ({ mnemonic: m, compile: compileSetcc, freq: 'warm', check: 'oracle' })),
+  { mnemonic: Mnemonic.Movnti, compile: compileMov, check: 'sdm' },
+  { mnemonic: Mnemonic.Movzx, compile: (d) => compileExtend(d, false), check: 'oracle' },
+  { mnemonic: Mnemonic.Movsx, compile: (d) => compileExtend(d, true), check: 'oracle' },
+  { mnemonic: Mnemonic.Movsxd, compile: (d) => compileExtend(d, true), check: 'oracle' },
+  { mnemonic: Mnemonic.Lea, compile: compileLea, check: 'oracle' },
+  { mnemonic: Mnemonic.Xchg, compile: compileXchg, check: 'oracle' },
+  { mnemonic: Mnemonic.Bswap, compile: compileBswap, check: 'oracle' },
+  { mnemonic: Mnemonic.Cbw, compile: () => signExtendAcc(16), check: 'oracle' },
+  { mnemonic: Mnemonic.Cwde, compile: () => signExtendAcc(32), check: 'oracle' },
+  { mnemonic: Mnemonic.Cdqe, compile: () => signExtendAcc(64), check: 'oracle' },
+  { mnemonic: Mnemonic.Cwd, compile: () => signFillDx(16), check: 'oracle' },
+  { mnemonic: Mnemonic.Cdq, compile: () => signFillDx(32), check: 'oracle' },
+  { mnemonic: Mnemonic.Cqo, compile: () => signFillDx(64), check: 'oracle' },
+  { mnemonic: Mnemonic.Xlatb, compile: compileXlat, check: 'oracle' },
+  ...CMOVS.map((m): OpRow => ({ mnemonic: m, compile: compileCmov, check: 'oracle' })),
+  ...SETS.map((m): OpRow => ({ mnemonic: m, compile: compileSetcc, check: 'oracle' })),
 ];

@@ -549,8 +549,8 @@ function small53(lo: number, hi: number): boolean {
 }
 
 export const rows: OpRow[] = [
-  { mnemonic: Mnemonic.Mul, compile: (d) => compileMul1(d, false), freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Imul, compile: compileImul, freq: 'hot', check: 'oracle' },
-  { mnemonic: Mnemonic.Div, compile: compileDiv, freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Idiv, compile: compileIdiv, freq: 'cold', check: 'oracle' },
+  { mnemonic: Mnemonic.Mul, compile: (d) => compileMul1(d, false), check: 'oracle' },
+  { mnemonic: Mnemonic.Imul, compile: compileImul, check: 'oracle' },
+  { mnemonic: Mnemonic.Div, compile: compileDiv, check: 'oracle' },
+  { mnemonic: Mnemonic.Idiv, compile: compileIdiv, check: 'oracle' },
 ];

@@ -551,14 +551,14 @@ function compileDouble(d: Decoded, left: boolean): Exec {
 }
 
 export const rows: OpRow[] = [
-  { mnemonic: Mnemonic.Shl, compile: (d) => compileShift(d, shl), freq: 'hot', check: 'oracle' },
-  { mnemonic: Mnemonic.Sal, compile: (d) => compileShift(d, shl), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Shr, compile: (d) => compileShift(d, shr), freq: 'hot', check: 'oracle' },
-  { mnemonic: Mnemonic.Sar, compile: (d) => compileShift(d, sar), freq: 'hot', check: 'oracle' },
-  { mnemonic: Mnemonic.Rol, compile: (d) => compileShift(d, rol), freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Ror, compile: (d) => compileShift(d, ror), freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Rcl, compile: (d) => compileShift(d, rcl), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Rcr, compile: (d) => compileShift(d, rcr), freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Shld, compile: (d) => compileDouble(d, true), freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Shrd, compile: (d) => compileDouble(d, false), freq: 'warm', check: 'oracle' },
+  { mnemonic: Mnemonic.Shl, compile: (d) => compileShift(d, shl), check: 'oracle' },
+  { mnemonic: Mnemonic.Sal, compile: (d) => compileShift(d, shl), check: 'oracle' },
+  { mnemonic: Mnemonic.Shr, compile: (d) => compileShift(d, shr), check: 'oracle' },
+  { mnemonic: Mnemonic.Sar, compile: (d) => compileShift(d, sar), check: 'oracle' },
+  { mnemonic: Mnemonic.Rol, compile: (d) => compileShift(d, rol), check: 'oracle' },
+  { mnemonic: Mnemonic.Ror, compile: (d) => compileShift(d, ror), check: 'oracle' },
+  { mnemonic: Mnemonic.Rcl, compile: (d) => compileShift(d, rcl), check: 'oracle' },
+  { mnemonic: Mnemonic.Rcr, compile: (d) => compileShift(d, rcr), check: 'oracle' },
+  { mnemonic: Mnemonic.Shld, compile: (d) => compileDouble(d, true), check: 'oracle' },
+  { mnemonic: Mnemonic.Shrd, compile: (d) => compileDouble(d, false), check: 'oracle' },
 ];

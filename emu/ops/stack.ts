@@ -257,12 +257,12 @@ function compileEnter(d: Decoded): Exec {
 }
 
 export const rows: OpRow[] = [
-  { mnemonic: Mnemonic.Push, compile: compilePush, freq: 'hot', check: 'oracle' },
-  { mnemonic: Mnemonic.Pop, compile: compilePop, freq: 'hot', check: 'oracle' },
-  { mnemonic: Mnemonic.Pushfq, compile: compilePushf, freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Pushf, compile: compilePushf, freq: 'cold', check: 'oracle' },
-  { mnemonic: Mnemonic.Popfq, compile: compilePopf, freq: 'warm', check: 'sdm' },
-  { mnemonic: Mnemonic.Popf, compile: compilePopf, freq: 'cold', check: 'sdm' },
-  { mnemonic: Mnemonic.Leave, compile: compileLeave, freq: 'warm', check: 'oracle' },
-  { mnemonic: Mnemonic.Enter, compile: compileEnter, freq: 'cold', check: 'oracle' },
+  { mnemonic: Mnemonic.Push, compile: compilePush, check: 'oracle' },
+  { mnemonic: Mnemonic.Pop, compile: compilePop, check: 'oracle' },
+  { mnemonic: Mnemonic.Pushfq, compile: compilePushf, check: 'oracle' },
+  { mnemonic: Mnemonic.Pushf, compile: compilePushf, check: 'oracle' },
+  { mnemonic: Mnemonic.Popfq, compile: compilePopf, check: 'sdm' },
+  { mnemonic: Mnemonic.Popf, compile: compilePopf, check: 'sdm' },
+  { mnemonic: Mnemonic.Leave, compile: compileLeave, check: 'oracle' },
+  { mnemonic: Mnemonic.Enter, compile: compileEnter, check: 'oracle' },
 ];

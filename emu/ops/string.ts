@@ -7,7 +7,13 @@
 // limit) and a huge count never hangs the host. RCX/RSI/RDI are written after every
 // iteration: a fault in iteration k leaves them as they were after iteration k-1,
 // with RIP still at the instruction, which is what the SDM describes for an
-// interrupted or faulting repeated string instruction.
+// interrupted or faulting repeated string instruction. A fault during repe/repne
+// cmps/scas also puts RFLAGS back to its value before the instruction (SDM Vol. 2B,
+// REP/REPE/REPZ/REPNE/REPNZ: "the EFLAGS value is restored to the state prior to the
+// execution of the instruction"); a batch boundary is invisible, but an interrupt taken
+// there starts a new execution, as on a CPU. With 32-bit addressing and ECX=0 nothing is
+// written: the SDM's loop runs no iteration (some Intel CPUs clear the upper halves
+// anyway; see docs/notes/vendor-differences.md).
 //
 // rep movs/stos with DF=0 and 64-bit addressing copy or fill whole runs within a page
 // with typed-array operations, but only when both pages are in the write (and read)
@@ -21,8 +27,8 @@ import { Code, Mnemonic } from 'iced-x86';
 import type { Cpu } from '../cpu';
 import { HI, RAX, RCX, RSI, RDI } from '../regs';
 import type { Decoded } from '../decode';
-import { type Exec, linkNext } from '../insn';
-import { DF, getZF } from '../flags';
+import { type Exec, type Insn, linkNext } from '../insn';
+import { DF, getZF, readFlags, writeFlags } from '../flags';
 import { memRead, memWrite, Unsupported, getReg, setReg } from '../operands';
 import type { OpRow } from '../optable';
 import { pageKey } from '../u64';
@@ -281,7 +287,7 @@ function compileString(d: Decoded): Exec {
   // repe continues while ZF=1, repne while ZF=0.
   const whileZf = rep === REPE;
 
-  return (cpu, ins) => {
+  const run: Exec = (cpu, ins) => {
     const r = cpu.r;
     const down = (cpu.flags & DF) !== 0;
     const delta = down ? -bytes : bytes;
@@ -305,14 +311,37 @@ function compileString(d: Decoded): Exec {
     }
     return ins.next ?? linkNext(cpu, ins);
   };
+  if (rep === REP) return run;
+  return (cpu, ins) => {
+    // Continuing straight from the previous batch (nothing ran in between): still the
+    // same execution, whose flags from before are kept.
+    const prev = batchFlags.get(cpu);
+    const before = prev !== undefined && prev.ins === ins && prev.retired + 1 === cpu.retired ? prev.flags : readFlags(cpu);
+    let next: Insn;
+    try {
+      next = run(cpu, ins);
+    } catch (e) {
+      writeFlags(cpu, before);
+      throw e;
+    }
+    if (next === ins) batchFlags.set(cpu, { ins, retired: cpu.retired, flags: before });
+    return next;
+  };
 }
 
-const row = (mnemonic: number, freq: OpRow['freq']): OpRow => ({ mnemonic, compile: compileString, freq, check: 'oracle' });
+/**
+ * RFLAGS from before a repe/repne cmps/scas that ended a batch unfinished, per CPU:
+ * the next batch restores them if it faults. `retired` tells a direct continuation
+ * (the very next step) from a re-execution after an interrupt handler ran.
+ */
+const batchFlags = new WeakMap<Cpu, { ins: Insn; retired: number; flags: number }>();
+
+const row = (mnemonic: number): OpRow => ({ mnemonic, compile: compileString, check: 'oracle' });
 
 export const rows: OpRow[] = [
-  row(Mnemonic.Movsb, 'warm'), row(Mnemonic.Movsw, 'cold'), row(Mnemonic.Movsd, 'cold'), row(Mnemonic.Movsq, 'warm'),
-  row(Mnemonic.Stosb, 'warm'), row(Mnemonic.Stosw, 'cold'), row(Mnemonic.Stosd, 'cold'), row(Mnemonic.Stosq, 'warm'),
-  row(Mnemonic.Lodsb, 'cold'), row(Mnemonic.Lodsw, 'cold'), row(Mnemonic.Lodsd, 'cold'), row(Mnemonic.Lodsq, 'cold'),
-  row(Mnemonic.Cmpsb, 'cold'), row(Mnemonic.Cmpsw, 'cold'), row(Mnemonic.Cmpsd, 'cold'), row(Mnemonic.Cmpsq, 'cold'),
-  row(Mnemonic.Scasb, 'cold'), row(Mnemonic.Scasw, 'cold'), row(Mnemonic.Scasd, 'cold'), row(Mnemonic.Scasq, 'cold'),
+  row(Mnemonic.Movsb), row(Mnemonic.Movsw), row(Mnemonic.Movsd), row(Mnemonic.Movsq),
+  row(Mnemonic.Stosb), row(Mnemonic.Stosw), row(Mnemonic.Stosd), row(Mnemonic.Stosq),
+  row(Mnemonic.Lodsb), row(Mnemonic.Lodsw), row(Mnemonic.Lodsd), row(Mnemonic.Lodsq),
+  row(Mnemonic.Cmpsb), row(Mnemonic.Cmpsw), row(Mnemonic.Cmpsd), row(Mnemonic.Cmpsq),
+  row(Mnemonic.Scasb), row(Mnemonic.Scasw), row(Mnemonic.Scasd), row(Mnemonic.Scasq),
 ];

@@ -88,7 +88,7 @@ export class FixtureImage implements KernelImage {
     }
     const text = this.sections.find((s) => s.name === '.text');
     if (text) m.mem.markCode(text.address, text.size);
-    for (const name of this.symbols.names()) m.symbols.add(name, this.symbols.resolve(name)!);
+    m.symbols.addAll(this.symbols);
   }
 }
 

@@ -41,7 +41,7 @@ export class VmlinuxImage implements KernelImage {
 
   mapInto(m: Machine): void {
     this.vm.mapInto(m);
-    for (const name of this.symbols.names()) m.symbols.add(name, this.symbols.resolve(name)!);
+    m.symbols.addAll(this.symbols);
   }
 
   /** File offset of a loaded byte (to write a patched copy of the ELF in place). */

@@ -3,6 +3,7 @@
 // read lazily through its file descriptor; tables are parsed on first use; mapping
 // can be whole sections or only the pages a scenario touches.
 
+import { checkMapMatchesElf } from './map-match';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Machine } from '../../emu/machine';
@@ -432,17 +433,19 @@ function vmSections(elf: ElfFile, symbols: SymbolTable): VmSection[] {
 /** Opens a vmlinux (headers only) and its System.map. */
 export function loadVmlinux(file: string, opts: LoadVmlinuxOptions = {}): Vmlinux {
   let map: SystemMap | null = null;
+  let mapLabel = 'System.map';
   if (opts.systemMap === undefined) {
     const beside = path.join(path.dirname(file), 'System.map');
-    if (fs.existsSync(beside)) map = loadSystemMap(beside);
+    if (fs.existsSync(beside)) [map, mapLabel] = [loadSystemMap(beside), beside];
   } else if (typeof opts.systemMap === 'string') {
-    map = loadSystemMap(opts.systemMap);
+    [map, mapLabel] = [loadSystemMap(opts.systemMap), opts.systemMap];
   } else {
     map = opts.systemMap;
   }
   const elf = ElfFile.open(file);
   try {
     if (elf.header.machine !== 62) throw new LoadError(`${elf.label}: byte 0x12: e_machine is ${elf.header.machine}, expected 62 (x86-64)`);
+    if (map) checkMapMatchesElf(elf, map, mapLabel);
     return new Vmlinux(file, elf, map);
   } catch (e) {
     elf.close();

@@ -2,13 +2,20 @@
 // vmlinux as a copy of the ELF with bytes changed in place. Output goes to a
 // temporary file renamed over the target at the end, so a failure writes nothing.
 
-import { copyFileSync, openSync, writeSync, closeSync, renameSync, rmSync, writeFileSync } from 'fs';
 import { createHash } from 'crypto';
-import { basename, dirname, join } from 'path';
+import { basename } from 'path';
 import type { KernelImage } from './kernel-image';
 import { ImageError } from './kernel-image';
 import type { FixtureImage } from './fixture-image';
 import type { VmlinuxImage } from './vmlinux-image';
+import { OutputFile, writeOutputs } from './output-file';
+
+/** The files writePatchedImage(img, …, out) writes: a vmlinux one, a fixture its blob and manifest. */
+export function patchedImageFiles(img: KernelImage, out: string): string[] {
+  if (img.kind === 'vmlinux') return [out];
+  const binOut = out.endsWith('.json') ? out.replace(/\.json$/, '.bin') : out.endsWith('.bin') ? out : `${out}.bin`;
+  return [binOut, binOut.replace(/\.bin$/, '.json')];
+}
 
 /** Writes `img` with `writes` (address -> bytes) applied to `out`. Returns the files written. */
 export function writePatchedImage(img: KernelImage, writes: Map<bigint, Uint8Array>, out: string): string[] {
@@ -18,18 +25,12 @@ export function writePatchedImage(img: KernelImage, writes: Map<bigint, Uint8Arr
 
 function writeVmlinux(img: VmlinuxImage, writes: Map<bigint, Uint8Array>, out: string): string {
   const offsets = [...writes].map(([a, b]) => ({ off: img.fileOffset(a), b }));
-  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
+  const f = new OutputFile(out, { copyOf: img.path });
   try {
-    copyFileSync(img.path, tmp);
-    const fd = openSync(tmp, 'r+');
-    try {
-      for (const { off, b } of offsets) writeSync(fd, b, 0, b.length, off);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, out);
+    for (const { off, b } of offsets) f.write(b, off);
+    f.commit();
   } catch (e) {
-    rmSync(tmp, { force: true });
+    f.abort();
     throw e;
   }
   return out;
@@ -42,20 +43,11 @@ function writeFixture(img: FixtureImage, writes: Map<bigint, Uint8Array>, out: s
     if (off < 0 || off + b.length > blob.length) throw new ImageError(`${img.path}: patch at 0x${a.toString(16)} is outside the blob`);
     blob.set(b, off);
   }
-  const binOut = out.endsWith('.json') ? out.replace(/\.json$/, '.bin') : out.endsWith('.bin') ? out : `${out}.bin`;
-  const jsonOut = binOut.replace(/\.bin$/, '.json');
+  const [binOut, jsonOut] = patchedImageFiles(img, out);
   const manifest = { ...img.manifest, blob: basename(binOut), blobSha256: createHash('sha256').update(blob).digest('hex') };
-  const tmpBin = `${binOut}.tmp-${process.pid}`;
-  const tmpJson = `${jsonOut}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmpBin, blob);
-    writeFileSync(tmpJson, JSON.stringify(manifest, null, 2) + '\n');
-    renameSync(tmpBin, binOut);
-    renameSync(tmpJson, jsonOut);
-  } catch (e) {
-    rmSync(tmpBin, { force: true });
-    rmSync(tmpJson, { force: true });
-    throw e;
-  }
+  writeOutputs([
+    { path: binOut, data: blob },
+    { path: jsonOut, data: JSON.stringify(manifest, null, 2) + '\n' },
+  ]);
   return [binOut, jsonOut];
 }

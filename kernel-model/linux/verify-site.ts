@@ -1,76 +1,82 @@
 // Verifying paravirt sites: does each site hold what the alternatives engine makes of
-// its op's current pv_ops target? A site matches when its bytes equal the generated
-// ones, or are equivalent: the same first instruction (the same call target, the
-// same inline native code) followed only by NOPs, or all NOPs for the paravirt no-op.
-// The equivalence covers the batch protocol's `call; 1-byte nop` forms and padding
-// written by another NOP table.
+// its op's current pv_ops target? Bytes are compared exactly. Two other forms are
+// correct code the kernel itself can leave at a site, and each is accepted only in
+// its one exact spelling, under a named rule (EQUIVALENT_FORMS):
+//
+//  - call-for-inline: `call rel32` to the op's target, then the kernel's NOP padding,
+//    where boot-time patching would inline the native code. The batch protocol
+//    (text_poke_bp_batch) writes this: int3 emulation can stand in for a call but not
+//    for inline code.
+//  - nop5-for-nop: the 5-byte NOP, then the kernel's NOP padding, where boot-time
+//    patching writes the paravirt no-op as the longest NOPs that fit. The batch
+//    protocol writes this too, for the same reason.
+//
+// Anything else, however close (`0f 1f 01` for `0f 1f 00`, a changed last byte, NOP
+// padding from another table, a call to another target), is a mismatch.
 
-import { decodeOne, isDecodeFailure } from '../../emu/decode';
-import { Mnemonic } from 'iced-x86';
 import type { PvSite } from '../image/kernel-image';
-import { generatePatch, type PatchChoice } from './paravirt-patch';
+import { generatePatch, encodeCall, type PatchChoice } from './paravirt-patch';
 import { hexBytes } from './kernel-context';
+import { addNops, X86_NOPS } from './nops';
 
 export interface SiteVerdict {
   ok: boolean;
   /** What generation gives for the slot's target. */
   expected: Uint8Array;
-  /** 'exact', 'equivalent', or why not. */
+  /** 'exact', 'equivalent (<rule>: …)', or why not. */
   how: string;
 }
 
-const NOP_MNEMONICS = new Set<number>([Mnemonic.Nop]);
-
-/** Splits bytes into instructions; null if they do not decode exactly. */
-function decodeAll(bytes: Uint8Array, address: bigint): { mnemonic: number; len: number; target?: bigint }[] | null {
-  const out: { mnemonic: number; len: number; target?: bigint }[] = [];
-  let off = 0;
-  while (off < bytes.length) {
-    const a = address + BigInt(off);
-    const d = decodeOne(bytes.subarray(off), Number(a & 0xffffffffn) | 0, Number(a >> 32n) | 0);
-    if (isDecodeFailure(d) || off + d.len > bytes.length) return null;
-    const br = d.ops.find((o) => o.k === 'branch');
-    out.push({
-      mnemonic: d.mnemonic,
-      len: d.len,
-      target: br && br.k === 'branch' ? (BigInt(br.hi >>> 0) << 32n) | BigInt(br.lo >>> 0) : undefined,
-    });
-    off += d.len;
-  }
-  return out;
+export interface EquivalentForm {
+  /** The rule's name, as it appears in verdicts. */
+  name: string;
+  /** Why the form is correct code. */
+  why: string;
+  /** The one byte string this rule accepts at a site, or null where it does not apply. */
+  bytes(site: PvSite, expected: Uint8Array, choice: PatchChoice): Uint8Array | null;
 }
+
+/** `head` followed by the kernel's NOP padding (add_nops) to the site's length. */
+function padded(head: Uint8Array, len: number): Uint8Array | null {
+  if (head.length > len) return null;
+  const b = new Uint8Array(len);
+  b.set(head, 0);
+  addNops(b, head.length, len - head.length);
+  return b;
+}
+
+/**
+ * Boot-time patching inlines code here: the expected bytes are neither the paravirt
+ * no-op nor a call (the fixture's native templates, or a 6.1 ALTERNATIVE's code).
+ */
+function inlinedByBoot(expected: Uint8Array, choice: PatchChoice): boolean {
+  return !choice.nop && expected[0] !== 0xe8;
+}
+
+export const EQUIVALENT_FORMS: readonly EquivalentForm[] = [
+  {
+    name: 'call-for-inline',
+    why: 'a call to the pv_ops target where boot-time patching would inline it (the batch protocol cannot write inline code)',
+    bytes: (site, expected, choice) => (inlinedByBoot(expected, choice) ? padded(encodeCall(site.address, choice.target), site.len) : null),
+  },
+  {
+    name: 'nop5-for-nop',
+    why: 'the 5-byte NOP and padding where boot-time patching writes the paravirt no-op as the longest NOPs (int3 emulation stands in for a 5-byte NOP only)',
+    bytes: (site, _expected, choice) => (choice.nop ? padded(X86_NOPS[5], site.len) : null),
+  },
+];
 
 export function verifySite(site: PvSite, actual: Uint8Array, choice: PatchChoice): SiteVerdict {
   return compareSite(site, actual, generatePatch(site.op, site.address, site.len, choice).bytes, choice);
 }
 
-/** Compares a site's bytes with the expected ones, accepting equivalent forms. */
+/** Compares a site's bytes with the expected ones: exactly, or one named equivalent form exactly. */
 export function compareSite(site: PvSite, actual: Uint8Array, expected: Uint8Array, choice: PatchChoice): SiteVerdict {
-  if (hexBytes(actual) === hexBytes(expected)) return { ok: true, expected, how: 'exact' };
-  const got = decodeAll(actual, site.address);
-  const want = decodeAll(expected, site.address);
-  if (!got || !want) return { ok: false, expected, how: 'bytes do not decode into whole instructions' };
-  const body = (xs: typeof got): typeof got => xs.filter((x) => !NOP_MNEMONICS.has(x.mnemonic));
-  const gb = body(got);
-  const wb = body(want);
-  // A direct call to the slot's own target is always correct code, even where boot
-  // patching would inline the native version (the batch protocol cannot inline).
-  if (!choice.nop && gb.length === 1 && got[0] === gb[0] && gb[0].mnemonic === Mnemonic.Call && gb[0].target === choice.target) {
-    return { ok: true, expected, how: wb.length === 1 && wb[0].mnemonic === Mnemonic.Call ? 'equivalent (same call, other NOP padding)' : 'equivalent (a call to the pv_ops target; boot-time patching would inline it)' };
+  const have = hexBytes(actual);
+  if (have === hexBytes(expected)) return { ok: true, expected, how: 'exact' };
+  for (const f of EQUIVALENT_FORMS) {
+    const b = f.bytes(site, expected, choice);
+    if (b && hexBytes(b) === have) return { ok: true, expected, how: `equivalent (${f.name}: ${f.why})` };
   }
-  if (gb.length !== wb.length) return { ok: false, expected, how: `expected ${hexBytes(expected)}` };
-  if (wb.length === 0) return { ok: true, expected, how: 'equivalent (all NOPs)' };
-  // The real instructions must come first and match; only NOPs may follow.
-  const leading = got.slice(0, gb.length);
-  const sameBody = leading.every((x, i) => !NOP_MNEMONICS.has(x.mnemonic) && x.mnemonic === wb[i].mnemonic && x.target === wb[i].target);
-  if (!sameBody) return { ok: false, expected, how: `expected ${hexBytes(expected)}` };
-  // Inline code must be byte-identical (the templates are exact), calls only by target.
-  let off = 0;
-  for (const x of leading) {
-    if (x.target === undefined && hexBytes(actual.subarray(off, off + x.len)) !== hexBytes(expected.subarray(off, off + x.len))) {
-      return { ok: false, expected, how: `expected ${hexBytes(expected)}` };
-    }
-    off += x.len;
-  }
-  return { ok: true, expected, how: 'equivalent (same code, other NOP padding)' };
+  return { ok: false, expected, how: `expected ${hexBytes(expected)}` };
 }

@@ -29,6 +29,8 @@ export interface ConsoleReply {
   data: unknown;
   error?: string;
   quit?: boolean;
+  /** Things the command did that the user may not have meant (an ambiguous symbol). */
+  warnings?: string[];
 }
 
 /** Bad console input (unknown command, bad argument): reported, the session goes on. */
@@ -66,13 +68,15 @@ function parseIntArg(s: string | undefined, what: string, min: number, max: numb
 }
 
 /**
- * An address expression: a symbol, a hex address, a register of the current CPU
- * ($rip, $rsp, $rdi …), each optionally followed by +/- an offset.
+ * An address expression: a symbol (name@N for the Nth of several with one name), a
+ * hex address, a register of the current CPU ($rip, $rsp, $rdi …), each optionally
+ * followed by +/- an offset. A bare name that labels several symbols resolves to the
+ * first and adds a line to `warnings`.
  */
-export function resolveAddress(expr: string, symbols: SymbolTable, cpu?: Cpu): bigint {
+export function resolveAddress(expr: string, symbols: SymbolTable, cpu?: Cpu, warnings?: string[]): bigint {
   const m = /^(.+?)\s*([+-])\s*(0x[0-9a-f]+|\d+)$/i.exec(expr.trim());
   if (m) {
-    const base = resolveAddress(m[1], symbols, cpu);
+    const base = resolveAddress(m[1], symbols, cpu, warnings);
     const off = BigInt(m[3]);
     return BigInt.asUintN(64, m[2] === '+' ? base + off : base - off);
   }
@@ -86,9 +90,15 @@ export function resolveAddress(expr: string, symbols: SymbolTable, cpu?: Cpu): b
     if (i < 0) throw new ConsoleError(`${e}: unknown register (expected one of $rip, ${GPR_NAMES.map((g) => '$' + g).join(', ')})`);
     return cpu.getReg(i);
   }
-  const a = symbols.resolve(e);
-  if (a === undefined) throw new ConsoleError(`unknown symbol '${e}' (give a symbol, a 0x… address or a $register)`);
-  return a;
+  const p = symbols.pick(e);
+  if (p.address === undefined) {
+    if (p.count > 0) throw new ConsoleError(`${e}: '${p.name}' names ${p.count} symbols; give ${p.name}@1 to ${p.name}@${p.count} (lowest address first)`);
+    throw new ConsoleError(`unknown symbol '${e}' (give a symbol, a 0x… address or a $register)`);
+  }
+  if (p.count > 1 && p.name === e) {
+    warnings?.push(`'${e}' names ${p.count} symbols; using the one at 0x${p.address.toString(16)} (${e}@${p.index}); give ${e}@1 to ${e}@${p.count} or an address for another`);
+  }
+  return p.address;
 }
 
 /** Which file a target names: a scenario, or a kernel image to boot with idle CPUs. */
@@ -132,6 +142,8 @@ export class StepConsole {
   cpu = 0;
   private readonly breakpoints: Breakpoint[] = [];
   private nextBreakpoint = 1;
+  /** Warnings of the command being run (see ConsoleReply.warnings). */
+  private warnings: string[] = [];
   /** Each site as boot patching left it: the machine has not run yet when the console opens. */
   private readonly bootBytes: Map<bigint, Uint8Array>;
   private readonly commands: Map<string, Command>;
@@ -179,10 +191,12 @@ export class StepConsole {
     const fmt = slash >= 0 ? head.slice(slash + 1) : '';
     const name = this.aliases.get(name0) ?? name0;
     const cmd = this.commands.get(name);
+    this.warnings = [];
     try {
       if (!cmd) throw new ConsoleError(`unknown command '${name0}' (type help for the list)`);
       if (fmt && name !== 'x') throw new ConsoleError(`${name0}: takes no /format`);
-      return cmd.run(args, fmt);
+      const r = cmd.run(args, fmt);
+      return this.warnings.length ? { ...r, warnings: this.warnings } : r;
     } catch (e) {
       if (e instanceof ConsoleError || e instanceof ImageError) return { text: '', data: { error: e.message }, error: e.message };
       if (e instanceof PageFault) {
@@ -308,7 +322,7 @@ export class StepConsole {
     const unit = ({ b: 1, h: 2, w: 4, g: 8 } as const)[(f[3] || 'b') as 'b' | 'h' | 'w' | 'g'];
     if (a.length === 0) throw new ConsoleError('x: give an address, a symbol or a $register');
     const cpu = this.machine.cpu(this.cpu);
-    const addr = resolveAddress(a.join(' '), this.machine.symbols, cpu);
+    const addr = resolveAddress(a.join(' '), this.machine.symbols, cpu, this.warnings);
     const bytes = this.machine.mem.readBytes(addr, count * unit);
     const values: bigint[] = [];
     const dv = new DataView(bytes.buffer);
@@ -368,7 +382,7 @@ export class StepConsole {
     const cpu = this.machine.cpu(this.cpu);
     if (a.length > 0) {
       const n = a.length > 1 && /^\d+$/.test(a[a.length - 1]) ? parseIntArg(a.pop(), 'n', 1, 10000) : 10;
-      const at = resolveAddress(a.join(' '), this.machine.symbols, cpu);
+      const at = resolveAddress(a.join(' '), this.machine.symbols, cpu, this.warnings);
       const lines = this.list(at, n);
       if (lines.length === 0) throw new ConsoleError(`cannot access memory at ${hex(at)}`);
       return { text: formatListing(lines, { mark: cpu.rip }), data: { lines } };
@@ -396,7 +410,7 @@ export class StepConsole {
       const text = this.breakpoints.length ? this.breakpoints.map((b) => `${b.id}: ${hex(b.address)} <${b.where}>`).join('\n') : 'no breakpoints';
       return { text, data: { breakpoints: this.breakpoints.map((b) => ({ id: b.id, address: b.address, symbol: b.where })) } };
     }
-    const addr = resolveAddress(a.join(' '), m.symbols, m.cpu(this.cpu));
+    const addr = resolveAddress(a.join(' '), m.symbols, m.cpu(this.cpu), this.warnings);
     const id = this.nextBreakpoint++;
     const remove = m.addHook(addr, () => 'stop');
     const bp = { id, address: addr, where: m.symbolize(addr), remove };

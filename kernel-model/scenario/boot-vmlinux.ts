@@ -34,7 +34,8 @@ export class KernelWithHarness implements KernelImage {
     readonly harness: FixtureImage,
   ) {
     // Harness names first: where both define a name (startup_64), the harness's is meant.
-    for (const t of [harness.symbols, vm.symbols]) for (const n of t.names()) this.symbols.add(n, t.resolve(n)!);
+    this.symbols.addAll(harness.symbols);
+    this.symbols.addAll(vm.symbols, (n) => harness.symbols.resolve(n) === undefined);
     this.sections = [...vm.sections, ...harness.sections];
     this.pvOps = vm.pvOps;
     this.sites = vm.sites;

@@ -57,7 +57,10 @@ export function wireInjections(
     const fire = (trigger: string, by: number): boolean => {
       if (left <= 0) return false;
       left--;
-      fired.push({ step: m.steps, index, action: describeAction(inj.action), trigger, by });
+      // The step of the event itself, inside the running CPU's slice (m.steps is the
+      // slice's start), so a report and a trace name the same step.
+      const step = by >= 0 ? m.currentStep(m.cpu(by)) : m.steps;
+      fired.push({ step, index, action: describeAction(inj.action), trigger, by });
       const a = inj.action;
       if ('nmi' in a) m.nmi(a.nmi);
       else m.interrupt(a.irq.cpu, a.irq.vector);

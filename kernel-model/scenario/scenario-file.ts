@@ -185,7 +185,10 @@ export function parseScenario(json: Json, file: string): Scenario {
   const cpus = v.int(o.cpus, 'cpus', 1, 256);
   if (!Array.isArray(o.work)) v.fail('work', `expected an array with one {"entry", "arg"} per CPU, got ${show(o.work)}`);
   const workIn = o.work as Json[];
-  if (workIn.length > cpus) v.fail('work', `has ${workIn.length} entries for ${cpus} CPUs`);
+  // One entry per CPU, no fewer: a CPU without an entry would boot to nothing the
+  // file says, and a missing entry is far more often a typo than a wish for an idle CPU
+  // (say so with {"entry": "workload_idle"}).
+  if (workIn.length !== cpus) v.fail('work', `has ${workIn.length} entries for ${cpus} CPUs (expected one per CPU; an idle CPU is {"entry": "workload_idle"})`);
   const work = workIn.map((w, i) => {
     const wo = v.obj(w, `work[${i}]`);
     v.known(wo, `work[${i}]`, ['entry', 'arg']);

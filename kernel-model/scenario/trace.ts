@@ -3,14 +3,13 @@
 // for a host routine, what its step did). Installed as the machine's probe only
 // when a trace is asked for, so untraced runs keep the unprobed step loop.
 
-import { closeSync, openSync, renameSync, rmSync, writeSync } from 'fs';
-import { basename, dirname, join } from 'path';
 import type { Machine } from '../../emu/machine';
 import type { Cpu } from '../../emu/cpu';
 import type { Insn } from '../../emu/insn';
 import type { Probe } from '../../emu/probe';
 import { disassemble } from '../../emu/decode';
 import { annotate } from '../image/disasm';
+import { OutputFile } from '../image/output-file';
 import { contextStack, type VectorNamer } from './report';
 
 export interface TraceLine {
@@ -86,19 +85,17 @@ export class TraceProbe implements Probe {
 }
 
 /**
- * A buffered trace file written to a temporary name and renamed into place by
- * `close`, so a failed run leaves nothing behind (`abort` removes it).
+ * A buffered trace file written through an OutputFile (a temporary name renamed into
+ * place by `close`), so a failed run leaves nothing behind (`abort` removes it).
  */
 export class TraceFile {
-  private readonly fd: number;
-  private readonly tmp: string;
+  private readonly out: OutputFile;
   private chunks: string[] = [];
   private size = 0;
   lines = 0;
 
   constructor(readonly path: string) {
-    this.tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
-    this.fd = openSync(this.tmp, 'w');
+    this.out = new OutputFile(path);
   }
 
   write(line: string): void {
@@ -110,23 +107,17 @@ export class TraceFile {
 
   private flush(): void {
     if (this.chunks.length === 0) return;
-    writeSync(this.fd, this.chunks.join('\n') + '\n');
+    this.out.write(this.chunks.join('\n') + '\n');
     this.chunks = [];
     this.size = 0;
   }
 
   close(): void {
     this.flush();
-    closeSync(this.fd);
-    renameSync(this.tmp, this.path);
+    this.out.commit();
   }
 
   abort(): void {
-    try {
-      closeSync(this.fd);
-    } catch {
-      // already closed
-    }
-    rmSync(this.tmp, { force: true });
+    this.out.abort();
   }
 }

@@ -156,4 +156,32 @@ describe('textpoke patch and verify', () => {
     expect(readdirSync(dir)).toEqual([]);
     expect(existsSync(`${out}.bin`)).toBe(false);
   });
+
+  it('verify --against an unrelated image is refused (exit 2), naming the first difference', () => {
+    expectUserError(textpoke(['verify', 'minikernel', '--against', 'vmlinux-harness']), /--against .*vmlinux-harness\.json: not the build .*minikernel\.json was made from \(sections differ: \.text at 0xffffffff81000000/);
+    // Its own unpatched self is the same build: verify runs (and reports the mismatches, exit 1).
+    expect(textpoke(['verify', 'minikernel', '--against', 'minikernel']).code).toBe(1);
+  });
+
+  it('-o naming an input or a committed fixture is refused (exit 2) and the file is left as it was', () => {
+    const fixtures = join(ROOT, 'fixtures');
+    const before = ['minikernel.bin', 'minikernel.json', 'vmlinux-harness.bin', 'vmlinux-harness.json'].map((f) => readFileSync(join(fixtures, f)));
+    // The input fixture itself, by name, by blob and by manifest path.
+    expectUserError(textpoke(['patch', 'minikernel', '--boot', '-o', join(fixtures, 'minikernel')]), /-o .*minikernel\.bin: is the input fixture blob/);
+    expectUserError(textpoke(['patch', join(fixtures, 'minikernel.json'), '--boot', '-o', join(fixtures, 'minikernel.json')]), 'refusing to overwrite an input');
+    // Another committed fixture.
+    expectUserError(textpoke(['patch', 'minikernel', '--op', UNLOCK, '-o', join(fixtures, 'vmlinux-harness')]), 'is a fixture committed with textpoke');
+    expect(['minikernel.bin', 'minikernel.json', 'vmlinux-harness.bin', 'vmlinux-harness.json'].map((f) => readFileSync(join(fixtures, f)))).toEqual(before);
+    // A copy elsewhere: its own files are inputs too (the manifest beside the blob).
+    const dir = tempDir();
+    for (const f of ['minikernel.bin', 'minikernel.json']) copyFileSync(join(fixtures, f), join(dir, f));
+    expectUserError(textpoke(['patch', join(dir, 'minikernel.bin'), '--boot', '-o', join(dir, 'minikernel.json')]), 'is the input fixture');
+    expect(readdirSync(dir).sort()).toEqual(['minikernel.bin', 'minikernel.json']);
+  });
+
+  it('an output location that cannot be written is the user\'s error: exit 2 naming the path', () => {
+    // /sys refuses new files even to root, where a read-only directory would not.
+    expectUserError(textpoke(['patch', 'minikernel', '--boot', '-o', '/sys/textpoke-out']), '/sys/textpoke-out');
+    expectUserError(textpoke(['run', join(ROOT, 'fixtures', 'scenarios', 'nmi-safe-primary.json'), '--trace', '/sys/textpoke-trace']), '/sys/textpoke-trace');
+  });
 });

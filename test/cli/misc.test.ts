@@ -1,6 +1,11 @@
 // Every command's --help has an example; usage errors; `coverage` and `exec`.
 
-import { textpoke, json, expectUserError } from './textpoke';
+import { spawn } from 'child_process';
+import { writeFileSync } from 'fs';
+import { join } from 'path';
+import { textpoke, json, expectUserError, tempDir, removeTempDirs, BIN, ROOT } from './textpoke';
+
+afterAll(removeTempDirs);
 
 describe('textpoke --help and usage', () => {
   it.each(['demo', 'run', 'load', 'disasm', 'patch', 'verify', 'step', 'coverage', 'exec'])('%s --help shows an example', (cmd) => {
@@ -35,6 +40,10 @@ describe('textpoke coverage', () => {
 
   it('bad input', () => {
     expectUserError(textpoke(['coverage', '/nonexistent/vmlinux']), 'no such file');
+    // An empty file has no instructions: "0 of 0 = 100%" would read as success.
+    const empty = join(tempDir(), 'empty.bin');
+    writeFileSync(empty, '');
+    expectUserError(textpoke(['coverage', empty]), 'empty.bin: no bytes to sweep');
   });
 });
 
@@ -46,3 +55,30 @@ describe('textpoke exec keeps its contract', () => {
     expectUserError(textpoke(['exec', '--code', 'xyz']), '--code');
   });
 });
+
+describe('textpoke exec: a run with no end', () => {
+  it('shows progress and stops cleanly on SIGINT with the registers so far (exit 130)', async () => {
+    // TEXTPOKE_PROGRESS=1: the progress line a terminal would get, on a pipe.
+    const child = spawn(process.execPath, [BIN, 'exec', '--code', 'ebfe', '--max-steps', '1e12'], {
+      cwd: ROOT, env: { ...process.env, TEXTPOKE_PROGRESS: '1', NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    // Interrupt once progress has been shown: the run is under way, the handler installed.
+    await new Promise<void>((shown) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (/exec \[[.#]+\] [\d,]+ steps/.test(stderr)) shown();
+      });
+    });
+    child.kill('SIGINT');
+    const code = await exited;
+    expect(code).toBe(130);
+    expect(stdout).toMatch(/^stop: interrupted\nsteps: \d+\n/);
+    expect(Number(/steps: (\d+)/.exec(stdout)![1])).toBeGreaterThan(0);
+    expect(stdout).toMatch(/^rip +0x0000000000401000$/m);
+  });
+});
+

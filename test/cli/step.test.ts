@@ -39,8 +39,9 @@ describe('textpoke step through a pipe', () => {
       'cpus',
     ].join('\n');
     const r = textpoke(['step', DEADLOCK], { input: script + '\n' });
-    expect(r.code).toBe(0);
-    // The unknown command is reported on stderr and the session goes on.
+    // The unknown command is reported on stderr and the session goes on, but the exit
+    // status says a command failed (as with --cmd).
+    expect(r.code).toBe(2);
     expect(r.stderr).toBe("textpoke: unknown command 'frobnicate' (type help for the list)\n");
     const s = session(r.stdout);
     expect(s.get('break asm_exc_nmi')).toEqual([expect.stringMatching(/^Breakpoint 1 at 0xffffffff[0-9a-f]{8} <asm_exc_nmi>$/)]);
@@ -75,6 +76,22 @@ describe('textpoke step through a pipe', () => {
     expect(where).toMatch(/CPU1 \[thread > stop_machine > NMI > #BP\] at poke_int3_handler \(waiting\), holds nmi_lock -> waits for CPU0/);
     expect(where).toContain('wait-for cycle: CPU0 -> CPU1 -> CPU0');
     expect(s.get('cpus')!).toHaveLength(2);
+  });
+});
+
+describe('textpoke step: exit status of a piped session', () => {
+  it('exits 0 when every piped command succeeds', () => {
+    const r = textpoke(['step', 'minikernel'], { input: 'cpus\nstep 0 2\nwhere\n' });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect([...session(r.stdout).keys()]).toEqual(['cpus', 'step 0 2', 'where']);
+  });
+
+  it('exits 2 after a failed command, having run the lines after it', () => {
+    const r = textpoke(['step', 'minikernel'], { input: 'cpus\nx/4xb no_such_symbol\nwhere\n' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^textpoke: .*no_such_symbol/);
+    expect([...session(r.stdout).keys()]).toEqual(['cpus', 'x/4xb no_such_symbol', 'where']);
   });
 });
 

@@ -1,5 +1,6 @@
 // Runs the built CLI as a user would: `node dist/bin/textpoke.js …` in a child
-// process, with colour and history kept out of the way unless a test asks.
+// process, with colour and history kept out of the way unless a test asks. No
+// timings: speed is measured in `npm run bench`, never asserted in a test.
 
 import { spawnSync } from 'child_process';
 import { mkdtempSync, rmSync } from 'fs';
@@ -15,16 +16,14 @@ export interface CliResult {
   code: number;
   stdout: string;
   stderr: string;
-  ms: number;
 }
 
 export function textpoke(args: string[], opts: { input?: string; env?: Record<string, string | undefined> } = {}): CliResult {
   const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: undefined, FORCE_COLOR: undefined, TEXTPOKE_HISTORY: join(tmpdir(), 'textpoke-test-history'), ...opts.env };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  const t0 = performance.now();
   const r = spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, input: opts.input ?? '', encoding: 'utf8', env: env as NodeJS.ProcessEnv, timeout: 60_000 });
   if (r.error) throw r.error;
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, ms: performance.now() - t0 };
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Parses stdout as the one JSON object a --json command prints. */

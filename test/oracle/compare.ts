@@ -4,7 +4,7 @@
 import { disassemble } from '../../emu/decode';
 import { GPR_NAMES } from '../../emu/cpu';
 import { CF, PF, AF, ZF, SF, OF, TF, IF, DF, IOPL, NT, AC } from '../../emu/flags';
-import type { OracleCase } from './generate';
+import { hostCpuIdentity, type OracleCase } from './generate';
 import type { MachineResult } from './native';
 import { DATA_WIN, STACK_WIN, INSN_ADDR } from './layout';
 
@@ -83,12 +83,21 @@ function masked(c: OracleCase, base: bigint, host: Uint8Array, emu: Uint8Array):
   return out;
 }
 
+/** The host is an Intel CPU (decides which of a case's vendor differences apply). */
+export const HOST_IS_INTEL = hostCpuIdentity().vendor === 'GenuineIntel';
+
 /**
  * Differences between the host's and the emulator's result (empty when they agree).
- * `undefinedFlags` (architectural bits) are not compared.
+ * `undefinedFlags` (architectural bits) are not compared, nor what the case's
+ * `vendorDiffers` leaves out on a host of that vendor (`hostIntel`).
  */
-export function compareResults(c: OracleCase, host: MachineResult, emu: MachineResult, undefinedFlags: number): string[] {
+export function compareResults(
+  c: OracleCase, host: MachineResult, emu: MachineResult, undefinedFlags: number, hostIntel = HOST_IS_INTEL,
+): string[] {
   const d: string[] = [];
+  const v = c.vendorDiffers !== null && c.vendorDiffers.intel === hostIntel ? c.vendorDiffers : null;
+  const upper = (i: number): bigint => (v?.upperHalves.includes(i) ? 0xffffffffn : (1n << 64n) - 1n);
+  if (v && host.vector !== null) undefinedFlags |= v.flagsIfFault;
   if (emu.error) d.push(`emulator error: ${emu.error}`);
   const hc = faultClass(host.vector);
   const ec = faultClass(emu.vector);
@@ -102,7 +111,7 @@ export function compareResults(c: OracleCase, host: MachineResult, emu: MachineR
     d.push(`end RIP: host ${hex64(host.rip)}, emulator ${hex64(emu.rip)}`);
   }
   for (let i = 0; i < 16; i++) {
-    if (host.regs[i] !== emu.regs[i] && !c.undefinedRegs.includes(i)) {
+    if ((host.regs[i] & upper(i)) !== (emu.regs[i] & upper(i)) && !c.undefinedRegs.includes(i)) {
       d.push(`${GPR_NAMES[i].padEnd(3)}: host ${hex64(host.regs[i])}, emulator ${hex64(emu.regs[i])}, input ${hex64(c.regs[i])}`);
     }
   }
@@ -133,6 +142,9 @@ export function describeCase(c: OracleCase): string {
     `  input rflags 0x${c.rflags.toString(16)} (${flagNames(c.rflags)}); undefined here: ${flagNames(c.flagsUndefined)}` +
       (c.undefinedRegs.length ? `, ${c.undefinedRegs.map((r) => GPR_NAMES[r]).join(' ')}` : '') +
       (c.undefinedMem ? `, memory ${hex64(c.undefinedMem.addr)}+${c.undefinedMem.size}` : '') +
+      (c.vendorDiffers ? `; on ${c.vendorDiffers.intel ? 'Intel' : 'non-Intel'} hosts not compared: ` +
+        [...c.vendorDiffers.upperHalves.map((r) => `upper ${GPR_NAMES[r]}`),
+          ...(c.vendorDiffers.flagsIfFault ? [`${flagNames(c.vendorDiffers.flagsIfFault)} after a fault`] : [])].join(', ') : '') +
       (c.gsBase ? `; GS base ${hex64(c.gsBase)}` : ''),
   ];
   for (let i = 0; i < 16; i += 4) {

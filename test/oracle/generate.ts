@@ -76,11 +76,28 @@ export interface OracleCase {
    */
   undefinedRegs: number[];
   undefinedMem: { addr: bigint; size: number } | null;
+  /**
+   * Results where one vendor's CPUs depart from what textpoke models (the SDM's
+   * documented behaviour; docs/notes/vendor-differences.md): on a host of that vendor
+   * they are not compared. Generation never depends on the host's vendor, so both
+   * vendors run the same cases.
+   */
+  vendorDiffers: VendorDifference | null;
   /** Contents of the data and stack windows. */
   data: Uint8Array;
   stack: Uint8Array;
   /** The explicit memory operand, if any, for reports. */
   mem: { addr: bigint; size: number } | null;
+}
+
+/** What a host of the other vendor does differently, and which results to leave out there. */
+export interface VendorDifference {
+  /** true: Intel hosts differ (AMD and others match the model); false: non-Intel hosts differ. */
+  intel: boolean;
+  /** Registers whose upper 32 bits are not compared on such a host. */
+  upperHalves: number[];
+  /** Flags not compared on such a host when the case ends in an exception there. */
+  flagsIfFault: number;
 }
 
 const M64 = (1n << 64n) - 1n;
@@ -167,6 +184,13 @@ export function hostCpuFlags(): Set<string> {
   const line = text.split('\n').find((l) => l.startsWith('flags')) ?? '';
   hostFlagsCache = new Set(line.replace(/^flags\s*:\s*/, '').split(/\s+/));
   return hostFlagsCache;
+}
+
+/** The host CPU's vendor string (GenuineIntel, AuthenticAMD, ...) and model name. */
+export function hostCpuIdentity(): { vendor: string; model: string } {
+  const text = readFileSync('/proc/cpuinfo', 'utf8');
+  const field = (k: string): string => (text.split('\n').find((l) => l.startsWith(k)) ?? '').replace(/^[^:]*:\s*/, '').trim();
+  return { vendor: field('vendor_id') || 'unknown vendor', model: field('model name') || 'unknown model' };
 }
 
 let codesByMnemonic: Map<number, number[]> | null = null;
@@ -402,6 +426,7 @@ class Builder {
   undefFlags = 0;
   readonly undefRegs: number[] = [];
   undefMem: { addr: bigint; size: number } | null = null;
+  vendor: VendorDifference | null = null;
 
   constructor(readonly p: Prng) {
     for (let i = 0; i < 16; i++) this.regs.push(value64(p));
@@ -609,7 +634,7 @@ function buildMem(b: Builder, size: number, opts: { lea?: boolean; moffs?: boole
     const t = (addr - b.gsBase) & M64;
     const x = pick(p, regs);
     let d = BigInt(p.next() | 0);
-    d -= ((t - d) & M64) % sc;
+    d += ((t - d) & M64) % sc; // t - d becomes a multiple of the scale
     if (!fitsI32(d)) d += sc * (d < 0n ? 1n : -1n);
     const q = ((t - d) & M64) / sc;
     b.regs[x] = (q + BigInt(p.below(scale)) * ((1n << 64n) / sc)) & M64;
@@ -692,8 +717,6 @@ const SHIFTS = [
   Mnemonic.Shld, Mnemonic.Shrd,
 ];
 const BT = [Mnemonic.Bt, Mnemonic.Bts, Mnemonic.Btr, Mnemonic.Btc];
-/** Producers whose undefined flags depend on operand values (see the `undef` profiles). */
-const VALUE_UNDEFINED_FLAGS = new Set<number>([...SHIFTS, Mnemonic.Bsf, Mnemonic.Bsr]);
 const RCX_BRANCHES = [Mnemonic.Loop, Mnemonic.Loope, Mnemonic.Loopne, Mnemonic.Jrcxz, Mnemonic.Jecxz];
 
 const setCountInCl = (b: Builder): void => {
@@ -1037,6 +1060,17 @@ function buildString(b: Builder, form: Form): Instruction {
       else b.writeMem(da, e, b.readMem(src + step * BigInt(k), e));
     }
   }
+  if (a32 && rep !== RepPrefixKind.None && (b.regs[RCX] & M32) === 0n) {
+    // ECX=0 with 32-bit addressing: no iteration, nothing written (SDM); Intel CPUs clear
+    // RCX's upper half anyway, and for movs/stos those of the pointers they advance.
+    const ptrs = kind === 'movs' ? [RSI, RDI] : kind === 'stos' ? [RDI] : [];
+    b.vendor = { intel: true, upperHalves: [RCX, ...ptrs], flagsIfFault: 0 };
+  }
+  if (cond && runOff) {
+    // A fault part-way through repe/repne cmps/scas restores RFLAGS to its value before
+    // the instruction (SDM, as textpoke does); AMD hosts keep the last iteration's.
+    b.vendor = { intel: false, upperHalves: [], flagsIfFault: ARITH };
+  }
   const asz = a32 ? 32 : 64;
   switch (mn) {
     case Mnemonic.Movsb: return Instruction.createMovsb(asz, Register.None, rep);
@@ -1133,6 +1167,7 @@ function finish(form: Form, index: number, b: Builder, bytes: Uint8Array, flagsU
     flagsUndefined: flagsUndefined | b.undefFlags,
     undefinedRegs: b.undefRegs,
     undefinedMem: b.undefMem,
+    vendorDiffers: b.vendor,
   };
 }
 
@@ -1180,8 +1215,8 @@ export function producerForms(forms: Form[]): Form[] {
   );
 }
 
-/** A producer instance writing none of the `keep` registers; its instruction, not encoded. */
-function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): Instruction | null {
+/** A producer instance writing none of the `keep` registers; its instruction (not encoded) and operands. */
+function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): { ins: Instruction; ops: Choice[] } | null {
   const slots = form.slots!;
   const chosen: (RegChoice | null)[] = [];
   const written = form.mnemonic === Mnemonic.Xadd ? 2 : 1;
@@ -1189,6 +1224,7 @@ function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): 
   const free: number[] = [];
   for (let i = 0; i < 16; i++) if (!keep.has(i)) free.push(i);
   const args: Arg[] = [];
+  const ops: Choice[] = [];
   let immCount = 0;
   for (let i = 0; i < slots.length; i++) {
     const s = slots[i];
@@ -1196,9 +1232,11 @@ function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): 
     if (s.t === 'imm') {
       const { v, signed } = immValue(p, s.kind, prof.imm, immCount++ > 0);
       args.push({ t: 'i', v, signed });
+      ops.push({ t: 'imm', v });
     } else if (s.t === 'fixreg') {
       if (i < written && keep.has(fixedChoice(s.reg).reg)) return null;
       args.push({ t: 'r', reg: s.reg });
+      ops.push(fixedChoice(s.reg));
     } else if (s.t === 'reg' || s.t === 'rm') {
       let c = pickReg(p, s.size);
       if (i < written && form.mnemonic !== Mnemonic.Cmp && form.mnemonic !== Mnemonic.Test && form.mnemonic !== Mnemonic.Bt) {
@@ -1208,6 +1246,7 @@ function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): 
         c = { t: 'reg', reg, size: s.size, high8, iced: icedGpr(reg, s.size, high8) };
       }
       args.push({ t: 'r', reg: c.iced });
+      ops.push(c);
       chosen[i] = c;
     } else {
       return null;
@@ -1223,10 +1262,32 @@ function buildProducer(p: Prng, form: Form, keep: Set<number>, regs: bigint[]): 
     regs[d.reg] = (u64(p) & ~M32 & M64) | low;
   }
   try {
-    return create(form.code, args);
+    return { ins: create(form.code, args), ops };
   } catch {
     return null;
   }
+}
+
+/**
+ * The flags a producer leaves undefined for its operand values (a shift or rotate by
+ * more than one and OF, a large count and CF, a 16-bit shld/shrd by more than 16 and
+ * everything), which iced-x86 cannot report; null when its result is undefined too
+ * (the consumer might read that register). The producer's operands are all registers,
+ * and the case's registers are its inputs.
+ */
+function producerUndefined(b: Builder, form: Form, ops: Choice[]): number | null {
+  const undef = PROFILES.get(form.mnemonic)?.undef;
+  if (!undef) return 0;
+  const [flags, nregs] = [b.undefFlags, b.undefRegs.length];
+  b.undefFlags = 0;
+  undef(b, ops);
+  const produced = b.undefFlags;
+  b.undefFlags = flags;
+  if (b.undefRegs.length !== nregs) {
+    b.undefRegs.length = nregs;
+    return null;
+  }
+  return produced;
 }
 
 /**
@@ -1255,10 +1316,10 @@ function tryPairCase(p: Prng, form: Form, producers: Form[], index: number): Ora
     for (let attempt = 0; attempt < 20; attempt++) {
       const r = p.below(4);
       const pf = pick(p, r === 0 && lazy64.length ? lazy64 : r === 1 && lazy.length ? lazy : producers);
-      const pins = buildProducer(p, pf, keep, c.b.regs);
-      if (!pins) continue;
-      const pb = encodeAt(pins, INSN_ADDR, pf.name);
-      pins.free();
+      const built = buildProducer(p, pf, keep, c.b.regs);
+      if (!built) continue;
+      const pb = encodeAt(built.ins, INSN_ADDR, pf.name);
+      built.ins.free();
       if (!pb) continue;
       const pd = decodeAs(pb, INSN_ADDR, pf.mnemonic);
       if (!pd) continue;
@@ -1267,15 +1328,16 @@ function tryPairCase(p: Prng, form: Form, producers: Form[], index: number): Ora
       if (!cb) return null;
       const cd = decodeAs(cb, at, form.mnemonic);
       if (!cd) return null;
-      // A flag the producer leaves undefined must not decide the consumer's result —
-      // including flags only its operand values leave undefined (a shift or rotate by
-      // more than one and OF, large shift counts and CF), which iced-x86 cannot report.
-      if (pd.flagsUndefined & cd.flagsRead) continue;
-      if (VALUE_UNDEFINED_FLAGS.has(pf.mnemonic) && cd.flagsRead & (OF | CF)) continue;
+      // A flag the producer leaves undefined must not decide the consumer's result,
+      // including flags only its operand values leave undefined.
+      const valueUndefined = producerUndefined(c.b, pf, built.ops);
+      if (valueUndefined === null) continue;
+      const produced = pd.flagsUndefined | valueUndefined;
+      if (produced & cd.flagsRead) continue;
       const bytes = new Uint8Array(pb.length + cb.length);
       bytes.set(pb, 0);
       bytes.set(cb, pb.length);
-      return finish(form, index, c.b, bytes, pd.flagsUndefined | cd.flagsUndefined, pd.name);
+      return finish(form, index, c.b, bytes, produced | cd.flagsUndefined, pd.name);
     }
     return null;
   } finally {
