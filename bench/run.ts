@@ -15,12 +15,14 @@ import { writeOutput } from '../kernel-model/image/output-file';
 import { benchEmulator, type EmulatorResults } from './emulator';
 import { benchScenarios, type ScenarioFigure } from './scenarios';
 import { benchFixturePatching, type FixturePatchingResults } from './patching';
+import { benchExplore, formatExplore, type ExploreFigure } from './explore';
+import { benchSnapshots, formatSnapshots, type SnapshotFigure } from './snapshot';
 import { benchKernel, type KernelResults, type KernelSkipped } from './kernel';
 import { benchPeer, type PeerResults } from './peer';
 import { formatEmulator, formatPeer, formatScenarios, formatPatching, formatKernel, fix } from './report';
 import { benchOptions, errorText, now, seconds } from './util';
 
-export const SECTIONS = ['emulator', 'peer', 'scenarios', 'patching', 'kernel'] as const;
+export const SECTIONS = ['emulator', 'peer', 'scenarios', 'patching', 'kernel', 'snapshot', 'explore'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 const USAGE =
@@ -84,6 +86,8 @@ export interface BenchResults {
   scenarios?: ScenarioFigure[];
   patching?: FixturePatchingResults;
   kernel?: KernelResults | KernelSkipped;
+  snapshot?: SnapshotFigure[];
+  explore?: ExploreFigure[];
   /** Sections that threw, with the error (the others still report). */
   errors: Record<string, string>;
   totalSeconds: number;
@@ -153,6 +157,14 @@ export async function runBench(a: BenchArgs, print: (text: string) => void, log:
   await guard('kernel', async () => {
     res.kernel = await benchKernel(o);
     print(formatKernel(res.kernel));
+  });
+  await guard('snapshot', () => {
+    res.snapshot = benchSnapshots(o);
+    print(formatSnapshots(res.snapshot));
+  });
+  await guard('explore', () => {
+    res.explore = benchExplore(o);
+    print(formatExplore(res.explore));
   });
   res.totalSeconds = seconds(t0);
   m.loadAverage.end = loadavg()[0];

@@ -26,6 +26,7 @@ const INPUT_ERROR_NAMES = new Set([
   'RuntimePatchError',
   'ConsoleError',
   'OutputError',
+  'ReplayFileError',
 ]);
 
 export function isInputError(e: unknown): e is Error {

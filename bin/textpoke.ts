@@ -13,6 +13,7 @@ import { disasmCommand, runDisasm, type DisasmArgs } from './commands/disasm';
 import { patchCommand, runPatch, type PatchArgs } from './commands/patch';
 import { verifyCommand, runVerify, type VerifyArgs } from './commands/verify';
 import { stepCommand, runStep, type StepArgs } from './commands/step';
+import { exploreCommand, runExplore, type ExploreArgs } from './commands/explore';
 import { coverageCommand, runCoverage, type CoverageArgs } from './commands/coverage';
 import { reportError, UserError } from './errors';
 
@@ -37,6 +38,7 @@ async function main(argv: string[]): Promise<number> {
     .command('disasm <image> <at>', 'objdump-style listing of a symbol or address, pv sites annotated with op and state', disasmCommand, wrap<DisasmArgs>(runDisasm))
     .command('patch <image>', 'runtime-patch pv ops on emulated CPUs (or --boot: boot-time patching) and write the patched image', patchCommand, wrap<PatchArgs>(runPatch))
     .command('verify <image>', 'check every pv site against what the alternatives engine generates for pv_ops (exit 1 on a mismatch)', verifyCommand, wrap<VerifyArgs>(runVerify))
+    .command('explore <scenario>', 'every schedule and NMI placement within a bound: minimal counterexamples, replay files (exit 1 on a bug)', exploreCommand, wrap<ExploreArgs>(runExplore))
     .command('step <target>', 'single-stepping console on a scenario or image (interactive, piped, or --cmd)', stepCommand, wrap<StepArgs>(runStep))
     .command('coverage <file>', 'instruction coverage of kernel text: what the emulator implements, what is missing', coverageCommand, wrap<CoverageArgs>(runCoverage))
     .command('exec', 'run bytes on one CPU until hlt, the step limit or an unhandled exception', execCommand, wrap<ExecArgs>(runExec))

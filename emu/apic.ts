@@ -41,6 +41,23 @@ export interface IpiBus {
   sendIpi(ipi: Ipi): void;
 }
 
+export interface ApicState {
+  irr: Uint32Array;
+  isr: Uint32Array;
+  tmr: Uint32Array;
+  tpr: number;
+  svr: number;
+  ldr: number;
+  dfr: number;
+  esr: number;
+  icrLo: number;
+  icrHi: number;
+  lvt: [number, number][];
+  base: number;
+  id: number;
+  sent: number;
+}
+
 export class LocalApic implements MmioDevice {
   readonly irr = new Uint32Array(8);
   readonly isr = new Uint32Array(8);
@@ -58,6 +75,32 @@ export class LocalApic implements MmioDevice {
   base: number;
   /** IPIs this APIC sent, by delivery mode name, for reports. */
   sent = 0;
+
+  /** Every register (machine snapshots save it). */
+  saveState(): ApicState {
+    return {
+      irr: this.irr.slice(), isr: this.isr.slice(), tmr: this.tmr.slice(), tpr: this.tpr, svr: this.svr, ldr: this.ldr,
+      dfr: this.dfr, esr: this.esr, icrLo: this.icrLo, icrHi: this.icrHi, lvt: [...this.lvt], base: this.base, id: this.id,
+      sent: this.sent,
+    };
+  }
+
+  loadState(s: ApicState): void {
+    this.irr.set(s.irr);
+    this.isr.set(s.isr);
+    this.tmr.set(s.tmr);
+    this.tpr = s.tpr;
+    this.svr = s.svr;
+    this.ldr = s.ldr;
+    this.dfr = s.dfr;
+    this.esr = s.esr;
+    this.icrLo = s.icrLo;
+    this.icrHi = s.icrHi;
+    this.lvt = new Map(s.lvt);
+    this.base = s.base;
+    this.id = s.id;
+    this.sent = s.sent;
+  }
 
   constructor(
     readonly cpu: number,

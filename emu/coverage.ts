@@ -4,7 +4,8 @@
 // often they occur — the to-do list for instruction semantics.
 //
 // "Implemented" means what the interpreter would do: the mnemonic has an OPTABLE row
-// and the row's compile() accepts the decoded form (does not throw Unsupported). Each
+// and the row's compile() accepts the decoded form (does not throw Unsupported); a form
+// the row declares `unimplemented` (emu/forms.ts) is reported with its reason. Each
 // distinct form is compiled once. A form is the iced Code plus the legacy prefixes
 // that change semantics without changing the Code (lock, rep/repne, fs/gs, 0x67).
 //
@@ -20,6 +21,7 @@ import { Decoder, DecoderOptions, FlowControl, Instruction, Code } from 'iced-x8
 import { decodeOne, isDecodeFailure, CODE_NAMES } from './decode';
 import { OPTABLE } from './optable';
 import { Unsupported } from './operands';
+import { unimplementedReason } from './forms';
 
 export interface CoverageChunk {
   /** Address of bytes[0]. */
@@ -244,6 +246,12 @@ function classify(
       m.count += f.count;
       m.codes.set(codeName, (m.codes.get(codeName) ?? 0) + f.count);
       missing.set(d.name, m);
+      continue;
+    }
+    const declared = unimplementedReason(row, d.code);
+    if (declared !== null) {
+      // The row says it leaves this form out (emu/forms.ts): its reason, no compile.
+      unsupported.push({ mnemonic: d.name, code: codeName, prefixes: prefixNames(pfx), reason: declared, count: f.count, example: addr, crashed: false });
       continue;
     }
     try {

@@ -11,6 +11,16 @@
 // guest returns, RIP is back at the binding with the same RSP and the frame resumes.
 // The same (address, RSP) test resumes a routine after an interrupt that arrived
 // between two of its steps.
+//
+// Machine snapshots cannot copy a generator, so each routine keeps its history: the
+// value fed into each step, the operation it yielded, and any memory its body read
+// directly (outside an operation). Restoring re-creates the generator and feeds it the
+// same values again; the operations are data and are not performed again, so the
+// replay has no effect on the machine. Each replayed operation is compared with the
+// recorded one: a routine that does not replay the same way is reported, never
+// silently continued. Model state a body reads directly (a plan, a function pointer)
+// is registered with Machine.addStatePart({ readByHostRoutines: true }): it is saved
+// when the routine starts and loaded while it is replayed.
 
 import type { Cpu } from './cpu';
 import { HI, RAX, RSP, RDI, RSI, RDX, RCX, R8, R9 } from './regs';
@@ -18,6 +28,7 @@ import type { Insn, Exec } from './insn';
 import { push64, pop64 } from './ops/stack';
 import { toBig } from './u64';
 import { readFlags, writeFlags, IF } from './flags';
+import type { HostReadTap } from './memory';
 
 /** Describes why a CPU waits, for deadlock reports. */
 export interface WaitInfo {
@@ -73,10 +84,33 @@ export interface HostBinding {
   routine: HostRoutine;
 }
 
-export interface HostFrame {
+/** Everything needed to re-create a routine's generator at any of its steps. */
+export interface HostHistory {
   binding: HostBinding;
   ctx: HostContext;
+  /** Model state host routines read, as the routine started (null: none registered). */
+  entry: Map<string, unknown> | null;
+  /** Value fed into each step (the first is undefined). */
+  inputs: HostResult[];
+  /** Operation yielded by each step (absent for the final step, which returned). */
+  ops: HostOp[];
+  /** Direct memory reads of the body, in order, and how many there were after each step. */
+  reads: { addr: bigint; len: number; bytes: Uint8Array }[];
+  readMarks: number[];
+  /** The live generator and how many steps it has taken. */
   gen: HostGen;
+  genSteps: number;
+  /** Records the body's direct reads while it runs. */
+  tap: HostReadTap;
+}
+
+/** A routine's history diverged on replay (its body depends on state nobody saved). */
+export class ReplayDivergence extends Error {}
+
+export interface HostFrame {
+  binding: HostBinding;
+  hist: HostHistory;
+  ctx: HostContext;
   rspLo: number;
   rspHi: number;
   /** A wait that has not been satisfied yet; re-evaluated each time the CPU runs. */
@@ -154,6 +188,39 @@ export function hostExec(b: HostBinding): Exec {
   return (cpu, ins) => stepHost(cpu, ins, b);
 }
 
+function newHistory(cpu: Cpu, b: HostBinding, ctx: HostContext): HostHistory {
+  const m = cpu.machine;
+  const h: HostHistory = {
+    binding: b, ctx, entry: m.hasHostReadParts ? m.saveParts(true) : null, inputs: [], ops: [], reads: [], readMarks: [],
+    gen: b.routine(ctx), genSteps: 0,
+    tap: {
+      read: (addr, len, live) => {
+        const bytes = live();
+        h.reads.push({ addr, len, bytes: bytes.slice() });
+        return bytes;
+      },
+    },
+  };
+  return h;
+}
+
+/** Runs one step of a routine's generator, recording it. */
+function advance(cpu: Cpu, h: HostHistory, input: HostResult): IteratorResult<HostOp, bigint | void> {
+  h.inputs.push(input);
+  const mem = cpu.mem;
+  mem.hostReads = h.tap;
+  let r: IteratorResult<HostOp, bigint | void>;
+  try {
+    r = h.gen.next(input);
+  } finally {
+    mem.hostReads = null;
+  }
+  h.genSteps++;
+  h.readMarks.push(h.reads.length);
+  if (!r.done) h.ops.push(r.value);
+  return r;
+}
+
 function stepHost(cpu: Cpu, ins: Insn, b: HostBinding): Insn {
   let f = findFrame(cpu, b);
   if (!f) {
@@ -163,8 +230,9 @@ function stepHost(cpu: Cpu, ins: Insn, b: HostBinding): Insn {
       status: '',
       label: '',
     };
+    const hist = newHistory(cpu, b, ctx);
     f = {
-      binding: b, ctx, gen: b.routine(ctx), rspLo: cpu.r[RSP], rspHi: cpu.r[RSP + HI],
+      binding: b, hist, ctx, rspLo: cpu.r[RSP], rspHi: cpu.r[RSP + HI],
       pending: null, calling: false, resume: undefined, last: 'enter', depth: cpu.contexts.length,
     };
     cpu.hostFrames.push(f);
@@ -186,7 +254,7 @@ function stepHost(cpu: Cpu, ins: Insn, b: HostBinding): Insn {
   }
   const input = f.resume;
   f.resume = undefined;
-  const r = f.gen.next(input);
+  const r = advance(cpu, f.hist, input);
   if (r.done) {
     cpu.hostFrames.pop();
     if (typeof r.value === 'bigint') cpu.setReg(RAX, r.value);
@@ -275,4 +343,79 @@ function hex(v: bigint | undefined): string {
 
 function sym(cpu: Cpu, a: bigint): string {
   return cpu.machine.symbolize(a);
+}
+
+/** Whether a replayed operation is the recorded one (closures aside: they are re-created). */
+function sameOp(a: HostOp, b: HostOp): boolean {
+  const x = a as unknown as Record<string, unknown>;
+  const y = b as unknown as Record<string, unknown>;
+  for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) {
+    const u = x[k];
+    const v = y[k];
+    if (typeof u === 'function' || typeof v === 'function') continue;
+    if (Array.isArray(u) && Array.isArray(v)) {
+      if (u.length !== v.length) return false;
+      for (let i = 0; i < u.length; i++) {
+        const p = u[i] as unknown;
+        const q = v[i] as unknown;
+        if (typeof p === 'object' && p !== null && typeof q === 'object' && q !== null) {
+          if (JSON.stringify(p, big) !== JSON.stringify(q, big)) return false;
+        } else if (p !== q) return false;
+      }
+      continue;
+    }
+    if (u !== v) return false;
+  }
+  return true;
+}
+
+function big(_k: string, v: unknown): unknown {
+  return typeof v === 'bigint' ? v.toString() : v;
+}
+
+/**
+ * The routine as it was after `n` steps: its history cut to `n` steps, and a generator
+ * that has taken them (the live one if it has taken exactly those, or a new one fed the
+ * recorded values; `loadEntry` loads the model state the routine started with).
+ * Returns the last operation yielded (the current one).
+ */
+export function rewindHistory(cpu: Cpu, h: HostHistory, n: number, loadEntry: (entry: Map<string, unknown>) => void): HostOp | undefined {
+  h.inputs.length = n;
+  h.ops.length = Math.min(h.ops.length, n);
+  h.readMarks.length = n;
+  h.reads.length = n > 0 ? h.readMarks[n - 1] : 0;
+  if (h.genSteps !== n) {
+    if (h.entry) loadEntry(h.entry);
+    const gen = h.binding.routine(h.ctx);
+    let next = 0;
+    const mem = cpu.mem;
+    const where = (): string => `host routine ${h.binding.name} on CPU${cpu.id}`;
+    mem.hostReads = {
+      read: (addr, len) => {
+        const r = h.reads[next++];
+        if (!r || r.addr !== addr || r.len !== len) {
+          throw new ReplayDivergence(`${where()} read ${len} byte(s) at 0x${addr.toString(16)} on replay, not as recorded`);
+        }
+        return r.bytes.slice();
+      },
+    };
+    try {
+      for (let i = 0; i < n; i++) {
+        const r = gen.next(h.inputs[i]);
+        if (r.done) {
+          if (i < h.ops.length) throw new ReplayDivergence(`${where()} returned at step ${i} on replay`);
+          break;
+        }
+        if (!sameOp(r.value, h.ops[i])) {
+          throw new ReplayDivergence(`${where()} yielded ${r.value.op} at step ${i} on replay, recorded ${h.ops[i]?.op ?? 'a return'}`);
+        }
+        h.ops[i] = r.value;
+      }
+    } finally {
+      mem.hostReads = null;
+    }
+    h.gen = gen;
+    h.genSteps = n;
+  }
+  return n > 0 ? h.ops[n - 1] : undefined;
 }

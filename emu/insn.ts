@@ -42,6 +42,8 @@ export class Insn {
   mnemonic = 0;
   code = 0;
   name = '';
+  /** The journal epoch in which this decode was last saved (emu/journal.ts). */
+  jepoch = 0;
   constructor(
     readonly lo: number,
     readonly hi: number,
@@ -96,20 +98,41 @@ export class InsnCache {
   /** Forgets the decode at an address (a breakpoint or host binding changed there). */
   forget(lo: number, hi: number): void {
     const ins = this.peek(lo, hi);
-    if (ins) resetInsn(ins);
+    if (ins) {
+      journalInsn(this.cpu, ins);
+      resetInsn(ins);
+    }
   }
 
   /** Forgets every decode (fetch mode or bindings changed wholesale). */
   forgetAll(): void {
-    for (const arr of this.pages.values()) for (const ins of arr) if (ins) resetInsn(ins);
+    for (const arr of this.pages.values()) {
+      for (const ins of arr) {
+        if (!ins) continue;
+        journalInsn(this.cpu, ins);
+        resetInsn(ins);
+      }
+    }
     this.staleKept = [];
   }
 
   /** The CPU serialized: stale instructions must be fetched again. */
   afterSerialize(): void {
     if (this.staleKept.length === 0) return;
-    for (const ins of this.staleKept) ins.xgen = -1;
+    for (const ins of this.staleKept) {
+      journalInsn(this.cpu, ins);
+      ins.xgen = -1;
+    }
     this.staleKept = [];
+  }
+
+  /** Stale-mode instructions kept despite a foreign write (machine snapshots save the list). */
+  saveState(): Insn[] {
+    return this.staleKept.slice();
+  }
+
+  loadState(s: Insn[]): void {
+    this.staleKept = s.slice();
   }
 
   /** Called for each of this CPU's own writes to a code page (own writes are seen at once). */
@@ -125,6 +148,12 @@ export class InsnCache {
   get cpuRef(): Cpu {
     return this.cpu;
   }
+}
+
+/** Saves a decode before its first change since the last snapshot (emu/journal.ts). */
+function journalInsn(cpu: Cpu, ins: Insn): void {
+  const j = cpu.mem.journal;
+  if (j !== null && ins.jepoch !== j.epoch) j.saveInsn(ins);
 }
 
 function resetInsn(ins: Insn): void {
@@ -161,6 +190,7 @@ export function fetchBytes(cpu: Cpu, lo: number, hi: number): Uint8Array {
  */
 export function revalidate(cpu: Cpu, ins: Insn): Insn {
   const machine = cpu.machine;
+  journalInsn(cpu, ins);
   if (ins.len === 0) {
     decodeInto(cpu, ins, fetchBytes(cpu, ins.lo, ins.hi));
     machine.xmc.check(cpu, ins);

@@ -13,11 +13,13 @@ import { SymbolTable } from './symbols';
 import type { HostBinding, HostOp, HostRoutine } from './host';
 import { hostRead } from './host';
 import type { CodeHook, HookAction } from './breakpoints';
+import { setHooked } from './breakpoints';
 import type { Insn } from './insn';
 import type { Probe } from './probe';
 import type { EventKind } from './events';
 import { runSlice, eventDeliverable } from './run';
-import { Scheduler, type Schedule } from './scheduler';
+import { Scheduler, type Schedule, type SchedulerState } from './scheduler';
+import { takeSnapshot, restoreSnapshot, type Snapshot, type SavesState } from './snapshot';
 import { toBig } from './u64';
 import { PortBus } from './ports';
 
@@ -75,6 +77,9 @@ export interface RunResult {
 }
 
 /** Why a CPU is blocked, for reports and the wait-for graph. */
+/** One thing that can happen next (Machine.enabled / Machine.take). */
+export type Choice = { kind: 'step'; cpu: number } | { kind: 'nmi'; cpu: number };
+
 export interface BlockInfo {
   reason: 'wait' | 'spin';
   detail: string;
@@ -96,6 +101,34 @@ interface Timer {
   step: number;
   seq: number;
   fn: () => void;
+}
+
+const DEFAULT_SCHEDULE: Schedule = { kind: 'round-robin', quantum: 100 };
+const LIVELOCK_CHECK_EVERY = 65536;
+
+/** A component state registered with `addStatePart` (store buffers, the kernel model, …). */
+interface StatePart {
+  part: SavesState<unknown>;
+  /** Host routines read it in their bodies: saved when each routine starts (emu/host.ts). */
+  readByHostRoutines: boolean;
+}
+
+/** The machine's own fields in a snapshot (emu/snapshot.ts holds the rest). */
+export interface MachineCoreState {
+  steps: number;
+  firstFault: [number, { vector: number; detail: string }][];
+  exceptionLog: Machine['exceptionLog'];
+  droppedNmis: number;
+  timers: Timer[];
+  timerSeq: number;
+  blocks: [number, BlockInfo, { addr: bigint; size: number }[]][];
+  schedKey: string | null;
+  sched: SchedulerState | null;
+  slotCpu: number;
+  slotLeft: number;
+  nextLivelockCheck: number | null;
+  xmcViolations: XmcViolation[];
+  xmcSeen: Set<string>;
 }
 
 export class Machine implements IpiBus {
@@ -122,6 +155,23 @@ export class Machine implements IpiBus {
   private readonly watchIds = new Map<number, number[]>();
   private timers: Timer[] = [];
   private timerSeq = 0;
+  /** Component states that join snapshots, by name. */
+  private readonly parts = new Map<string, StatePart>();
+  /**
+   * The schedule in force and where it is: the scheduler's position and the slot
+   * being run (CPU, steps left). Part of the machine state, so a run that stops (a
+   * breakpoint, the step limit, `until`) continues the same schedule from the same
+   * point when run again.
+   */
+  private sched: Scheduler | null = null;
+  private schedKey: string | null = null;
+  private slotCpu = -1;
+  private slotLeft = 0;
+  private nextLivelockCheck: number | null = null;
+  /** cpu.brk as a breakpoint found it (restored when the run resumes there). */
+  private stopBrk = false;
+  /** The locations each blocked CPU watches (re-watched after a restore). */
+  private readonly blockRanges = new Map<number, { addr: bigint; size: number }[]>();
   private stopRequest: { reason: StopReason; cpu: number | null } | null = null;
   private stopOnXmc = false;
   /** Describes what a blocked CPU waits for (set by blockOnWait / the spin detector). */
@@ -189,7 +239,7 @@ export class Machine implements IpiBus {
     const list = this.hooks.get(k) ?? [];
     list.push(hook);
     this.hooks.set(k, list);
-    this.forgetDecode(a);
+    this.syncHooked(a);
     return () => {
       const l = this.hooks.get(k);
       if (!l) return;
@@ -197,7 +247,7 @@ export class Machine implements IpiBus {
       if (i >= 0) l.splice(i, 1);
       if (l.length === 0) {
         this.hooks.delete(k);
-        this.forgetDecode(a);
+        this.syncHooked(a);
       }
     };
   }
@@ -217,6 +267,26 @@ export class Machine implements IpiBus {
       else if (a === 'boundary' && action === 'continue') action = 'boundary';
     }
     return action;
+  }
+
+  /** Wraps or unwraps each CPU's decoded instruction at `a` to match its hooks. */
+  private syncHooked(a: bigint): void {
+    const [lo, hi] = splitAddr(a);
+    const on = this.hasBreakpoint(lo, hi);
+    for (const c of this.cpus) {
+      const ins = c.icache.peek(lo, hi);
+      if (ins) setHooked(ins, on);
+    }
+  }
+
+  /** After a restore put decodes back as they were: hooks are not machine state. */
+  rehook(restored: Insn[]): void {
+    for (const ins of restored) setHooked(ins, this.hasBreakpoint(ins.lo, ins.hi));
+  }
+
+  /** Called by a breakpoint stopping a CPU (emu/breakpoints.ts). */
+  noteStopBrk(brk: boolean): void {
+    this.stopBrk = brk;
   }
 
   private forgetDecode(a: bigint): void {
@@ -383,15 +453,21 @@ export class Machine implements IpiBus {
     cpu.brk = true;
     const wake = (): void => this.unblock(cpu);
     this.watchIds.set(cpu.id, ranges.map((r) => this.mem.watch(r.addr, r.size, wake)));
+    this.blockRanges.set(cpu.id, ranges);
   }
 
   unblock(cpu: Cpu): void {
     if (!cpu.blocked) return;
     cpu.blocked = null;
     this.blockInfo.delete(cpu.id);
-    for (const id of this.watchIds.get(cpu.id) ?? []) this.mem.unwatch(id);
-    this.watchIds.delete(cpu.id);
+    this.unwatchBlock(cpu.id);
     cpu.spin?.reset();
+  }
+
+  private unwatchBlock(id: number): void {
+    for (const w of this.watchIds.get(id) ?? []) this.mem.unwatch(w);
+    this.watchIds.delete(id);
+    this.blockRanges.delete(id);
   }
 
   /** Whether the scheduler may give `cpu` a slice now. */
@@ -409,51 +485,132 @@ export class Machine implements IpiBus {
     return this.run({ schedule: { kind: 'round-robin', quantum: n }, maxSteps: this.steps + n, onlyCpu: cpuId });
   }
 
+  /**
+   * Runs the machine under a schedule until something stops it. The schedule's
+   * position is kept in the machine: running again with the same schedule (or none)
+   * continues where the last run stopped, mid-slot included, so stopping and resuming
+   * changes nothing the machine computes. A different schedule starts afresh.
+   */
   run(opts: RunOptions = {}): RunResult {
     const only = opts.onlyCpu;
-    const sched = Scheduler.create(opts.schedule ?? { kind: 'round-robin', quantum: 100 });
+    // Single-stepping one CPU is the caller's own schedule: the machine's stays put.
+    const sched = only === undefined ? this.useSchedule(opts.schedule) : Scheduler.create(opts.schedule ?? DEFAULT_SCHEDULE);
     const maxSteps = opts.maxSteps ?? Number.MAX_SAFE_INTEGER;
     this.stopOnXmc = opts.stopOnXmc ?? false;
     this.stopRequest = null;
     const n = this.cpus.length;
     const runnable = (i: number): boolean => (only === undefined || i === only) && this.runnable(this.cpus[i]);
     const livelockSteps = opts.livelockSteps ?? 2_000_000;
-    let nextLivelockCheck = this.steps + 65536;
+    if (this.nextLivelockCheck === null) this.nextLivelockCheck = this.steps + LIVELOCK_CHECK_EVERY;
     for (;;) {
       this.fireTimers();
       const req = this.pendingStop();
       if (req) return this.finish(req.reason, req.cpu);
       if (this.steps >= maxSteps) return this.finish('step-limit', null);
-      const slot = sched.next(n, runnable);
-      if (!slot) {
-        if (this.timers.length) {
-          // Every CPU waits: time passes until the next timed injection.
-          this.steps = Math.min(maxSteps, Math.max(this.steps, this.timers[0].step));
-          continue;
+      let cpuId: number;
+      let left: number;
+      if (only === undefined && this.slotLeft > 0 && runnable(this.slotCpu)) {
+        cpuId = this.slotCpu;
+        left = this.slotLeft;
+      } else {
+        const slot = sched.next(n, runnable);
+        if (!slot) {
+          if (this.timers.length) {
+            // Every CPU waits: time passes until the next timed injection.
+            this.steps = Math.min(maxSteps, Math.max(this.steps, this.timers[0].step));
+            continue;
+          }
+          return this.finish(this.idleReason(only), null);
         }
-        return this.finish(this.idleReason(only), null);
+        cpuId = slot.cpu;
+        left = slot.quantum;
+        if (this.timers.length) left = Math.max(1, Math.min(left, this.timers[0].step - this.steps));
       }
-      let q = Math.min(slot.quantum, maxSteps - this.steps);
-      if (this.timers.length) q = Math.max(1, Math.min(q, this.timers[0].step - this.steps));
-      const cpu = this.cpus[slot.cpu];
+      const q = Math.min(left, maxSteps - this.steps);
+      const cpu = this.cpus[cpuId];
       this.sliceCpu = cpu;
       this.sliceRetired = cpu.retired;
       const ran = runSlice(cpu, q);
       this.sliceCpu = null;
       this.steps += ran;
+      if (only === undefined) {
+        // The slot goes on after a stop in its middle (a breakpoint, the step limit);
+        // it ends early only when the CPU itself ended it (halted, blocked, …).
+        const rest = left - ran;
+        const cut = cpu.stoppedAt !== null || (ran === q && q < left);
+        this.slotCpu = cpuId;
+        this.slotLeft = cut && rest > 0 ? rest : 0;
+      }
       opts.onProgress?.(this.steps);
       if (cpu.stoppedAt !== null) {
         cpu.stoppedAt = null;
+        cpu.brk = this.stopBrk;
         return this.finish('breakpoint', cpu.id);
       }
       if (cpu.shutdown) return this.finish('shutdown', cpu.id);
       if (cpu.halted && opts.stopOnHlt) return this.finish('hlt', cpu.id);
       if (opts.until?.()) return this.finish('until', null);
-      if (livelockSteps > 0 && this.steps >= nextLivelockCheck) {
-        nextLivelockCheck = this.steps + 65536;
+      if (livelockSteps > 0 && this.steps >= this.nextLivelockCheck) {
+        this.nextLivelockCheck = this.steps + LIVELOCK_CHECK_EVERY;
         if (this.livelocked(livelockSteps, only)) return this.finish('livelock', null);
       }
     }
+  }
+
+  /** The machine's scheduler for `s`: the one in force if `s` is the same schedule (or absent). */
+  private useSchedule(s: Schedule | undefined): Scheduler {
+    if (this.sched && (s === undefined || JSON.stringify(s) === this.schedKey)) return this.sched;
+    this.setSchedule(s ?? DEFAULT_SCHEDULE);
+    return this.sched!;
+  }
+
+  /** Starts schedule `s` afresh (its first slot next). */
+  setSchedule(s: Schedule): void {
+    this.sched = Scheduler.create(s);
+    this.schedKey = JSON.stringify(s);
+    this.slotCpu = -1;
+    this.slotLeft = 0;
+  }
+
+  // ---- Choice points (the explorer's interface; run() does not use them) ----
+
+  /**
+   * What can happen next: a step of each CPU the scheduler could run now, and an NMI
+   * to each CPU in `nmiCpus` that has none latched (it is then taken at that CPU's next
+   * instruction boundary, i.e. its next step).
+   */
+  enabled(nmiCpus: readonly number[] = []): Choice[] {
+    this.fireTimers();
+    const out: Choice[] = [];
+    for (const c of this.cpus) if (this.runnable(c)) out.push({ kind: 'step', cpu: c.id });
+    for (const i of nmiCpus) {
+      const c = this.cpus[i];
+      if (c && !c.shutdown && !c.nmiPending) out.push({ kind: 'nmi', cpu: i });
+    }
+    return out;
+  }
+
+  /** Takes one choice: one step of a CPU (an event delivery and one instruction or host step), or an NMI. */
+  take(c: Choice): void {
+    if (c.kind === 'nmi') {
+      this.nmi(c.cpu);
+      return;
+    }
+    const cpu = this.cpus[c.cpu];
+    this.sliceCpu = cpu;
+    this.sliceRetired = cpu.retired;
+    const ran = runSlice(cpu, 1);
+    this.sliceCpu = null;
+    this.steps += ran;
+    if (cpu.stoppedAt !== null) {
+      cpu.stoppedAt = null;
+      cpu.brk = this.stopBrk;
+    }
+  }
+
+  /** The slot in progress: CPU and steps left (steps left 0: the next run picks a new slot). */
+  get slot(): { cpu: number; left: number } {
+    return { cpu: this.slotCpu, left: this.slotLeft };
   }
 
   /** Every live CPU spins in one PAUSE loop for `steps` or more, or waits; at least one spins. */
@@ -473,7 +630,7 @@ export class Machine implements IpiBus {
     return this.stopRequest;
   }
 
-  private idleReason(only: number | undefined): StopReason {
+  idleReason(only?: number): StopReason {
     const live = this.cpus.filter((c) => !c.shutdown && (only === undefined || c.id === only));
     if (live.length === 0) return 'shutdown';
     return live.every((c) => c.halted && !c.blocked) ? 'halted' : 'deadlock';
@@ -482,6 +639,102 @@ export class Machine implements IpiBus {
   private finish(stop: StopReason, cpu: number | null): RunResult {
     this.stopRequest = null;
     return { stop, steps: this.steps, cpu };
+  }
+
+  // ---- Snapshots (emu/snapshot.ts) ----
+
+  /**
+   * Registers a component whose state joins snapshots (store buffers, TLBs, the kernel
+   * model's bookkeeping). `readByHostRoutines`: host routine bodies read it directly, so
+   * it is also saved when each routine starts, to re-create routines after a restore.
+   */
+  addStatePart(name: string, part: SavesState<unknown>, opts: { readByHostRoutines?: boolean } = {}): void {
+    if (this.parts.has(name)) throw new Error(`state part '${name}' is already registered`);
+    this.parts.set(name, { part, readByHostRoutines: opts.readByHostRoutines ?? false });
+  }
+
+  /** Saves every registered part (or only those host routines read). */
+  saveParts(onlyHostRead = false): Map<string, unknown> {
+    const out = new Map<string, unknown>();
+    for (const [name, p] of this.parts) if (!onlyHostRead || p.readByHostRoutines) out.set(name, p.part.saveState());
+    return out;
+  }
+
+  loadParts(states: Map<string, unknown>): void {
+    for (const [name, st] of states) this.parts.get(name)?.part.loadState(st);
+  }
+
+  /** Whether a part that host routines read is registered (routine starts then save them). */
+  get hasHostReadParts(): boolean {
+    for (const p of this.parts.values()) if (p.readByHostRoutines) return true;
+    return false;
+  }
+
+  /** The whole machine state at this instruction boundary; cheap (copy on write). */
+  snapshot(): Snapshot {
+    return takeSnapshot(this);
+  }
+
+  /** Puts the machine back as it was at `s` (taken in its past: see emu/snapshot.ts). */
+  restore(s: Snapshot): void {
+    restoreSnapshot(this, s);
+  }
+
+  /** @internal The machine's own fields, for emu/snapshot.ts. */
+  saveCore(): MachineCoreState {
+    return {
+      steps: this.steps,
+      firstFault: [...this.firstFault],
+      exceptionLog: this.exceptionLog.slice(),
+      droppedNmis: this.droppedNmis,
+      timers: this.timers.slice(),
+      timerSeq: this.timerSeq,
+      blocks: [...this.blockInfo].map(([id, info]) => [id, info, this.blockRanges.get(id) ?? []]),
+      schedKey: this.schedKey,
+      sched: this.sched ? this.sched.saveState() : null,
+      slotCpu: this.slotCpu,
+      slotLeft: this.slotLeft,
+      nextLivelockCheck: this.nextLivelockCheck,
+      xmcViolations: this.xmc.violations.slice(),
+      xmcSeen: this.xmc.seenKeys(),
+    };
+  }
+
+  /** @internal Loads the machine's own fields; CPU fields (cpu.blocked) are loaded first. */
+  loadCore(s: MachineCoreState): void {
+    this.steps = s.steps;
+    this.firstFault.clear();
+    for (const [k, v] of s.firstFault) this.firstFault.set(k, v);
+    this.exceptionLog.length = 0;
+    this.exceptionLog.push(...s.exceptionLog);
+    this.droppedNmis = s.droppedNmis;
+    this.timers = s.timers.slice();
+    this.timerSeq = s.timerSeq;
+    for (const id of [...this.watchIds.keys()]) this.unwatchBlock(id);
+    this.blockInfo.clear();
+    for (const [id, info, ranges] of s.blocks) {
+      const cpu = this.cpus[id];
+      this.blockInfo.set(id, info);
+      const wake = (): void => this.unblock(cpu);
+      this.watchIds.set(id, ranges.map((r) => this.mem.watch(r.addr, r.size, wake)));
+      this.blockRanges.set(id, ranges);
+    }
+    if (s.schedKey === null) {
+      this.sched = null;
+      this.schedKey = null;
+    } else {
+      if (this.schedKey !== s.schedKey || !this.sched) {
+        this.sched = Scheduler.create(JSON.parse(s.schedKey) as Schedule);
+        this.schedKey = s.schedKey;
+      }
+      this.sched.loadState(s.sched!);
+    }
+    this.slotCpu = s.slotCpu;
+    this.slotLeft = s.slotLeft;
+    this.nextLivelockCheck = s.nextLivelockCheck;
+    this.xmc.loadState(s.xmcViolations, s.xmcSeen);
+    this.stopRequest = null;
+    this.sliceCpu = null;
   }
 
   // ---- Convenience for host code and tests ----

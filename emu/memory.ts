@@ -8,6 +8,7 @@
 // invalidation) and wakes whoever watches the bytes.
 
 import { pageKey, TWO32 } from './u64';
+import type { Journal } from './journal';
 
 export const PAGE_SIZE = 4096;
 const TLB_SIZE = 256;
@@ -46,7 +47,18 @@ export class Page {
   writer: Int16Array | null = null;
   seq: Float64Array | null = null;
   watches: Watch[] | null = null;
+  /** The journal epoch in which this page was last saved (emu/journal.ts). */
+  jepoch = 0;
   constructor(readonly key: number) {}
+}
+
+/**
+ * While a host routine's body runs, its direct reads of memory (outside its yielded
+ * operations) go through this, so they can be recorded and served again when the
+ * routine is re-created after a restore (emu/host.ts).
+ */
+export interface HostReadTap {
+  read(addr: bigint, len: number, live: () => Uint8Array): Uint8Array;
 }
 
 /** Raised for an access to unmapped memory; the CPU turns it into a guest #PF. */
@@ -73,6 +85,15 @@ export class Memory {
   private readonly watchPages = new Map<number, Page[]>();
   /** Code-page writes since the start, for consumers (stale fetch mode) that catch up lazily. */
   readonly codeWriteLog: { seq: number; page: Page; writer: number }[] = [];
+  /** Set once the machine takes snapshots: pages are saved on their first change after each. */
+  journal: Journal | null = null;
+  hostReads: HostReadTap | null = null;
+
+  /** Saves a page before its first change since the last snapshot (a no-op without snapshots). */
+  private touch(pg: Page): void {
+    const j = this.journal;
+    if (j !== null && pg.jepoch !== j.epoch) j.savePage(pg);
+  }
 
   /** Maps zeroed pages covering [addr, addr+size). Already-mapped pages are kept. */
   map(addr: bigint, size: number): void {
@@ -81,7 +102,10 @@ export class Memory {
     const last = (addr + BigInt(size) - 1n) >> 12n;
     for (let p = first; p <= last; p++) {
       const key = Number(p);
-      if (!this.pages.has(key) && !this.mmio.has(key)) this.pages.set(key, new Page(key));
+      if (!this.pages.has(key) && !this.mmio.has(key)) {
+        this.pages.set(key, new Page(key));
+        this.journal?.savedMap(key, (k) => this.pages.delete(k));
+      }
     }
   }
 
@@ -109,6 +133,7 @@ export class Memory {
 
   makeCode(pg: Page): void {
     if (pg.flags & PAGE_CODE) return;
+    this.touch(pg);
     pg.flags |= PAGE_CODE;
     this.dropFromWriteTlb(pg);
   }
@@ -137,6 +162,7 @@ export class Memory {
     const key = pageKey(lo, hi);
     const pg = this.pages.get(key);
     if (!pg) throw new PageFault(lo, hi, true, false);
+    this.touch(pg);
     if (pg.flags === 0) {
       const i = (lo >>> 12) & (TLB_SIZE - 1);
       this.wtlbKey[i] = key;
@@ -244,6 +270,7 @@ export class Memory {
       if (!pg) throw new PageFault(lo, hi, true, false);
       const off = Number(a & 0xfffn);
       const n = Math.min(bytes.length - i, PAGE_SIZE - off);
+      this.touch(pg);
       pg.data.set(bytes.subarray(i, i + n), off);
       if (pg.flags) this.noteWrite(pg, off, n, writer, lo, hi);
       i += n;
@@ -252,6 +279,11 @@ export class Memory {
   }
 
   readBytes(addr: bigint, len: number): Uint8Array {
+    if (this.hostReads !== null) return this.hostReads.read(addr, len, () => this.readLive(addr, len));
+    return this.readLive(addr, len);
+  }
+
+  private readLive(addr: bigint, len: number): Uint8Array {
     const out = new Uint8Array(len);
     let a = BigInt.asUintN(64, addr);
     let i = 0;

@@ -33,6 +33,16 @@ export interface OpRow {
    * 'sdm': privileged or machine-level, tested against the SDM's semantics in unit tests.
    */
   check: 'oracle' | 'sdm';
+  /**
+   * Forms of the mnemonic (iced Code names) the row does not implement, and why: the
+   * row implements every other form of its mnemonic on the modelled CPU (emu/forms.ts).
+   */
+  unimplemented?: Readonly<Record<string, string>>;
+  /**
+   * Forms it implements that the host-CPU oracle cannot check (privileged, segment
+   * registers, results the SDM leaves undefined), and why / where they are tested.
+   */
+  oracleSkip?: Readonly<Record<string, string>>;
 }
 
 export const OP_ROWS: readonly OpRow[] = [

@@ -9,6 +9,9 @@ export type Schedule =
   | { kind: 'random'; seed: number; maxQuantum: number }
   | { kind: 'list'; slots: { cpu: number; steps: number }[]; then: Schedule };
 
+/** Where a scheduler is in its schedule (machine snapshots save it). */
+export type SchedulerState = number | { rng: number } | { pos: number; then: SchedulerState };
+
 export interface Slot {
   cpu: number;
   quantum: number;
@@ -19,6 +22,12 @@ export class Prng {
   private s: number;
   constructor(seed: number) {
     this.s = seed >>> 0;
+  }
+  get state(): number {
+    return this.s;
+  }
+  set state(v: number) {
+    this.s = v;
   }
   next(): number {
     let t = (this.s = (this.s + 0x6d2b79f5) | 0);
@@ -35,6 +44,8 @@ export class Prng {
 export abstract class Scheduler {
   /** The next slot among CPUs for which `runnable` holds, or null if none is. */
   abstract next(ncpus: number, runnable: (cpu: number) => boolean): Slot | null;
+  abstract saveState(): SchedulerState;
+  abstract loadState(s: SchedulerState): void;
 
   static create(s: Schedule): Scheduler {
     switch (s.kind) {
@@ -64,6 +75,12 @@ class RoundRobin extends Scheduler {
     }
     return null;
   }
+  saveState(): SchedulerState {
+    return this.cursor;
+  }
+  loadState(s: SchedulerState): void {
+    this.cursor = s as number;
+  }
 }
 
 class RandomSchedule extends Scheduler {
@@ -85,6 +102,12 @@ class RandomSchedule extends Scheduler {
     const cpu = c[this.rng.below(c.length)];
     return { cpu, quantum: 1 + this.rng.below(this.maxQuantum) };
   }
+  saveState(): SchedulerState {
+    return { rng: this.rng.state };
+  }
+  loadState(s: SchedulerState): void {
+    this.rng.state = (s as { rng: number }).rng;
+  }
 }
 
 class ListSchedule extends Scheduler {
@@ -101,5 +124,13 @@ class ListSchedule extends Scheduler {
       if (s.cpu < ncpus && runnable(s.cpu)) return { cpu: s.cpu, quantum: s.steps };
     }
     return this.then.next(ncpus, runnable);
+  }
+  saveState(): SchedulerState {
+    return { pos: this.pos, then: this.then.saveState() };
+  }
+  loadState(s: SchedulerState): void {
+    const l = s as { pos: number; then: SchedulerState };
+    this.pos = l.pos;
+    this.then.loadState(l.then);
   }
 }

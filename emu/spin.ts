@@ -30,6 +30,22 @@ export interface SpinRead {
   own?: boolean;
 }
 
+export interface SpinState {
+  pauseLo: number;
+  pauseHi: number;
+  active: boolean;
+  regs: Int32Array;
+  flags: number;
+  writes: SpinRead[];
+  impure: boolean;
+  startRetired: number;
+  reads: SpinRead[];
+  loopLo: number;
+  loopHi: number;
+  loopSince: number;
+  loopLast: number;
+}
+
 export class SpinTracker {
   /** Address of the PAUSE that started the iteration being watched. */
   private pauseLo = 0;
@@ -51,6 +67,31 @@ export class SpinTracker {
   loopLast = -1;
 
   constructor(private readonly cpu: Cpu) {}
+
+  /** Everything this tracker knows (machine snapshots save it). */
+  saveState(): SpinState {
+    return {
+      pauseLo: this.pauseLo, pauseHi: this.pauseHi, active: this.active, regs: this.regs.slice(), flags: this.flags,
+      writes: this.writes.slice(), impure: this.impure, startRetired: this.startRetired, reads: this.reads.slice(),
+      loopLo: this.loopLo, loopHi: this.loopHi, loopSince: this.loopSince, loopLast: this.loopLast,
+    };
+  }
+
+  loadState(s: SpinState): void {
+    this.pauseLo = s.pauseLo;
+    this.pauseHi = s.pauseHi;
+    this.active = s.active;
+    this.regs.set(s.regs);
+    this.flags = s.flags;
+    this.writes = s.writes.slice();
+    this.impure = s.impure;
+    this.startRetired = s.startRetired;
+    this.reads = s.reads.slice();
+    this.loopLo = s.loopLo;
+    this.loopHi = s.loopHi;
+    this.loopSince = s.loopSince;
+    this.loopLast = s.loopLast;
+  }
 
   noteRead(lo: number, hi: number, size: number, value: number): void {
     if (this.reads.length >= MAX_READS) {

@@ -76,6 +76,18 @@ export class XmcChecker {
     this.onViolation?.(v);
   }
 
+  /** The reported keys (machine snapshots save them with the violations). */
+  seenKeys(): Set<string> {
+    return new Set(this.seen);
+  }
+
+  loadState(violations: XmcViolation[], seen: Set<string>): void {
+    this.violations.length = 0;
+    this.violations.push(...violations);
+    this.seen.clear();
+    for (const k of seen) this.seen.add(k);
+  }
+
   clear(): void {
     this.violations.length = 0;
     this.seen.clear();

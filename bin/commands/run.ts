@@ -11,6 +11,7 @@ import { TraceProbe, TraceFile, formatTraceLine } from '../../kernel-model/scena
 import { checkInt, inputFile, outputFile, scheduleOverride } from '../args';
 import { print, printJson, progressBar, styleFor } from '../output';
 import { UserError } from '../errors';
+import { readReplay, applyReplay } from '../../explore/scenario';
 
 export interface RunArgs {
   scenario: string;
@@ -21,6 +22,7 @@ export interface RunArgs {
   nmi?: boolean;
   variant?: ProtocolVariant;
   trace?: string;
+  replay?: string;
   syntax: 'gas' | 'intel';
   sites: number;
   json: boolean;
@@ -37,6 +39,7 @@ export function runCommand(y: Argv): Argv<RunArgs> {
     .option('nmi', { type: 'boolean', describe: "override the scenario's patch.nmi (--nmi / --no-nmi)" })
     .option('variant', { choices: ['rfc', 'fixed'] as const, describe: 'protocol variant: the series as posted, or with the ack-ordering fix' })
     .option('trace', { type: 'string', describe: 'write one line per executed instruction or host-routine step to this file' })
+    .option('replay', { type: 'string', describe: 'reproduce a counterexample written by textpoke explore -o' })
     .option('syntax', { choices: ['gas', 'intel'] as const, default: 'gas' as const, describe: 'disassembly syntax in the trace' })
     .option('sites', { type: 'number', default: 10, describe: 'changed sites to list in text output (0: all; --json has all)' })
     .option('json', { type: 'boolean', default: false, describe: 'print the run report as one JSON object' })
@@ -64,6 +67,7 @@ export function runRun(a: RunArgs): number {
     outputFile(a.trace, '--trace', inputs);
   }
   const run = prepareScenario(s, o, file);
+  if (a.replay !== undefined) applyReplay(run, readReplay(inputFile(a.replay, '--replay')));
   let trace: TraceFile | null = null;
   if (a.trace !== undefined) {
     const tf = new TraceFile(a.trace);

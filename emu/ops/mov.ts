@@ -309,7 +309,17 @@ function compileXlat(d: Decoded): Exec {
 }
 
 export const rows: OpRow[] = [
-  { mnemonic: Mnemonic.Mov, compile: compileMov, check: 'oracle' },
+  {
+    mnemonic: Mnemonic.Mov, compile: compileMov, check: 'oracle',
+    // Moves to and from system registers are privileged or segment state, which a
+    // user-mode harness on the host cannot run.
+    oracleSkip: {
+      ...Object.fromEntries(['Mov_rm16_Sreg', 'Mov_r32m16_Sreg', 'Mov_r64m16_Sreg', 'Mov_Sreg_rm16', 'Mov_Sreg_r32m16', 'Mov_Sreg_r64m16']
+        .map((n) => [n, 'segment register: the host harness cannot load selectors (no unit test yet)'])),
+      Mov_r64_cr: 'privileged: test/system.test.ts', Mov_cr_r64: 'privileged: test/system.test.ts',
+      Mov_r64_dr: 'privileged (no unit test yet)', Mov_dr_r64: 'privileged (no unit test yet)',
+    },
+  },
   // A non-temporal store is an ordinary store to the emulator: there is no cache to bypass.
   { mnemonic: Mnemonic.Movnti, compile: compileMov, check: 'sdm' },
   { mnemonic: Mnemonic.Movzx, compile: (d) => compileExtend(d, false), check: 'oracle' },
@@ -317,7 +327,7 @@ export const rows: OpRow[] = [
   { mnemonic: Mnemonic.Movsxd, compile: (d) => compileExtend(d, true), check: 'oracle' },
   { mnemonic: Mnemonic.Lea, compile: compileLea, check: 'oracle' },
   { mnemonic: Mnemonic.Xchg, compile: compileXchg, check: 'oracle' },
-  { mnemonic: Mnemonic.Bswap, compile: compileBswap, check: 'oracle' },
+  { mnemonic: Mnemonic.Bswap, compile: compileBswap, check: 'oracle', oracleSkip: { Bswap_r16: 'result undefined (SDM, BSWAP)' } },
   { mnemonic: Mnemonic.Cbw, compile: () => signExtendAcc(16), check: 'oracle' },
   { mnemonic: Mnemonic.Cwde, compile: () => signExtendAcc(32), check: 'oracle' },
   { mnemonic: Mnemonic.Cdqe, compile: () => signExtendAcc(64), check: 'oracle' },

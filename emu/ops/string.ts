@@ -336,7 +336,14 @@ function compileString(d: Decoded): Exec {
  */
 const batchFlags = new WeakMap<Cpu, { ins: Insn; retired: number; flags: number }>();
 
-const row = (mnemonic: number): OpRow => ({ mnemonic, compile: compileString, check: 'oracle' });
+const SSE = 'SSE2 scalar double (same mnemonic as the string instruction): no SSE state is modelled';
+const row = (mnemonic: number): OpRow => ({
+  mnemonic, compile: compileString, check: 'oracle',
+  unimplemented:
+    mnemonic === Mnemonic.Movsd ? { Movsd_xmm_xmmm64: SSE, Movsd_xmmm64_xmm: SSE }
+    : mnemonic === Mnemonic.Cmpsd ? { Cmpsd_xmm_xmmm64_imm8: SSE }
+    : undefined,
+});
 
 export const rows: OpRow[] = [
   row(Mnemonic.Movsb), row(Mnemonic.Movsw), row(Mnemonic.Movsd), row(Mnemonic.Movsq),

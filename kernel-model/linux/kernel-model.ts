@@ -75,6 +75,14 @@ export interface KernelModelOptions {
   locks?: Record<string, string>;
 }
 
+interface KernelModelState {
+  plan: PlannedSite[];
+  stopFn: KernelModel['stopFn'];
+  request: PatchRequest | null;
+  patchDone: boolean;
+  active: Protocol | null;
+}
+
 export class KernelModel implements KernelContext {
   readonly L: KernelLayout;
   readonly ncpus: number;
@@ -110,6 +118,27 @@ export class KernelModel implements KernelContext {
       if (a !== undefined) this.locks.track(name, a);
     }
     this.bind();
+    // The plan, the stop_machine function and the protocol in progress are read by the
+    // host routines' bodies: they join snapshots, and each routine's start (emu/host.ts).
+    m.addStatePart('kernel-model', {
+      saveState: (): KernelModelState => ({
+        plan: this.plan, stopFn: this.stopFn, request: this.request, patchDone: this.patchDone, active: this.active,
+      }),
+      loadState: (st: KernelModelState) => {
+        this.plan = st.plan;
+        this.stopFn = st.stopFn;
+        this.request = st.request;
+        this.patchDone = st.patchDone;
+        this.active = st.active;
+      },
+    }, { readByHostRoutines: true });
+    // The log is only appended to: its length is its state.
+    m.addStatePart('kernel-log', {
+      saveState: (): number => this.log.events.length,
+      loadState: (n: number) => {
+        this.log.events.length = n;
+      },
+    });
   }
 
   private bind(): void {

@@ -13,10 +13,22 @@ export interface TrackedLock {
   releases: number;
 }
 
+type LockState = [owner: number | null, acquisitions: number, releases: number, locked: boolean][];
+
 export class LockTracker {
   readonly locks: TrackedLock[] = [];
+  /** Whether each lock word was last seen locked (what the watch compares with). */
+  private readonly locked: boolean[] = [];
 
   constructor(private readonly m: Machine) {
+    // Ownership is machine history: it joins snapshots.
+    m.addStatePart('locks', {
+      saveState: (): LockState => this.locks.map((l, i) => [l.owner, l.acquisitions, l.releases, this.locked[i]]),
+      loadState: (s: LockState) => s.forEach(([owner, a, r, locked], i) => {
+        Object.assign(this.locks[i], { owner, acquisitions: a, releases: r });
+        this.locked[i] = locked;
+      }),
+    });
     m.spinWaitsFor = (_cpu, reads) => {
       const out = new Set<number>();
       for (const r of reads) {
@@ -30,18 +42,18 @@ export class LockTracker {
   /** Tracks the lock whose locked byte is at `address` (a qspinlock: byte 0). */
   track(name: string, address: bigint): void {
     const l: TrackedLock = { name, address, owner: null, acquisitions: 0, releases: 0 };
-    this.locks.push(l);
-    let locked = this.m.mem.readU8(address) !== 0;
+    const i = this.locks.push(l) - 1;
+    this.locked[i] = this.m.mem.readU8(address) !== 0;
     this.m.mem.watch(address, 1, (cpu) => {
       const now = this.m.mem.readU8(address) !== 0;
-      if (now && !locked) {
+      if (now && !this.locked[i]) {
         l.owner = cpu;
         l.acquisitions++;
-      } else if (!now && locked) {
+      } else if (!now && this.locked[i]) {
         l.owner = null;
         l.releases++;
       }
-      locked = now;
+      this.locked[i] = now;
     });
   }
 

@@ -52,11 +52,20 @@ export function wireInjections(
   calls: KernelCalls | null = null,
 ): FiredInjection[] {
   const fired: FiredInjection[] = [];
+  /** Times each injection may still fire. */
+  const left = list.map((inj) => inj.times);
+  // What has fired is machine history: it joins snapshots.
+  m.addStatePart('injections', {
+    saveState: (): [number[], number] => [left.slice(), fired.length],
+    loadState: ([l, n]: [number[], number]) => {
+      left.splice(0, left.length, ...l);
+      fired.length = n;
+    },
+  });
   list.forEach((inj, index) => {
-    let left = inj.times;
     const fire = (trigger: string, by: number): boolean => {
-      if (left <= 0) return false;
-      left--;
+      if (left[index] <= 0) return false;
+      left[index]--;
       // The step of the event itself, inside the running CPU's slice (m.steps is the
       // slice's start), so a report and a trace name the same step.
       const step = by >= 0 ? m.currentStep(m.cpu(by)) : m.steps;

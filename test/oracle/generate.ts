@@ -22,18 +22,18 @@ import {
   Code,
   CpuidFeature,
   Encoder,
-  EncodingKind,
   Instruction,
   MemoryOperand,
-  MemorySizeExt,
   Mnemonic,
   OpCodeOperandKind as K,
   Register,
   RepPrefixKind,
 } from 'iced-x86';
 import { Prng } from '../../emu/scheduler';
-import { decodeOne, isDecodeFailure, icedFlagsToArch, CODE_NAMES, MNEMONIC_NAMES, type Decoded } from '../../emu/decode';
-import { ARITH, CF, DF, OF } from '../../emu/flags';
+import { decodeOne, isDecodeFailure, CODE_NAMES, MNEMONIC_NAMES, type Decoded } from '../../emu/decode';
+import { OPTABLE } from '../../emu/optable';
+import { rowForms } from '../../emu/forms';
+import { ARITH, CF, OF } from '../../emu/flags';
 import {
   INSN_ADDR,
   TARGET_BACK,
@@ -133,9 +133,6 @@ export interface FormList {
   skipped: { name: string; why: string }[];
 }
 
-/** Forms whose result the SDM leaves undefined: nothing to compare. */
-const UNDEFINED_RESULT = new Map<number, string>([[Code.Bswap_r16, 'BSWAP r16: result undefined (SDM)']]);
-
 const REG_KINDS = new Map<K, number>([
   [K.r8_reg, 8], [K.r8_opcode, 8],
   [K.r16_reg, 16], [K.r16_opcode, 16], [K.r16_rm, 16],
@@ -149,7 +146,7 @@ const FIXED_KINDS = new Map<K, Register>([
 const IMM_KINDS = new Set<K>([
   K.imm8, K.imm8_const_1, K.imm8sex16, K.imm8sex32, K.imm8sex64, K.imm16, K.imm32, K.imm32sex64, K.imm64,
 ]);
-/** 16-bit branch forms are left out: in 64-bit mode Intel ignores the 66 prefix, AMD truncates RIP. */
+/** Near branches (the 16-bit forms are not forms on the modelled CPU: emu/forms.ts). */
 const BRANCH_KINDS = new Set<K>([K.br64_1, K.br64_4, K.br32_1, K.br32_4]);
 
 const STRING_MNEMONICS = new Map<number, number>([
@@ -159,7 +156,7 @@ const STRING_MNEMONICS = new Map<number, number>([
   [Mnemonic.Lodsb, 1], [Mnemonic.Lodsw, 2], [Mnemonic.Lodsd, 4], [Mnemonic.Lodsq, 8],
   [Mnemonic.Scasb, 1], [Mnemonic.Scasw, 2], [Mnemonic.Scasd, 4], [Mnemonic.Scasq, 8],
 ]);
-const STRING_KINDS = new Set<K>([K.seg_rSI, K.es_rDI, K.seg_rDI]);
+const STRING_KINDS = new Set<K>([K.seg_rSI, K.es_rDI, K.seg_rDI, K.seg_rBX_al]);
 
 // CPUID features: the host must have them, or the host raises #UD where the emulator
 // (rightly) does not. Anything not listed here is treated as absent.
@@ -193,95 +190,54 @@ export function hostCpuIdentity(): { vendor: string; model: string } {
   return { vendor: field('vendor_id') || 'unknown vendor', model: field('model name') || 'unknown model' };
 }
 
-let codesByMnemonic: Map<number, number[]> | null = null;
-function allCodes(): Map<number, number[]> {
-  if (codesByMnemonic) return codesByMnemonic;
-  const m = new Map<number, number[]>();
-  for (const v of Object.values(Code)) {
-    if (typeof v !== 'number') continue;
-    const ins = Instruction.create(v);
-    const mn = ins.mnemonic;
-    ins.free();
-    const l = m.get(mn) ?? [];
-    l.push(v);
-    m.set(mn, l);
-  }
-  codesByMnemonic = m;
-  return m;
-}
-
-/** The generatable forms of a mnemonic on this host. */
+/**
+ * The forms of a row the oracle runs on this host: the opcode table's forms of the
+ * mnemonic (emu/forms.ts) less the row's declared `oracleSkip`, and less forms needing
+ * a CPUID feature the host lacks. A form whose operands the generator cannot build is
+ * an error: the row must declare it in `oracleSkip` (with why and where it is tested).
+ */
 export function formsFor(mnemonic: number, hostFlags: Set<string> = hostCpuFlags()): FormList {
+  const row = OPTABLE.get(mnemonic);
+  if (!row) throw new Error(`oracle generator: no opcode-table row for ${MNEMONIC_NAMES[mnemonic]}`);
   const forms: Form[] = [];
   const skipped: { name: string; why: string }[] = [];
-  for (const code of allCodes().get(mnemonic) ?? []) {
-    const name = CODE_NAMES[code] ?? `code${code}`;
-    const ins = Instruction.create(code);
-    const oc = ins.opCode;
-    try {
-      if (!oc.mode64 || !oc.isInstruction) continue; // not an instruction in 64-bit mode: silently out
-      if (!oc.intelDecoder64) {
-        skipped.push({ name, why: 'decoded differently by Intel in 64-bit mode' });
-        continue;
-      }
-      const enc = oc.encoding;
-      if (enc !== EncodingKind.Legacy && enc !== EncodingKind.VEX) {
-        skipped.push({ name, why: `encoding ${EncodingKind[enc]}` });
-        continue;
-      }
-      if (oc.decoderOption !== 0) {
-        skipped.push({ name, why: 'needs a decoder option' });
-        continue;
-      }
-      const und = UNDEFINED_RESULT.get(code);
-      if (und) {
-        skipped.push({ name, why: und });
-        continue;
-      }
-      const kinds: K[] = [];
-      for (let i = 0; i < oc.opCount; i++) kinds.push(oc.opKind(i));
-      const readsFlags = (icedFlagsToArch(ins.rflagsRead) & (ARITH | DF)) !== 0;
-      const memSize = MemorySizeExt.size(oc.memorySize);
-      if (STRING_MNEMONICS.has(mnemonic) && kinds.some((k) => STRING_KINDS.has(k)) && kinds.every((k) => STRING_KINDS.has(k) || FIXED_KINDS.has(k))) {
-        forms.push({ code, name, mnemonic, slots: null, lock: false, readsFlags });
-        continue;
-      }
-      if (mnemonic === Mnemonic.Xlatb && kinds.length === 1 && kinds[0] === K.seg_rBX_al) {
-        forms.push({ code, name, mnemonic, slots: null, lock: false, readsFlags });
-        continue;
-      }
-      const slots: Slot[] = [];
-      let bad: string | null = null;
-      for (const k of kinds) {
-        const rs = REG_KINDS.get(k);
-        const rm = RM_KINDS.get(k);
-        const fx = FIXED_KINDS.get(k);
-        if (rs !== undefined) slots.push({ t: 'reg', size: rs });
-        else if (rm !== undefined) slots.push({ t: 'rm', size: rm });
-        else if (fx !== undefined) slots.push({ t: 'fixreg', reg: fx });
-        else if (k === K.mem) slots.push({ t: 'mem', size: memSize });
-        else if (k === K.mem_offs) slots.push({ t: 'moffs', size: memSize });
-        else if (IMM_KINDS.has(k)) slots.push({ t: 'imm', kind: k });
-        else if (BRANCH_KINDS.has(k)) slots.push({ t: 'branch' });
-        else {
-          bad = `operand kind ${K[k]}`;
-          break;
-        }
-      }
-      if (bad) {
-        skipped.push({ name, why: bad });
-        continue;
-      }
-      const missing = [...ins.cpuidFeatures()].filter((f) => !BASE_FEATURES.has(f) && !hostFlags.has(FEATURE_FLAG.get(f) ?? '?'));
-      if (missing.length) {
-        skipped.push({ name, why: `host lacks ${missing.map((f) => FEATURE_NAMES[f]).join(', ')}` });
-        continue;
-      }
-      forms.push({ code, name, mnemonic, slots, lock: oc.canUseLockPrefix, readsFlags });
-    } finally {
-      oc.free();
-      ins.free();
+  for (const f of rowForms(row)) {
+    const declared = row.oracleSkip?.[f.name];
+    if (declared) {
+      skipped.push({ name: f.name, why: declared });
+      continue;
     }
+    const missing = f.features.filter((x) => !BASE_FEATURES.has(x) && !hostFlags.has(FEATURE_FLAG.get(x) ?? '?'));
+    if (missing.length) {
+      skipped.push({ name: f.name, why: `host lacks ${missing.map((x) => FEATURE_NAMES[x]).join(', ')}` });
+      continue;
+    }
+    const base = { code: f.code, name: f.name, mnemonic, lock: false, readsFlags: f.readsFlags };
+    const kinds = f.operands;
+    if (STRING_MNEMONICS.has(mnemonic) || mnemonic === Mnemonic.Xlatb) {
+      // Implicit operands ([rSI], [rDI], [rBX+AL]): built by their own creators.
+      if (kinds.every((k) => STRING_KINDS.has(k) || FIXED_KINDS.has(k))) {
+        forms.push({ ...base, slots: null });
+        continue;
+      }
+    }
+    const slots: Slot[] = kinds.map((k) => {
+      const rs = REG_KINDS.get(k);
+      const rm = RM_KINDS.get(k);
+      const fx = FIXED_KINDS.get(k);
+      if (rs !== undefined) return { t: 'reg', size: rs };
+      if (rm !== undefined) return { t: 'rm', size: rm };
+      if (fx !== undefined) return { t: 'fixreg', reg: fx };
+      if (k === K.mem) return { t: 'mem', size: f.memorySize };
+      if (k === K.mem_offs) return { t: 'moffs', size: f.memorySize };
+      if (IMM_KINDS.has(k)) return { t: 'imm', kind: k };
+      if (BRANCH_KINDS.has(k)) return { t: 'branch' };
+      throw new Error(
+        `oracle generator: ${f.name} has an operand of kind ${K[k]} it cannot build; ` +
+          `declare it in the row's oracleSkip (emu/ops/*.ts) with why and where it is tested`,
+      );
+    });
+    forms.push({ ...base, slots, lock: f.canLock });
   }
   return { forms, skipped };
 }

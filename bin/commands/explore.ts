@@ -1,0 +1,75 @@
+// `textpoke explore <scenario.json>`: every schedule and NMI placement within a bound,
+// from the scenario's start point; minimal counterexamples as replay files. Thin: the
+// work is explore/scenario.ts.
+
+import type { Argv } from 'yargs';
+import { exploreScenario, writeReplays, type StartPoint } from '../../explore/scenario';
+import { checkInt, inputFile } from '../args';
+import { print, printJson } from '../output';
+import { UserError } from '../errors';
+
+export interface ExploreArgs {
+  scenario: string;
+  nmis: number;
+  preemptions: number;
+  'cpus-nmi'?: string;
+  'max-depth': number;
+  from: string;
+  'max-schedules'?: number;
+  'time-limit'?: number;
+  json: boolean;
+  o?: string;
+}
+
+export function exploreCommand(y: Argv): Argv<ExploreArgs> {
+  return y
+    .positional('scenario', { type: 'string', demandOption: true, describe: 'scenario file (JSON)' })
+    .option('nmis', { type: 'number', default: 0, describe: 'at most this many explorer NMIs per schedule' })
+    .option('preemptions', { type: 'number', default: 1, describe: 'at most this many preemptions per schedule' })
+    .option('cpus-nmi', { type: 'string', describe: 'comma-separated CPUs the NMIs may go to (default: all)' })
+    .option('max-depth', { type: 'number', default: 200, describe: 'machine steps per schedule from the start point' })
+    .option('from', { type: 'string', default: 'patch', describe: "start point: 'patch' (text_poke_state first changes), 'site:<op>' (bp_desc first holds a site of op), or a step number" })
+    .option('max-schedules', { type: 'number', describe: 'stop after this many schedules' })
+    .option('time-limit', { type: 'number', describe: 'stop after this many seconds' })
+    .option('json', { type: 'boolean', default: false, describe: 'one JSON object: outcome, complete, schedules, states, seconds, bugs' })
+    .option('o', { type: 'string', describe: 'write one replay file per bug into this directory' })
+    .example('$0 explore fixtures/scenarios/explore/deadlock-primary.json --nmis 1 --cpus-nmi 0 -o /tmp/bugs', 'search, write replays')
+    .example('$0 run fixtures/scenarios/explore/deadlock-primary.json --replay /tmp/bugs/bug-1-deadlock.json', 'reproduce one') as unknown as Argv<ExploreArgs>;
+}
+
+/** Exit 0 clean, 1 bug, 2 bad input. */
+export function runExplore(a: ExploreArgs): number {
+  const file = inputFile(a.scenario, 'scenario');
+  const nmis = checkInt(a.nmis, '--nmis', 0, 16)!;
+  const preemptions = checkInt(a.preemptions, '--preemptions', 0, 16)!;
+  const maxDepth = checkInt(a['max-depth'], '--max-depth', 1, 10_000_000)!;
+  let from: StartPoint = 'patch';
+  if (a.from.startsWith('site:')) from = { site: a.from.slice(5) };
+  else if (a.from !== 'patch') {
+    if (!/^\d+$/.test(a.from)) throw new UserError(`--from: expected 'patch', 'site:<op>' or a step number, got '${a.from}'`);
+    from = { step: Number(a.from) };
+  }
+  let nmiCpus: number[] | undefined;
+  if (a['cpus-nmi'] !== undefined) {
+    nmiCpus = a['cpus-nmi'].split(',').map((x) => {
+      if (!/^\d+$/.test(x.trim())) throw new UserError(`--cpus-nmi: expected a comma-separated list of CPU numbers, got '${a['cpus-nmi']}'`);
+      return Number(x.trim());
+    });
+  }
+  const { result, from: at } = exploreScenario(file, {
+    nmis, preemptions, nmiCpus, maxDepth, from, maxSchedules: a['max-schedules'], timeLimitSeconds: a['time-limit'],
+  });
+  const replays = a.o ? writeReplays(a.o, file, at, result) : [];
+  const out = {
+    outcome: result.outcome, complete: result.complete, schedules: result.schedules, states: result.states, seconds: result.seconds,
+    bugs: result.bugs.map((b, i) => ({ kind: b.kind, summary: b.summary, nmis: b.nmis, preemptions: b.preemptions, steps: b.steps, replay: replays[i] ?? null })),
+  };
+  if (a.json) printJson(out);
+  else {
+    const bound = `${nmis} NMI(s)${nmiCpus ? ` to CPU ${nmiCpus.join(',')}` : ''}, ${preemptions} preemption(s), ${maxDepth} steps from step ${at}`;
+    if (result.outcome === 'clean' && result.complete) print(`clean to bound: ${bound}; ${result.schedules} schedules, ${result.states} states, ${result.seconds} s`);
+    else if (result.outcome !== 'bug') print(`no bug found, but the bound was not exhausted (${result.cut} schedules cut at the depth limit${result.outcome === 'limit' ? ', a schedule or time limit stopped the search' : ''}): ${bound}; ${result.schedules} schedules, ${result.states} states`);
+    for (const b of out.bugs) print(`${b.kind}: ${b.summary}\n  ${b.nmis} NMI(s), ${b.preemptions} preemption(s), ${b.steps} steps${b.replay ? `; replay: ${b.replay}` : ''}`);
+  }
+  return result.outcome === 'bug' ? 1 : 0;
+}

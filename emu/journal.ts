@@ -1,0 +1,139 @@
+// The undo journal behind machine snapshots: memory pages and decoded instructions
+// are copied on their first change after a snapshot, never wholesale. A snapshot is a
+// mark in the journal; restoring it undoes the entries after the mark, newest first,
+// so every page and decoded instruction is back exactly as it was (bytes, write log,
+// generation, decode, fetch epoch). This is a trail, as in backtracking solvers:
+// restoring a snapshot discards the snapshots taken after it (they are no longer in
+// the machine's past), and the snapshot restored stays valid and can be restored
+// again. Depth-first search and "go back" only ever restore an ancestor.
+//
+// Leaf module: memory.ts and insn.ts call into it; it knows their classes by shape.
+
+import type { Page } from './memory';
+import type { Insn } from './insn';
+
+/** Page fields the journal saves (memory.ts's Page). */
+interface PageUndo {
+  kind: 'page';
+  page: Page;
+  data: Uint8Array;
+  gen: number;
+  flags: number;
+  writer: Int16Array | null;
+  seq: Float64Array | null;
+}
+
+/** A page mapped after the mark: undone by unmapping it. */
+interface MapUndo {
+  kind: 'map';
+  key: number;
+  unmap: (key: number) => void;
+}
+
+/** The decoded-instruction fields that decide what runs and when it is re-checked. */
+export interface InsnFields {
+  len: number;
+  nlo: number;
+  nhi: number;
+  exec: Insn['exec'];
+  /** Links: a restored decode must branch where it did (its successors' decodes are journaled on their own). */
+  next: Insn | null;
+  target: Insn | null;
+  page: Page;
+  xgen: number;
+  bytes: Uint8Array | null;
+  epoch: number;
+  crossesPage: boolean;
+  mnemonic: number;
+  code: number;
+  name: string;
+}
+
+interface InsnUndo {
+  kind: 'insn';
+  ins: Insn;
+  fields: InsnFields;
+}
+
+type Undo = PageUndo | MapUndo | InsnUndo;
+
+/** Page flag bits the journal leaves alone on undo (watches are rebuilt by their owners). */
+const KEEP_FLAGS = 2; // PAGE_WATCHED
+
+export function insnFields(ins: Insn): InsnFields {
+  return {
+    len: ins.len, nlo: ins.nlo, nhi: ins.nhi, exec: ins.exec, next: ins.next, target: ins.target, page: ins.page, xgen: ins.xgen, bytes: ins.bytes,
+    epoch: ins.epoch, crossesPage: ins.crossesPage, mnemonic: ins.mnemonic, code: ins.code, name: ins.name,
+  };
+}
+
+export class Journal {
+  /** Pages and instructions whose `jepoch` equals this were saved since the last mark. */
+  epoch = 1;
+  private readonly entries: Undo[] = [];
+
+  /** Number of saved entries (for benches and tests). */
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** Call before the first change of a page since the last mark. */
+  savePage(pg: Page): void {
+    pg.jepoch = this.epoch;
+    this.entries.push({
+      kind: 'page', page: pg, data: pg.data.slice(), gen: pg.gen, flags: pg.flags,
+      writer: pg.writer ? pg.writer.slice() : null, seq: pg.seq ? pg.seq.slice() : null,
+    });
+  }
+
+  savedMap(key: number, unmap: (key: number) => void): void {
+    this.entries.push({ kind: 'map', key, unmap });
+  }
+
+  /** Call before the first change of a decoded instruction since the last mark. */
+  saveInsn(ins: Insn): void {
+    ins.jepoch = this.epoch;
+    this.entries.push({ kind: 'insn', ins, fields: insnFields(ins) });
+  }
+
+  /** The pages saved since `mark`: every page that may differ from what it held then. */
+  pagesSince(mark: number): Page[] {
+    const out = new Set<Page>();
+    for (let i = mark; i < this.entries.length; i++) {
+      const u = this.entries[i];
+      if (u.kind === 'page') out.add(u.page);
+    }
+    return [...out];
+  }
+
+  /** Starts a new epoch; the returned mark is what a snapshot remembers. */
+  mark(): number {
+    this.epoch++;
+    return this.entries.length;
+  }
+
+  /** Undoes every entry after `mark`, newest first. Returns the instructions it restored. */
+  undoTo(mark: number): Insn[] {
+    const restored: Insn[] = [];
+    const e = this.entries;
+    for (let i = e.length - 1; i >= mark; i--) {
+      const u = e[i];
+      if (u.kind === 'page') {
+        const pg = u.page;
+        pg.data.set(u.data);
+        pg.gen = u.gen;
+        pg.flags = (u.flags & ~KEEP_FLAGS) | (pg.flags & KEEP_FLAGS);
+        pg.writer = u.writer;
+        pg.seq = u.seq;
+      } else if (u.kind === 'map') {
+        u.unmap(u.key);
+      } else {
+        Object.assign(u.ins, u.fields);
+        restored.push(u.ins);
+      }
+    }
+    e.length = mark;
+    this.epoch++;
+    return restored;
+  }
+}

@@ -1,0 +1,119 @@
+// The explorer on a scenario: boot it, run its own schedule to the start point (a step,
+// or the patch's start: text_poke_state.state first leaving its value), snapshot, and
+// search every schedule and NMI placement within the bound from there, checking the
+// kernel model's assertions (BUG lines, oopses) and the XMC checker at every state and
+// deadlocks at the end of each schedule. Counterexamples become replay files that
+// `textpoke run <scenario> --replay FILE` reproduces. May import emu/ and kernel-model/.
+
+import { readFileSync, renameSync, writeFileSync, mkdirSync } from 'fs';
+import { join } from 'path';
+import type { Choice } from '../emu/machine';
+import { loadScenario } from '../kernel-model/scenario/scenario-file';
+import { prepareScenario, type ScenarioRun } from '../kernel-model/scenario/run';
+import { explore, replay, type ExploreOptions, type ExploreResult, type Bug } from './search';
+
+/** Where exploration starts: the patch's start, a machine step, or when an op's site is published in bp_desc. */
+export type StartPoint = { step: number } | 'patch' | { site: string };
+
+export interface ScenarioExploreOptions extends Omit<ExploreOptions, 'check'> {
+  from?: StartPoint;
+}
+
+export interface ReplayFile {
+  format: 'textpoke-replay/1';
+  scenario: string;
+  /** Machine step (under the scenario's schedule) where the explorer's choices start. */
+  from: number;
+  choices: Choice[];
+  bug: { kind: string; summary: string; nmis: number; preemptions: number; steps: number };
+}
+
+/** Runs a prepared scenario under its schedule to the start point; returns the step reached. */
+export function runToStart(run: ScenarioRun, from: StartPoint): number {
+  const { m, k } = run;
+  if (from === 'patch') {
+    const at = k.L.tps.state;
+    const first = m.mem.readU32(at);
+    m.run({ schedule: run.schedule, maxSteps: run.maxSteps, until: () => m.mem.readU32(at) !== first });
+  } else if ('site' in from) {
+    const sites = run.img.sites.filter((x) => x.op === from.site).map((x) => x.address);
+    if (sites.length === 0) throw new ReplayFileError(`--from site:${from.site}: no site of that op in ${run.img.path}`);
+    m.run({ schedule: run.schedule, maxSteps: run.maxSteps, until: () => sites.includes(m.mem.readU64(k.L.bpDesc.addr)) });
+  } else {
+    m.run({ schedule: run.schedule, maxSteps: from.step });
+  }
+  return m.steps;
+}
+
+/** Bugs the kernel model and the XMC checker report, beyond those already there at the start. */
+function checker(run: ScenarioRun): (m: ScenarioRun['m']) => Bug | null {
+  const { k } = run;
+  const bugs0 = k.log.bugs().length;
+  const xmc0 = run.m.xmc.violations.length;
+  return (m) => {
+    const bugs = k.log.bugs();
+    if (bugs.length > bugs0) {
+      const b = bugs[bugs0];
+      return { kind: 'assertion', summary: `CPU${b.cpu}: ${b.text}`, signature: b.text.replace(/0x[0-9a-f]+/g, 'ADDR') };
+    }
+    if (m.xmc.violations.length > xmc0) {
+      const v = m.xmc.violations[xmc0];
+      return { kind: 'xmc', summary: `XMC: CPU${v.cpu} ran ${v.mnemonic} at ${m.symbolize(v.address)} with bytes another CPU wrote`, signature: `CPU${v.cpu}@${m.symbolize(v.address)}` };
+    }
+    return null;
+  };
+}
+
+export function exploreScenario(file: string, o: ScenarioExploreOptions): { result: ExploreResult; from: number } {
+  const run = prepareScenario(loadScenario(file), {}, file);
+  const from = runToStart(run, o.from ?? 'patch');
+  const result = explore(run.m, { ...o, check: checker(run) });
+  return { result, from };
+}
+
+/** Writes one replay file per bug into `dir` (each through a temporary file); returns their paths. */
+export function writeReplays(dir: string, scenario: string, from: number, r: ExploreResult): string[] {
+  mkdirSync(dir, { recursive: true });
+  return r.bugs.map((b, i) => {
+    const f: ReplayFile = {
+      format: 'textpoke-replay/1', scenario, from, choices: b.choices,
+      bug: { kind: b.kind, summary: b.summary, nmis: b.nmis, preemptions: b.preemptions, steps: b.steps },
+    };
+    const path = join(dir, `bug-${i + 1}-${b.kind}.json`);
+    writeFileSync(`${path}.tmp`, JSON.stringify(f, null, 1) + '\n');
+    renameSync(`${path}.tmp`, path);
+    return path;
+  });
+}
+
+export class ReplayFileError extends Error {}
+
+/** Reads and checks a replay file (one-line errors naming the file and field). */
+export function readReplay(path: string): ReplayFile {
+  let j: unknown;
+  try {
+    j = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new ReplayFileError(`${path}: not a JSON file (${e instanceof Error ? e.message : String(e)})`);
+  }
+  const o = j as Partial<ReplayFile>;
+  if (o?.format !== 'textpoke-replay/1') throw new ReplayFileError(`${path}: format: expected "textpoke-replay/1"`);
+  if (!Number.isInteger(o.from) || (o.from as number) < 0) throw new ReplayFileError(`${path}: from: expected a step number`);
+  if (!Array.isArray(o.choices)) throw new ReplayFileError(`${path}: choices: expected an array`);
+  o.choices.forEach((c, i) => {
+    if (!c || (c.kind !== 'step' && c.kind !== 'nmi') || !Number.isInteger(c.cpu)) {
+      throw new ReplayFileError(`${path}: choices[${i}]: expected {"kind": "step"|"nmi", "cpu": n}`);
+    }
+  });
+  return o as ReplayFile;
+}
+
+/** Puts a prepared scenario where the replay's bug is: its schedule to `from`, then the choices. */
+export function applyReplay(run: ScenarioRun, f: ReplayFile): void {
+  const { m } = run;
+  m.run({ schedule: run.schedule, maxSteps: f.from });
+  for (const [i, c] of f.choices.entries()) {
+    if (c.cpu >= m.cpus.length) throw new ReplayFileError(`choices[${i}]: no CPU ${c.cpu} (the scenario has ${m.cpus.length})`);
+  }
+  replay(m, f.choices);
+}

@@ -1,0 +1,60 @@
+// The explorer on the fixture kernel, from a scenario that scripts no NMIs: it finds
+// the series' lost acknowledgement (README finding 1) with no NMI and one preemption,
+// and the replay file it writes reproduces the deadlock through `textpoke run --replay`.
+
+import { mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { textpoke, ROOT } from '../cli/textpoke';
+import { exploreScenario } from '../../explore/scenario';
+
+const SCENARIO = join(ROOT, 'fixtures', 'scenarios', 'explore', 'deadlock-primary.json');
+
+describe('textpoke explore', () => {
+  let dir = '';
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'textpoke-explore-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('finds the lost acknowledgement with 0 NMIs and 1 preemption; run --replay reproduces it', () => {
+    const r = textpoke(['explore', SCENARIO, '--preemptions', '1', '--max-depth', '60', '--json', '-o', dir]);
+    expect(r.code).toBe(1);
+    const out = JSON.parse(r.stdout) as { outcome: string; bugs: { kind: string; summary: string; nmis: number; preemptions: number; replay: string }[] };
+    expect(out.outcome).toBe('bug');
+    const lost = out.bugs.find((b) => b.summary.includes('acks for PATCH_SYNC'))!;
+    expect(lost).toMatchObject({ kind: 'deadlock', nmis: 0, preemptions: 1 });
+    const run = textpoke(['run', SCENARIO, '--replay', lost.replay, '--json']);
+    const rep = JSON.parse(run.stdout) as { outcome: string; cycle: number[] };
+    expect(rep.outcome).toBe('deadlock');
+    expect(rep.cycle).toEqual([0, 1]);
+  });
+
+  it('with no preemptions the same scenario is clean to a short bound', () => {
+    const r = textpoke(['explore', SCENARIO, '--preemptions', '0', '--max-depth', '60', '--json']);
+    const out = JSON.parse(r.stdout) as { outcome: string; bugs: unknown[] };
+    expect(out.bugs).toEqual([]);
+    expect(r.code).toBe(0);
+  });
+
+  it('finds README finding 2 (a site followed entirely from #BP is never acknowledged) with one NMI to the secondary', () => {
+    const { result } = exploreScenario(SCENARIO, {
+      from: { site: 'lock.queued_spin_unlock' }, nmis: 1, nmiCpus: [1], preemptions: 0, maxDepth: 220,
+    });
+    const bug = result.bugs.find((b) => b.summary.includes('acks for PATCH_SYNC_DONE'))!;
+    expect(bug).toMatchObject({ kind: 'deadlock', nmis: 1, preemptions: 0 });
+    expect(bug.summary).toContain('text_poke_state.state to leave PATCH_SYNC_DONE');
+  }, 600_000);
+
+  it('bad input: one line, exit 2', () => {
+    const bad = join(dir, 'bad-replay.json');
+    writeFileSync(bad, '{"format": "textpoke-replay/1", "from": 3, "choices": [{"kind": "jump", "cpu": 0}]}');
+    const r = textpoke(['run', SCENARIO, '--replay', bad]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain('choices[0]');
+    const e = textpoke(['explore', SCENARIO, '--cpus-nmi', 'x']);
+    expect(e.code).toBe(2);
+    expect(e.stderr).toContain('--cpus-nmi');
+  });
+});

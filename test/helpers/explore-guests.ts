@@ -1,0 +1,61 @@
+// Test and bench helper: small guest programs with known concurrency bugs, for the
+// explorer (test/explore/, bench/explore.ts).
+
+import { guest } from './guest';
+
+/** CPU0 takes a then b, then c; CPU1 takes b then a; the NMI handler takes c. */
+export const LOCKS = `
+  .text
+  .globl cpu0
+cpu0:
+  lea lock_a(%rip), %rdi
+  call take
+  lea lock_b(%rip), %rdi
+  call take
+  movq $0, lock_b(%rip)
+  movq $0, lock_a(%rip)
+  lea lock_c(%rip), %rdi
+  call take
+  movq $0, lock_c(%rip)
+  hlt
+  .globl cpu1
+cpu1:
+  lea lock_b(%rip), %rdi
+  call take
+  lea lock_a(%rip), %rdi
+  call take
+  movq $0, lock_a(%rip)
+  movq $0, lock_b(%rip)
+  hlt
+take:
+1:
+  mov $1, %eax
+  xchg %rax, (%rdi)
+  test %rax, %rax
+  jz 2f
+  pause
+  jmp 1b
+2:
+  ret
+nmi_handler:
+  push %rdi
+  push %rax
+  lea lock_c(%rip), %rdi
+  call take
+  movq $0, lock_c(%rip)
+  pop %rax
+  pop %rdi
+  iretq
+  .data
+lock_a: .quad 0
+lock_b: .quad 0
+lock_c: .quad 0
+`;
+
+/** Two CPUs at cpu0 and cpu1 of LOCKS, with the NMI gate installed. */
+export function lockOrderMachine(): ReturnType<typeof guest> {
+  const g = guest(LOCKS, { cpus: 2, entry: 'cpu0', gates: { 2: ['nmi_handler', 0] } });
+  g.m.cpu(1).setRipBig(g.sym('cpu1'));
+  return g;
+}
+
