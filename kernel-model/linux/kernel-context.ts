@@ -53,8 +53,13 @@ export class KernelLog {
  * protocol mutation can find each step by its kernel name.
  */
 export class KernelCalls {
-  private readonly stacks: string[][];
+  private stacks: string[][];
   private readonly listeners: ((cpu: number, fn: string) => void)[] = [];
+  /**
+   * Set while a snapshot restore replays host routines (their bodies run again, their
+   * operations are not performed): entering a function then must not fire anything.
+   */
+  replaying = false;
   constructor(ncpus: number) {
     this.stacks = Array.from({ length: ncpus }, () => []);
   }
@@ -63,7 +68,13 @@ export class KernelCalls {
   }
   enter(cpu: number, fn: string): void {
     this.stacks[cpu].push(fn);
-    for (const l of this.listeners) l(cpu, fn);
+    if (!this.replaying) for (const l of this.listeners) l(cpu, fn);
+  }
+  saveStacks(): string[][] {
+    return this.stacks.map((st) => st.slice());
+  }
+  loadStacks(s: string[][]): void {
+    this.stacks = s.map((st) => st.slice());
   }
   leave(cpu: number, fn: string): void {
     const st = this.stacks[cpu];

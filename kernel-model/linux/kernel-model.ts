@@ -132,6 +132,22 @@ export class KernelModel implements KernelContext {
         this.active = st.active;
       },
     }, { readByHostRoutines: true });
+    // Which kernel functions each CPU is in joins snapshots. A restore loads the
+    // host-read parts before replaying each routine (so 'kernel-calls-replay' marks the
+    // replay) and every part once at the end, 'kernel-calls' last: the replay is over.
+    m.addStatePart('kernel-calls-replay', {
+      saveState: (): null => null,
+      loadState: () => {
+        this.calls.replaying = true;
+      },
+    }, { readByHostRoutines: true });
+    m.addStatePart('kernel-calls', {
+      saveState: (): string[][] => this.calls.saveStacks(),
+      loadState: (st: string[][]) => {
+        this.calls.loadStacks(st);
+        this.calls.replaying = false;
+      },
+    });
     // The log is only appended to: its length is its state.
     m.addStatePart('kernel-log', {
       saveState: (): number => this.log.events.length,

@@ -111,7 +111,6 @@ export function* multiCpuStopLoop(k: KernelContext, cpu: number, fn: (cpu: numbe
   const st = k.L.stopMachine;
   let cur = MULTI_STOP_NONE;
   ackedBy(k)[cpu] = MULTI_STOP_NONE;
-  const irqsWereOn = (k.m.cpu(cpu).flags & 0x200) !== 0;
   do {
     const seen = cur;
     const next = Number(
@@ -126,7 +125,8 @@ export function* multiCpuStopLoop(k: KernelContext, cpu: number, fn: (cpu: numbe
     ackedBy(k)[cpu] = cur;
     yield* ackState(k);
   } while (cur !== MULTI_STOP_EXIT);
-  if (irqsWereOn) yield* irqs(true); // local_irq_restore()
+  // local_irq_restore(): a stopper thread (and the caller's thread) runs with interrupts on.
+  yield* irqs(true);
 }
 
 /** The last state each CPU acknowledged (host-side bookkeeping for reports only). */
