@@ -113,7 +113,7 @@ export async function benchKernel(o: BenchOptions): Promise<KernelResults | Kern
   let files: KernelFiles;
   let fetchMs: number;
   try {
-    const t = await timedAsync(() => downloadKernel({ preferCached: true, log: (s) => o.log(`fetch-kernel: ${s}`) }));
+    const t = await timedAsync(() => downloadKernel({ log: (s) => o.log(`fetch-kernel: ${s}`) }));
     files = t.value;
     fetchMs = t.seconds * 1e3;
   } catch (e) {

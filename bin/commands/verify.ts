@@ -7,7 +7,7 @@ import { verifyImage } from '../../kernel-model/linux/verify-image';
 import { disasmInline } from '../../kernel-model/image/disasm';
 import { hexBytes } from '../../kernel-model/linux/kernel-context';
 import { print, printJson, styleFor } from '../output';
-import { openImage, imageOptions, type ImageArgs } from '../image-args';
+import { openImage, imageOptions, cpuProfile, type ImageArgs } from '../image-args';
 import { checkInt } from '../args';
 
 export interface VerifyArgs extends ImageArgs {
@@ -30,9 +30,10 @@ export function verifyCommand(y: Argv): Argv<VerifyArgs> {
 
 export function runVerify(a: VerifyArgs): number {
   const limit = checkInt(a.limit, '--limit', 0, Number.MAX_SAFE_INTEGER)!;
-  const img = openImage(a);
+  // The original first: a boot-patched 6.12 image takes its paravirt sites from it.
   const against = a.against !== undefined ? openImage({ image: a.against, map: a['against-map'] }) : undefined;
-  const v = verifyImage(img, { against });
+  const img = openImage(a, undefined, against);
+  const v = verifyImage(img, { against, cpu: cpuProfile(a, img) });
   const changed = against ? v.sites.filter((s) => s.changed).length : undefined;
   if (a.json) {
     printJson({

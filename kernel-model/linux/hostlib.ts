@@ -73,8 +73,14 @@ export function* serialize(how: 'cpuid' | 'sync_core' | 'iret'): Step {
   yield { op: 'serialize', how };
 }
 
+/**
+ * WRMSR. Before the x2APIC ICR (0x830) Linux 6.1 issues weak_wrmsr_fence() (MFENCE;
+ * LFENCE, arch/x86/include/asm/barrier.h, used by the x2APIC IPI senders): x2APIC MSR
+ * writes do not serialize, so without it an IPI can arrive before the sender's stores
+ * are visible (under memoryModel 'tso', stop_machine then deadlocks; docs/notes/x86-tso.md).
+ */
 export function* wrmsr(msr: number, value: bigint): Step {
-  yield { op: 'wrmsr', msr, value };
+  yield { op: 'wrmsr', msr, value, fence: msr === 0x830 };
 }
 
 export function* irqs(enable: boolean): Step {

@@ -4,7 +4,7 @@
 // in as a booted kernel would have them. The result is one KernelImage: the kernel's
 // pv_ops and paravirt sites, the harness's symbols, constants and host routines.
 
-import type { Machine, FetchMode } from '../../emu/machine';
+import type { Machine, FetchMode, MemoryModel, RmwMode } from '../../emu/machine';
 import { Machine as MachineClass } from '../../emu/machine';
 import { SymbolTable } from '../../emu/symbols';
 import type { ImageSection, KernelImage, PvSite } from '../image/kernel-image';
@@ -110,6 +110,8 @@ export interface VmlinuxBootOptions {
   cpus: number;
   work: { entry: string; arg?: bigint }[];
   fetchMode?: FetchMode;
+  memoryModel?: MemoryModel;
+  rmw?: RmwMode;
   /** pv_ops slots to set before boot-time patching (a paravirt guest's boot): op -> target. */
   bootSlots?: Map<string, bigint>;
 }
@@ -121,7 +123,7 @@ export interface VmlinuxBootOptions {
  */
 export function bootVmlinux(img: KernelWithHarness, opts: VmlinuxBootOptions): Machine {
   if (opts.cpus > img.harness.maxCpus) throw new ImageError(`the harness supports at most ${img.harness.maxCpus} CPUs (asked for ${opts.cpus})`);
-  const m = new MachineClass({ cpus: opts.cpus, fetchMode: opts.fetchMode });
+  const m = new MachineClass({ cpus: opts.cpus, fetchMode: opts.fetchMode, memoryModel: opts.memoryModel, rmw: opts.rmw });
   img.mapInto(m);
   const slots = opts.bootSlots ?? new Map<string, bigint>();
   for (const [op, target] of slots) m.mem.writeU64(img.pvOps.address + 8n * BigInt(img.pvOps.slots.indexOf(op)), target);

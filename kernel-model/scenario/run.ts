@@ -3,28 +3,26 @@
 // or the completed patch with every site's old and new bytes verified — and check
 // the workload's invariants.
 
-import type { Machine, FetchMode, RunResult } from '../../emu/machine';
+import type { Machine, FetchMode, MemoryModel, RmwMode, RunResult } from '../../emu/machine';
 import type { Schedule } from '../../emu/scheduler';
 import type { Probe } from '../../emu/probe';
 import type { XmcViolation } from '../../emu/xmc';
 import { loadFixture, type FixtureImage } from '../image/fixture-image';
 import { bootFixture } from './boot-fixture';
 import type { KernelImage } from '../image/kernel-image';
-import { ImageError } from '../image/kernel-image';
 import { loadVmlinuxImage } from '../image/vmlinux-image';
 import { withHarness, bootVmlinux, KernelWithHarness } from './boot-vmlinux';
 import { PvOps } from '../linux/pv-ops';
 import type { VmlinuxImage } from '../image/vmlinux-image';
-import { cachedKernelVersions, defaultCacheDir } from '../image/download';
+import { cachedDebianKernel, debianKernelName, localKernel } from '../image/named-kernel';
 import { existsSync } from 'fs';
-import { join, dirname } from 'path';
 import { KernelModel } from '../linux/kernel-model';
 import type { ProtocolVariant, KernelEvent } from '../linux/kernel-context';
 import { hexBytes } from '../linux/kernel-context';
 import { wireInjections, type FiredInjection } from './inject';
 import { machineReport, type CpuReport } from './report';
 import { type Scenario, type Outcome, type Preemption, PREEMPTION_MODELS } from './scenario-file';
-import { requireSymbol } from '../image/kernel-image';
+import { requireSymbol, ImageError } from '../image/kernel-image';
 import { disasmInline } from '../image/disasm';
 import { verifySite, compareSite } from '../linux/verify-site';
 
@@ -34,6 +32,8 @@ export interface RunOverrides {
   schedule?: Schedule;
   maxSteps?: number;
   fetchMode?: FetchMode;
+  memoryModel?: MemoryModel;
+  rmw?: RmwMode;
   variant?: ProtocolVariant;
   nmi?: boolean;
   preemption?: Preemption;
@@ -67,6 +67,8 @@ export interface RunReport {
   stop: RunResult['stop'];
   schedule: Schedule;
   fetchMode: FetchMode;
+  memoryModel: MemoryModel;
+  rmw: RmwMode;
   protocol: string;
   variant: ProtocolVariant;
   nmi: boolean;
@@ -94,18 +96,23 @@ export interface ScenarioRun {
 }
 
 /**
- * The image a scenario names: a fixture (name or manifest path), "debian-6.1" for
- * the cached Debian kernel, or a vmlinux path (with System.map beside it).
+ * The image a scenario names: a fixture (name or manifest path), "debian-6.1" or
+ * "debian-6.12" for the release's pinned kernel in the cache, a vmlinux path (with
+ * System.map beside it), or { vmlinux, systemMap } for a local kernel.
  */
-export function scenarioImage(name: string): { kind: 'fixture'; img: FixtureImage } | { kind: 'vmlinux'; path: string; systemMap: string } {
-  if (name === 'debian-6.1') {
-    const versions = cachedKernelVersions();
-    if (versions.length === 0) throw new ImageError('debian-6.1: no kernel in the cache (run npm run fetch-kernel first)');
-    const dir = join(defaultCacheDir(), versions[versions.length - 1]);
-    return { kind: 'vmlinux', path: join(dir, 'vmlinux'), systemMap: join(dir, 'System.map') };
+export function scenarioImage(name: Scenario['image']): { kind: 'fixture'; img: FixtureImage } | { kind: 'vmlinux'; path: string; systemMap: string } {
+  if (typeof name !== 'string') {
+    const k = localKernel(name.vmlinux, name.systemMap);
+    return { kind: 'vmlinux', path: k.vmlinux, systemMap: k.systemMap };
+  }
+  const release = debianKernelName(name);
+  if (release) {
+    const k = cachedDebianKernel(release);
+    return { kind: 'vmlinux', path: k.vmlinux, systemMap: k.systemMap };
   }
   if (existsSync(name) && !name.endsWith('.json') && !name.endsWith('.bin')) {
-    return { kind: 'vmlinux', path: name, systemMap: join(dirname(name), 'System.map') };
+    const k = localKernel(name);
+    return { kind: 'vmlinux', path: k.vmlinux, systemMap: k.systemMap };
   }
   return { kind: 'fixture', img: loadFixture(name) };
 }
@@ -113,6 +120,8 @@ export function scenarioImage(name: string): { kind: 'fixture'; img: FixtureImag
 /** Sets up a scenario's machine without running it (the stepping console starts here). */
 export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name): ScenarioRun {
   const fetchMode = o.fetchMode ?? s.fetchMode;
+  const memoryModel = o.memoryModel ?? s.memoryModel;
+  const rmw = o.rmw ?? s.rmw;
   const bootSlotsFor = (im: KernelImage): Map<string, bigint> => {
     const pv = new PvOps(im);
     return new Map(s.bootOps.map((b) => [b.op, pv.target(b.op, b.mode)]));
@@ -129,12 +138,12 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
     const k = source instanceof KernelWithHarness ? source : withHarness(source as VmlinuxImage);
     for (const w of s.work) requireSymbol(k.harness, w.entry);
     img = k;
-    m = bootVmlinux(k, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(k) });
+    m = bootVmlinux(k, { cpus: s.cpus, work: s.work, fetchMode, memoryModel, rmw, bootSlots: bootSlotsFor(k) });
   } else {
     const fx = source as FixtureImage;
     for (const w of s.work) requireSymbol(fx, w.entry);
     img = fx;
-    m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(fx) });
+    m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, memoryModel, rmw, bootSlots: bootSlotsFor(fx) });
   }
   // Nothing behind System Control Port B: the NMI reason (SERR, IOCHK) reads as 0.
   m.ports.claim(NMI_REASON_PORT, { in: () => 0, out: () => undefined });
@@ -232,6 +241,8 @@ export function explain(run: ScenarioRun, r: RunResult): RunReport {
     stop: r.stop,
     schedule: run.schedule,
     fetchMode: m.fetchMode,
+    memoryModel: m.memoryModel,
+    rmw: m.rmw,
     protocol: s.patch?.protocol ?? 'none',
     variant: k.variant,
     nmi: k.request?.nmi ?? false,

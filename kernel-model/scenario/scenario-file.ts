@@ -4,8 +4,9 @@
 // and says what was expected.
 
 import { readFileSync } from 'fs';
+import { dirname, isAbsolute, join } from 'path';
 import type { Schedule } from '../../emu/scheduler';
-import type { FetchMode } from '../../emu/machine';
+import { type FetchMode, type MemoryModel, type RmwMode, MEMORY_MODELS, RMW_MODES } from '../../emu/machine';
 import type { OpMode } from '../linux/pv-ops';
 import type { Protocol, PokeRequest } from '../linux/kernel-model';
 import type { ProtocolVariant } from '../linux/kernel-context';
@@ -38,14 +39,21 @@ export const PREEMPTION_MODELS: readonly Preemption[] = ['none', 'voluntary', 'f
 export interface Scenario {
   name: string;
   description: string;
-  /** Fixture name or path to a fixture manifest. */
-  image: string;
+  /**
+   * Fixture name or path to a fixture manifest, "debian-6.1"/"debian-6.12" for the
+   * downloaded kernel, or a local vmlinux with its System.map (paths relative to the
+   * scenario file).
+   */
+  image: string | { vmlinux: string; systemMap: string };
   cpus: number;
   fetchMode: FetchMode;
   /** Default 'voluntary', Debian 6.1's (PREEMPT_DYNAMIC booted voluntary). */
   preemption: Preemption;
   /** nmiaction symbols on the NMI_LOCAL list at boot, in order (default: the fixture's own list). */
   nmiHandlers: string[] | null;
+  /** Memory model ('sc' or x86-TSO store buffers) and whether unlocked RMWs split (docs/notes/x86-tso.md). */
+  memoryModel: MemoryModel;
+  rmw: RmwMode;
   /** pv ops set before boot-time patching (a paravirt guest's boot), op -> mode. */
   bootOps: { op: string; mode: OpMode }[];
   work: { entry: string; arg: bigint }[];
@@ -104,6 +112,21 @@ class V {
   known(o: Record<string, Json>, path: string, keys: string[]): void {
     for (const k of Object.keys(o)) if (!keys.includes(k)) this.fail(`${path}${path ? '.' : ''}${k}`, `unknown field (expected one of: ${keys.join(', ')})`);
   }
+}
+
+/**
+ * The "image" field: a name or path, or { "vmlinux": path, "systemMap": path } for a
+ * local kernel. Relative paths in the object are taken from the scenario file's folder.
+ */
+function scenarioImageField(v: V, x: Json, file: string): Scenario['image'] {
+  if (typeof x === 'string') return v.str(x, 'image');
+  const o = v.obj(x, 'image');
+  v.known(o, 'image', ['vmlinux', 'systemMap']);
+  if (o.vmlinux === undefined) v.fail('image.vmlinux', 'missing (the path of a vmlinux ELF)');
+  if (o.systemMap === undefined) v.fail('image.systemMap', 'missing (the path of its System.map)');
+  const base = dirname(file);
+  const at = (p: string): string => (isAbsolute(p) ? p : join(base, p));
+  return { vmlinux: at(v.str(o.vmlinux, 'image.vmlinux')), systemMap: at(v.str(o.systemMap, 'image.systemMap')) };
 }
 
 function show(v: Json): string {
@@ -181,7 +204,7 @@ function parseAction(v: V, o: Record<string, Json>, path: string, ncpus: number)
 export function parseScenario(json: Json, file: string): Scenario {
   const v = new V(file);
   const o = v.obj(json, '(top level)');
-  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'preemption', 'nmiHandlers', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
+  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'preemption', 'nmiHandlers', 'memoryModel', 'rmw', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
   const cpus = v.int(o.cpus, 'cpus', 1, 256);
   if (!Array.isArray(o.work)) v.fail('work', `expected an array with one {"entry", "arg"} per CPU, got ${show(o.work)}`);
   const workIn = o.work as Json[];
@@ -255,7 +278,7 @@ export function parseScenario(json: Json, file: string): Scenario {
   return {
     name: o.name === undefined ? file.replace(/^.*\//, '').replace(/\.json$/, '') : v.str(o.name, 'name'),
     description: o.description === undefined ? '' : v.str(o.description, 'description'),
-    image: o.image === undefined ? 'minikernel' : v.str(o.image, 'image'),
+    image: o.image === undefined ? 'minikernel' : scenarioImageField(v, o.image, file),
     cpus,
     fetchMode: o.fetchMode === undefined ? 'coherent' : v.oneOf(o.fetchMode, 'fetchMode', ['coherent', 'stale'] as const),
     nmiHandlers: o.nmiHandlers === undefined
@@ -264,6 +287,8 @@ export function parseScenario(json: Json, file: string): Scenario {
         ? (o.nmiHandlers as Json[]).map((x, i) => v.str(x, `nmiHandlers[${i}]`))
         : v.fail('nmiHandlers', `expected an array of nmiaction symbols (e.g. ["nmi_lock_action"]), got ${show(o.nmiHandlers)}`),
     preemption: o.preemption === undefined ? 'voluntary' : v.oneOf(o.preemption, 'preemption', PREEMPTION_MODELS),
+    memoryModel: o.memoryModel === undefined ? 'sc' : v.oneOf(o.memoryModel, 'memoryModel', MEMORY_MODELS),
+    rmw: o.rmw === undefined ? 'atomic' : v.oneOf(o.rmw, 'rmw', RMW_MODES),
     bootOps,
     work,
     patch,
