@@ -140,8 +140,9 @@ function ackedBy(k: KernelContext): Int8Array {
 
 /** CPUs that have not acknowledged the current state, for the wait-for graph. */
 function laggards(k: KernelContext): number[] {
-  const cur = k.m.mem.readU32(k.L.stopMachine + SM_STATE);
+  // The newest state any CPU acknowledged (no guest read: a replay could not repeat it).
   const a = ackedBy(k);
+  const cur = Math.max(...a) + 1;
   const out: number[] = [];
   for (let c = 0; c < k.ncpus; c++) if (a[c] < cur) out.push(c);
   return out;
