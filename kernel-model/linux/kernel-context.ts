@@ -68,7 +68,8 @@ export class KernelCalls {
   }
   enter(cpu: number, fn: string): void {
     this.stacks[cpu].push(fn);
-    if (!this.replaying) for (const l of this.listeners) l(cpu, fn);
+    // Listeners run on a replay too (their reads must repeat); they act only when not replaying.
+    for (const l of this.listeners) l(cpu, fn);
   }
   saveStacks(): string[][] {
     return this.stacks.map((st) => st.slice());

@@ -97,6 +97,7 @@ export function wireInjections(
         if (fn !== w.function || (w.cpu !== undefined && cpu !== w.cpu)) return;
         if (want !== null && BigInt(m.mem.readU32(L.tps.state)) !== want) return;
         if (sites && !sites.has(m.mem.readU64(L.bpDesc.addr))) return;
+        if (calls.replaying) return;
         fire(`CPU${cpu} entered ${fn}${w.state ? ` in ${w.state}` : ''}${w.site ? ` at the ${w.site} site` : ''}`, cpu);
       });
     } else {
