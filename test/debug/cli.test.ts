@@ -5,6 +5,7 @@ import { spawn, execFileSync } from 'child_process';
 import { existsSync } from 'fs';
 import { join } from 'path';
 import { textpoke, tempDir, removeTempDirs, expectUserError, BIN, ROOT, SCENARIOS } from '../cli/textpoke';
+import { loadFixture } from '../../kernel-model/image/fixture-image';
 
 afterAll(removeTempDirs);
 
@@ -28,7 +29,7 @@ describe('textpoke gdb', () => {
     // readelf agrees it is an ELF with symbols.
     expect(execFileSync('readelf', ['-s', elf], { encoding: 'utf8' })).toMatch(/FUNC\s+GLOBAL\s+DEFAULT\s+\d+ asm_exc_nmi/);
     const g = await new Promise<string>((resolve) => {
-      const p = spawn('gdb', ['-batch', '-nx', '-ex', `file ${elf}`, '-ex', `target remote 127.0.0.1:${port}`, '-ex', 'info symbol 0xffffffff810002da', '-ex', 'kill']);
+      const p = spawn('gdb', ['-batch', '-nx', '-ex', `file ${elf}`, '-ex', `target remote 127.0.0.1:${port}`, '-ex', `info symbol 0x${(loadFixture('minikernel').symbols.resolve('asm_exc_nmi')!).toString(16)}`, '-ex', 'kill']);
       let s = '';
       p.stdout.on('data', (d: Buffer) => (s += d.toString()));
       p.stderr.on('data', (d: Buffer) => (s += d.toString()));
