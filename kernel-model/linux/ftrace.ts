@@ -14,6 +14,7 @@
 // - the new instruction is `call <tracer>` (ftrace_call_replace) or the kernel's NOP5
 //   (ftrace_nop_replace), both of which the int3 handler can emulate.
 
+import { textPokeLocInit } from './text-poke-loc';
 import type { HostContext } from '../../emu/host';
 import type { KernelContext, PlannedSite } from './kernel-context';
 import { textPokeBpBatch } from './text-poke-bp';
@@ -105,7 +106,8 @@ export function* ftraceReplaceCode(
       old: was(ip),
       new: bytes,
       form: enable ? 'call' : 'nop',
-      emulate: enable ? { kind: 'call', target: tracer, len: MCOUNT_INSN_SIZE } : { kind: 'nop', target: 0n, len: MCOUNT_INSN_SIZE },
+      // text_poke_loc_init(): what the int3 handler emulates, from the new bytes.
+      emulate: textPokeLocInit(ip, bytes),
     });
     stats.sites++;
     last = ip;
