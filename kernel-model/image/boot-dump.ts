@@ -158,22 +158,50 @@ export async function bootDump(kernel: BootDumpKernel, opts: BootDumpOptions): P
     if (d.meta.kernel.vmlinuxSha256 === kernel.vmlinuxSha256) return d;
   }
   fs.mkdirSync(path.dirname(dir), { recursive: true });
-  const tmp = fs.mkdtempSync(path.join(path.dirname(dir), '.boot-'));
-  try {
-    const meta = await bootAndDump(kernel, opts, q, tmp);
-    fs.writeFileSync(path.join(tmp, 'dump.json'), JSON.stringify(meta, null, 2) + '\n');
-    fs.rmSync(dir, { recursive: true, force: true });
+  const log = opts.log ?? ((): void => {});
+  let failure = '';
+  for (let attempt = 1; attempt <= BOOT_ATTEMPTS; attempt++) {
+    const tmp = fs.mkdtempSync(path.join(path.dirname(dir), '.boot-'));
     try {
-      fs.renameSync(tmp, dir);
-    } catch (e) {
-      // A parallel test worker booted the same kernel and got there first: take its dump.
-      if (!fs.existsSync(path.join(dir, 'dump.json'))) throw e;
-      return { ...openBootDump(dir), booted: true };
+      const meta = await bootAndDump(kernel, opts, q, tmp);
+      if (ROOT_MOUNT_PANIC.test(meta.panic)) return keepDump(tmp, dir, meta);
+      // The text is only final once the boot reaches the mount; a guest that oopsed
+      // elsewhere (seen once in CI: "Fatal exception in interrupt" on a loaded 2-core
+      // host under TCG) is booted again rather than trusted or cached.
+      failure = `panicked with '${meta.panic}' (${oopsSummary(path.join(tmp, 'serial.log'))})`;
+      log(`attempt ${attempt} of ${BOOT_ATTEMPTS}: ${failure}`);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
     }
-    return { dir, meta, booted: true };
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
   }
+  throw new LoadError(`${kernel.version} on -cpu ${opts.cpu}: ${BOOT_ATTEMPTS} boots never reached the root-mount panic; the last ${failure}`);
+}
+
+/** How often a boot that ends in some other panic is tried again. */
+const BOOT_ATTEMPTS = 3;
+/** The panic of a boot with no root= that got as far as mounting root. */
+export const ROOT_MOUNT_PANIC = /Unable to mount root fs/;
+
+/** The oops lines of a console log, for the message of a boot that went wrong. */
+function oopsSummary(serial: string): string {
+  if (!fs.existsSync(serial)) return 'no console output';
+  const lines = fs.readFileSync(serial, 'latin1').split('\n');
+  const hits = lines.filter((l) => /BUG:|Oops|general protection|RIP: 0010|invalid opcode|WARNING:/.test(l)).slice(0, 3);
+  return hits.length ? hits.map((l) => l.replace(/^\[\s*[\d.]+\]\s*/, '').trim()).join(' | ') : 'no oops line';
+}
+
+/** Moves a finished dump from its temporary directory into the cache. */
+function keepDump(tmp: string, dir: string, meta: BootDumpMeta): BootDump {
+  fs.writeFileSync(path.join(tmp, 'dump.json'), JSON.stringify(meta, null, 2) + '\n');
+  fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    fs.renameSync(tmp, dir);
+  } catch (e) {
+    // A parallel test worker booted the same kernel and got there first: take its dump.
+    if (!fs.existsSync(path.join(dir, 'dump.json'))) throw e;
+    return { ...openBootDump(dir), booted: true };
+  }
+  return { dir, meta, booted: true };
 }
 
 function lastLines(file: string, n: number): string {
