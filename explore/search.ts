@@ -81,7 +81,7 @@ function mix(h: number, v: number): number {
 }
 
 /** A hash of the state: CPUs (registers, flags, RIP, event state, host routines) and the pages changed since the root. */
-function stateHash(m: Machine, rootMark: number): string {
+export function stateHash(m: Machine, rootMark: number): string {
   let a = 2166136261;
   let b = 0x9747b28c;
   for (const c of m.cpus) {
@@ -90,8 +90,19 @@ function stateHash(m: Machine, rootMark: number): string {
       b = mix(b, c.r[i] ^ i);
     }
     // The spin detector's progress decides when a spinning CPU blocks (a deadlock is seen then).
+    // Everything its next PAUSE decides by (block or not): the iteration's start
+    // registers and flags, what it read and wrote, its length so far. (Not the loop's
+    // retired counts: they only feed run()'s livelock report, which the search does not use.)
     const sp = c.spin?.saveState();
-    if (sp) for (const v of [sp.active ? 1 : 0, sp.pauseLo, sp.reads.length, sp.writes.length]) a = mix(a, v);
+    if (sp?.active) {
+      for (const v of [sp.active ? 1 : 0, sp.impure ? 1 : 0, sp.pauseLo, sp.pauseHi, sp.flags, sp.reads.length, sp.writes.length, c.retired - sp.startRetired]) a = mix(a, v);
+      for (let i = 0; i < 32; i++) b = mix(b, sp.regs[i]);
+      for (const x of [...sp.reads, ...sp.writes]) {
+        a = mix(a, x.lo);
+        b = mix(b, x.value);
+        a = mix(a, x.size);
+      }
+    }
     const ev = (c.nmiPending ? 1 : 0) | (c.nmiBlocked ? 2 : 0) | (c.halted ? 4 : 0) | (c.blocked ? 8 : 0) | (c.intShadow ? 16 : 0);
     for (const v of [readFlags(c), c.insn.lo, c.insn.hi, ev, c.contexts.length, c.serialSeq, c.apic.tpr, ...c.apic.irr, ...c.apic.isr]) {
       a = mix(a, v);
