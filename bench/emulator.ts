@@ -9,6 +9,8 @@ import type { Schedule } from '../emu/scheduler';
 import { Prng } from '../emu/scheduler';
 import { RDX } from '../emu/regs';
 import { asmBytes } from '../scripts/gas';
+import type { MemoryModel, RmwMode } from '../emu/machine';
+import { PageTables } from '../emu/page-tables';
 import { type BenchOptions, median, now, seconds } from './util';
 
 /** Kernel-style addresses, so every access goes through the 64-bit (hi != 0) paths. */
@@ -16,7 +18,7 @@ const TEXT = 0xffffffff81000000n;
 const BUF = 0xffffffff82000000n;
 const BUF_LEN = 4096;
 
-export type LoopKind = 'checksum' | 'register';
+export type LoopKind = 'checksum' | 'register' | 'rmw';
 
 /**
  * The measured loops. Both run forever (the outer loop restarts the inner one), so a
@@ -35,6 +37,19 @@ const LOOPS: Record<LoopKind, string> = {
     add %rax, %rdx
     rol $5, %rdx
     inc %rsi
+    dec %rcx
+    jnz 1b
+    jmp outer
+  `,
+  rmw: `
+    movabs $0x${BUF.toString(16)}, %rbx
+  outer:
+    mov %rbx, %rsi
+    mov $${BUF_LEN / 8}, %ecx
+  1:
+    addq %rdx, (%rsi)
+    rol $5, %rdx
+    add $8, %rsi
     dec %rcx
     jnz 1b
     jmp outer
@@ -89,10 +104,32 @@ export function checksumBuffer(): Uint8Array {
   return buffer;
 }
 
-function machineFor(source: string, cpus: number): Machine {
-  const m = new Machine({ cpus });
-  m.load(TEXT, code(source), true);
-  m.load(BUF, checksumBuffer());
+/** Machine options a figure measures the cost of (absent: sc, atomic, flat). */
+export interface Semantics {
+  memoryModel?: MemoryModel;
+  rmw?: RmwMode;
+  /** Translate through 4-level page tables (TEXT and BUF mapped to low physical frames). */
+  paging?: boolean;
+}
+
+const PHYS_TEXT = 0x1000000n;
+const PHYS_BUF = 0x2000000n;
+const PHYS_TABLES = 0x3000000n;
+
+function machineFor(source: string, cpus: number, sem: Semantics = {}): Machine {
+  const m = new Machine({ cpus, memoryModel: sem.memoryModel, rmw: sem.rmw, paging: sem.paging });
+  const bytes = code(source);
+  if (sem.paging) {
+    m.load(PHYS_TEXT, bytes, true);
+    m.load(PHYS_BUF, checksumBuffer());
+    const pt = new PageTables(m, PHYS_TABLES);
+    for (let off = 0n; off < BigInt(bytes.length); off += 0x1000n) pt.map(TEXT + off, PHYS_TEXT + off);
+    pt.map(BUF, PHYS_BUF);
+    pt.enable();
+  } else {
+    m.load(TEXT, bytes, true);
+    m.load(BUF, checksumBuffer());
+  }
   for (const cpu of m.cpus) {
     cpu.setRipBig(TEXT);
     // Different seeds per CPU, so the interleaved CPUs do not compute identical states.
@@ -101,8 +138,8 @@ function machineFor(source: string, cpus: number): Machine {
   return m;
 }
 
-export function loopMachine(kind: LoopKind, cpus: number): Machine {
-  return machineFor(LOOPS[kind], cpus);
+export function loopMachine(kind: LoopKind, cpus: number, sem: Semantics = {}): Machine {
+  return machineFor(LOOPS[kind], cpus, sem);
 }
 
 /** Runs one checksum pass in the emulator and compares RDX with the same sum in JS. */
@@ -135,6 +172,9 @@ export interface RateFigure {
   seconds: number;
   /** Median over trials, millions of emulated instructions per second. */
   mips: number;
+  /** Non-default machine semantics measured ('' for sc+atomic+flat), and the row it is compared with. */
+  semantics: string;
+  baseline: string | null;
   best: number;
   trials: number[];
 }
@@ -145,6 +185,18 @@ export interface RateSpec {
   cpus: number;
   quantum: number;
   probe?: boolean;
+  semantics?: Semantics;
+  /** Label of the default-semantics row this one's cost is reported against. */
+  baseline?: string;
+}
+
+export function semanticsText(s: Semantics | undefined): string {
+  if (!s) return '';
+  const parts: string[] = [];
+  if (s.memoryModel && s.memoryModel !== 'sc') parts.push(s.memoryModel);
+  if (s.rmw && s.rmw !== 'atomic') parts.push(`${s.rmw} RMW`);
+  if (s.paging) parts.push('paging');
+  return parts.join(' + ');
 }
 
 /** The figures `npm run bench` reports, in table order. */
@@ -156,6 +208,15 @@ export const RATE_SPECS: RateSpec[] = [
   { label: '4 CPUs q=1000, checksum loop', loop: 'checksum', cpus: 4, quantum: 1000 },
   { label: '1 CPU, checksum, no-op probe', loop: 'checksum', cpus: 1, quantum: 10_000, probe: true },
   { label: '4 CPUs q=1, checksum, no-op probe', loop: 'checksum', cpus: 4, quantum: 1, probe: true },
+  // What the concurrency semantics cost (docs/notes/x86-tso.md, docs/notes/paging.md).
+  { label: '1 CPU, checksum loop, paging', loop: 'checksum', cpus: 1, quantum: 10_000, semantics: { paging: true }, baseline: '1 CPU, checksum loop' },
+  { label: '1 CPU, checksum loop, tso', loop: 'checksum', cpus: 1, quantum: 10_000, semantics: { memoryModel: 'tso' }, baseline: '1 CPU, checksum loop' },
+  { label: '1 CPU, RMW loop', loop: 'rmw', cpus: 1, quantum: 10_000 },
+  { label: '1 CPU, RMW loop, paging', loop: 'rmw', cpus: 1, quantum: 10_000, semantics: { paging: true }, baseline: '1 CPU, RMW loop' },
+  { label: '1 CPU, RMW loop, tso', loop: 'rmw', cpus: 1, quantum: 10_000, semantics: { memoryModel: 'tso' }, baseline: '1 CPU, RMW loop' },
+  { label: '1 CPU, RMW loop, split', loop: 'rmw', cpus: 1, quantum: 10_000, semantics: { rmw: 'split' }, baseline: '1 CPU, RMW loop' },
+  { label: '4 CPUs q=1, RMW loop', loop: 'rmw', cpus: 4, quantum: 1 },
+  { label: '4 CPUs q=1, RMW loop, tso + split', loop: 'rmw', cpus: 4, quantum: 1, semantics: { memoryModel: 'tso', rmw: 'split' }, baseline: '4 CPUs q=1, RMW loop' },
 ];
 
 /**
@@ -170,7 +231,7 @@ export class RateRunner {
   readonly results: { steps: number; seconds: number; mips: number }[] = [];
 
   constructor(readonly spec: RateSpec, private readonly o: BenchOptions) {
-    this.m = loopMachine(spec.loop, spec.cpus);
+    this.m = loopMachine(spec.loop, spec.cpus, spec.semantics);
     if (spec.probe) this.m.probe = NOOP_PROBE;
     this.schedule = { kind: 'round-robin', quantum: spec.quantum };
     this.chunk = o.quick ? 50_000 : 2_000_000;
@@ -202,6 +263,7 @@ export class RateRunner {
     const mid = this.results.reduce((a, t) => (Math.abs(t.mips - med) < Math.abs(a.mips - med) ? t : a));
     return {
       label: spec.label, loop: spec.loop, cpus: spec.cpus, quantum: spec.quantum, probe: !!spec.probe,
+      semantics: semanticsText(spec.semantics), baseline: spec.baseline ?? null,
       steps: mid.steps, seconds: mid.seconds, mips: med, best: Math.max(...mips), trials: mips,
     };
   }

@@ -21,6 +21,7 @@ import { type BenchOptions, errorText, median, timed, timedAsync } from './util'
 import { int } from './report';
 import { benchScenario, scenarioFiles, type ScenarioFigure } from './scenarios';
 import { LOCK_OPS, OP_SETS, PATCH_CONFIGS, patchGrid, type OpSet, type PatchRow } from './patching';
+import { benchGroundTruth, type GroundTruthResults } from './ftrace';
 
 export interface KernelStep {
   name: string;
@@ -51,6 +52,8 @@ export interface KernelResults {
   /** fixtures/scenarios/kernel/*.json: scenarios on Debian's text. */
   scenarios: ScenarioFigure[];
   runtime: KernelRuntimeResults;
+  /** QEMU boots of the kernel (ground truth) and ftrace-scale batch patching. */
+  groundTruth: GroundTruthResults;
 }
 
 export interface KernelSkipped {
@@ -113,7 +116,7 @@ export async function benchKernel(o: BenchOptions): Promise<KernelResults | Kern
   let files: KernelFiles;
   let fetchMs: number;
   try {
-    const t = await timedAsync(() => downloadKernel({ preferCached: true, log: (s) => o.log(`fetch-kernel: ${s}`) }));
+    const t = await timedAsync(() => downloadKernel({ log: (s) => o.log(`fetch-kernel: ${s}`) }));
     files = t.value;
     fetchMs = t.seconds * 1e3;
   } catch (e) {
@@ -181,6 +184,7 @@ export async function benchKernel(o: BenchOptions): Promise<KernelResults | Kern
       return benchScenario(f, o);
     });
     const runtime = await runtimeSection(img, o);
+    const groundTruth = await benchGroundTruth(files, img, o);
     return {
       skipped: false,
       version: files.version,
@@ -194,6 +198,7 @@ export async function benchKernel(o: BenchOptions): Promise<KernelResults | Kern
       coverage: { share: cov.share, total: cov.total, implemented: cov.implemented, functions: cov.functions },
       scenarios,
       runtime,
+      groundTruth,
     };
   } finally {
     vm.close();

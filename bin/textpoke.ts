@@ -15,6 +15,7 @@ import { verifyCommand, runVerify, type VerifyArgs } from './commands/verify';
 import { stepCommand, runStep, type StepArgs } from './commands/step';
 import { exploreCommand, runExplore, type ExploreArgs } from './commands/explore';
 import { coverageCommand, runCoverage, type CoverageArgs } from './commands/coverage';
+import { gdbCommand, runGdb, type GdbArgs } from './commands/gdb';
 import { reportError, UserError } from './errors';
 
 async function main(argv: string[]): Promise<number> {
@@ -34,12 +35,13 @@ async function main(argv: string[]): Promise<number> {
     .usage('$0 <command> [options]\n\nA multi-CPU x86-64 emulator for Linux runtime text patching.')
     .command('demo', "the seed's NMI deadlock with nmi=false, then the NMI-safe patch completing with nmi=true", demoCommand, wrap<DemoArgs>(runDemoCommand))
     .command('run <scenario>', 'run a scenario and explain the outcome (deadlock, completed, step-limit, xmc-violation, oops)', runCommand, wrap<RunArgs>(runRun))
-    .command('load <image>', 'what an image holds: sections, symbols, pv sites by op, alternatives', loadCommand, wrap<LoadArgs>(runLoad))
+    .command('load [image]', 'what an image holds: sections, symbols, pv sites by op, alternatives', loadCommand, wrap<LoadArgs>(runLoad))
     .command('disasm <image> <at>', 'objdump-style listing of a symbol or address, pv sites annotated with op and state', disasmCommand, wrap<DisasmArgs>(runDisasm))
-    .command('patch <image>', 'runtime-patch pv ops on emulated CPUs (or --boot: boot-time patching) and write the patched image', patchCommand, wrap<PatchArgs>(runPatch))
-    .command('verify <image>', 'check every pv site against what the alternatives engine generates for pv_ops (exit 1 on a mismatch)', verifyCommand, wrap<VerifyArgs>(runVerify))
+    .command('patch [image]', 'runtime-patch pv ops on emulated CPUs (or --boot: boot-time patching) and write the patched image', patchCommand, wrap<PatchArgs>(runPatch))
+    .command('verify [image]', 'check every pv site against what the alternatives engine generates for pv_ops (exit 1 on a mismatch)', verifyCommand, wrap<VerifyArgs>(runVerify))
     .command('explore <scenario>', 'every schedule and NMI placement within a bound: minimal counterexamples, replay files (exit 1 on a bug)', exploreCommand, wrap<ExploreArgs>(runExplore))
     .command('step <target>', 'single-stepping console on a scenario or image (interactive, piped, or --cmd)', stepCommand, wrap<StepArgs>(runStep))
+    .command('gdb <target>', 'a GDB remote stub on 127.0.0.1: each CPU a thread, breakpoints and watchpoints kept by the emulator', gdbCommand, wrap<GdbArgs>(runGdb))
     .command('coverage <file>', 'instruction coverage of kernel text: what the emulator implements, what is missing', coverageCommand, wrap<CoverageArgs>(runCoverage))
     .command('exec', 'run bytes on one CPU until hlt, the step limit or an unhandled exception', execCommand, wrap<ExecArgs>(runExec))
     .option('color', { type: 'boolean', describe: 'colour output (default: only on a terminal; never with NO_COLOR)' })

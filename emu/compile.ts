@@ -13,6 +13,8 @@ import { Unsupported } from './operands';
 import { PageFault } from './memory';
 import { hostExec } from './host';
 import { breakpointExec } from './breakpoints';
+import { orderedExec } from './ordering';
+import type { Machine } from './machine';
 
 export const VEC_UD = 6;
 
@@ -36,12 +38,12 @@ export function compileAt(cpu: Cpu, ins: Insn, bytes: Uint8Array): void {
     ins.name = host.name;
     ins.exec = hostExec(host);
   } else {
-    compileBytes(ins, bytes);
+    compileBytes(machine, ins, bytes);
   }
   if (machine.hasBreakpoint(ins.lo, ins.hi)) ins.exec = breakpointExec(ins.exec);
 }
 
-function compileBytes(ins: Insn, bytes: Uint8Array): void {
+function compileBytes(machine: Machine, ins: Insn, bytes: Uint8Array): void {
   const d = decodeOne(bytes, ins.lo, ins.hi);
   if (isDecodeFailure(d)) {
     ins.len = Math.max(1, Math.min(d.len, bytes.length));
@@ -73,7 +75,7 @@ function compileBytes(ins: Insn, bytes: Uint8Array): void {
     return;
   }
   try {
-    ins.exec = row.compile(d);
+    ins.exec = orderedExec(machine, d, row.compile(d));
   } catch (e) {
     if (!(e instanceof Unsupported)) throw e;
     ins.exec = raiseUd(`unsupported form of '${d.name}' (${hexBytes(bytes, d.len)}): ${e.message}`);

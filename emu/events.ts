@@ -53,6 +53,8 @@ export function deliver(
   kind: EventKind,
   detail = '',
 ): void {
+  // x86-TSO: delivery drains the store buffer (docs/notes/x86-tso.md).
+  if (cpu.stores.length !== 0) cpu.drainAll();
   try {
     pushFrame(cpu, vector, errorCode, retLo, retHi, kind);
   } catch (e) {
@@ -249,5 +251,5 @@ function closeContext(cpu: Cpu, spLo: number, spHi: number, rip: [number, number
 
 /** Error code of a #PF from our PageFault: P=0 (not present), W/R, I/D; supervisor. */
 export function pageFaultCode(pf: PageFault): number {
-  return (pf.write ? 2 : 0) | (pf.fetch ? 16 : 0);
+  return pf.code;
 }

@@ -57,7 +57,11 @@ export type HostOp =
     }
   | { op: 'call'; target: bigint; args: bigint[]; what?: string }
   | { op: 'serialize'; how: 'cpuid' | 'sync_core' | 'iret' }
-  | { op: 'wrmsr'; msr: number; value: bigint }
+  /**
+   * `fence`: drain the store buffer first, as an MFENCE would (Linux's weak_wrmsr_fence()
+   * before an x2APIC ICR write: WRMSR to x2APIC MSRs does not serialize). Same step.
+   */
+  | { op: 'wrmsr'; msr: number; value: bigint; fence?: boolean }
   | { op: 'rdmsr'; msr: number }
   | { op: 'irqs'; enable: boolean }
   | { op: 'note'; text: string };
@@ -275,8 +279,11 @@ function perform(cpu: Cpu, ins: Insn, f: HostFrame, op: HostOp): Insn {
       f.last = `write ${sym(cpu, op.addr)} = ${hex(op.value)}${op.what ? ` (${op.what})` : ''}`;
       return ins;
     case 'cmpxchg': {
+      // Locked: the store buffer drains before and after (x86-TSO).
+      cpu.drainAll();
       const old = hostRead(cpu, op.addr, op.size);
       if (old === (op.expected & sizeMask(op.size))) hostWrite(cpu, op.addr, op.size, op.value);
+      cpu.drainAll();
       f.resume = old;
       f.last = `cmpxchg ${sym(cpu, op.addr)}: ${hex(old)} -> ${old === op.expected ? hex(op.value) : 'unchanged'}`;
       return ins;
@@ -284,9 +291,11 @@ function perform(cpu: Cpu, ins: Insn, f: HostFrame, op: HostOp): Insn {
     case 'xadd':
     case 'or':
     case 'and': {
+      cpu.drainAll();
       const old = hostRead(cpu, op.addr, op.size);
       const nv = op.op === 'xadd' ? old + op.value : op.op === 'or' ? old | op.value : old & op.value;
       hostWrite(cpu, op.addr, op.size, nv & sizeMask(op.size));
+      cpu.drainAll();
       f.resume = old;
       f.last = `lock ${op.op} ${sym(cpu, op.addr)}: ${hex(old)} -> ${hex(nv & sizeMask(op.size))}`;
       return ins;
@@ -317,6 +326,7 @@ function perform(cpu: Cpu, ins: Insn, f: HostFrame, op: HostOp): Insn {
       f.last = op.how;
       return ins;
     case 'wrmsr':
+      if (op.fence) cpu.drainAll();
       cpu.machine.wrmsr(cpu, op.msr, op.value);
       f.last = `wrmsr 0x${op.msr.toString(16)} = ${hex(op.value)}`;
       return ins;

@@ -11,6 +11,7 @@
 import { Page, PageFault, PAGE_SIZE } from './memory';
 import { pageKey } from './u64';
 import { compileAt } from './compile';
+import { overlayBytes } from './store-buffer';
 import type { Cpu } from './cpu';
 
 /** Executes one instruction and returns the next one to run. */
@@ -104,6 +105,17 @@ export class InsnCache {
     }
   }
 
+  /** Forgets the decodes on one linear page (its translation changed, or this CPU buffered a store to it). */
+  forgetPage(lo: number, hi: number): void {
+    const arr = this.pages.get(pageKey(lo, hi));
+    if (!arr) return;
+    for (const ins of arr) {
+      if (!ins) continue;
+      journalInsn(this.cpu, ins);
+      resetInsn(ins);
+    }
+  }
+
   /** Forgets every decode (fetch mode or bindings changed wholesale). */
   forgetAll(): void {
     for (const arr of this.pages.values()) {
@@ -166,21 +178,36 @@ function resetInsn(ins: Insn): void {
   ins.exec = notDecoded;
 }
 
-/** Reads up to 15 instruction bytes, stopping at an unmapped page. */
+/**
+ * Reads up to 15 instruction bytes through the CPU's translation, stopping at a page
+ * that cannot be fetched. The CPU's own buffered stores are laid over them: under
+ * x86-TSO a CPU executes what it wrote itself (docs/notes/x86-tso.md), others what
+ * memory holds.
+ */
 export function fetchBytes(cpu: Cpu, lo: number, hi: number): Uint8Array {
-  const mem = cpu.mem;
-  const first = mem.pageAt(lo, hi);
-  if (!first) throw new PageFault(lo, hi, false, true);
+  const first = cpu.codePage(lo, hi);
   const off = lo & 0xfff;
   const inFirst = Math.min(15, PAGE_SIZE - off);
-  if (inFirst === 15) return first.data.slice(off, off + 15);
+  if (inFirst === 15) return ownStores(cpu, first, off, first.data.slice(off, off + 15));
   const out = new Uint8Array(15);
   out.set(first.data.subarray(off, off + inFirst), 0);
+  ownStores(cpu, first, off, out.subarray(0, inFirst));
   const s = (lo >>> 0) + inFirst;
-  const second = mem.pageAt(s | 0, (hi + (s > 0xffffffff ? 1 : 0)) | 0);
-  if (!second) return out.subarray(0, inFirst);
+  let second: Page;
+  try {
+    second = cpu.codePage(s | 0, (hi + (s > 0xffffffff ? 1 : 0)) | 0);
+  } catch (e) {
+    if (e instanceof PageFault) return out.subarray(0, inFirst);
+    throw e;
+  }
   out.set(second.data.subarray(0, 15 - inFirst), inFirst);
+  ownStores(cpu, second, 0, out.subarray(inFirst));
   return out;
+}
+
+function ownStores(cpu: Cpu, pg: Page, off: number, bytes: Uint8Array): Uint8Array {
+  if (cpu.stores.length !== 0) overlayBytes(cpu.stores, pg, off, bytes);
+  return bytes;
 }
 
 /**
@@ -225,14 +252,22 @@ export function revalidate(cpu: Cpu, ins: Insn): Insn {
 function writtenBy(cpu: Cpu, ins: Insn): boolean {
   for (let k = 0; k < ins.len; k++) {
     const s = (ins.lo >>> 0) + k;
-    const pg = cpu.mem.pageAt(s | 0, (ins.hi + (s > 0xffffffff ? 1 : 0)) | 0);
+    const pg = codePageOrNull(cpu, s | 0, (ins.hi + (s > 0xffffffff ? 1 : 0)) | 0);
     if (pg?.writer && pg.writer[(s | 0) & 0xfff] === cpu.id) return true;
   }
   return false;
 }
 
+function codePageOrNull(cpu: Cpu, lo: number, hi: number): Page | null {
+  try {
+    return cpu.codePage(lo, hi);
+  } catch {
+    return null;
+  }
+}
+
 function decodeInto(cpu: Cpu, ins: Insn, bytes: Uint8Array): void {
-  const page = cpu.mem.pageAt(ins.lo, ins.hi)!;
+  const page = cpu.codePage(ins.lo, ins.hi);
   // Instruction fetch marks the page as code, so later writes to it are logged.
   cpu.mem.makeCode(page);
   compileAt(cpu, ins, bytes);
@@ -243,7 +278,7 @@ function decodeInto(cpu: Cpu, ins: Insn, bytes: Uint8Array): void {
   ins.crossesPage = off + Math.max(ins.len, 1) > PAGE_SIZE;
   if (ins.crossesPage) {
     const s = (ins.lo >>> 0) + ins.len - 1;
-    const p2 = cpu.mem.pageAt(s | 0, (ins.hi + (s > 0xffffffff ? 1 : 0)) | 0);
+    const p2 = codePageOrNull(cpu, s | 0, (ins.hi + (s > 0xffffffff ? 1 : 0)) | 0);
     if (p2) cpu.mem.makeCode(p2);
   }
   ins.xgen = ins.crossesPage ? -1 : page.gen;

@@ -9,7 +9,7 @@
 //
 // Leaf module: memory.ts and insn.ts call into it; it knows their classes by shape.
 
-import type { Page } from './memory';
+import { PAGE_WATCHED, PAGE_RWATCHED, type Page } from './memory';
 import type { Insn } from './insn';
 
 /** Page fields the journal saves (memory.ts's Page). */
@@ -57,8 +57,8 @@ interface InsnUndo {
 
 type Undo = PageUndo | MapUndo | InsnUndo;
 
-/** Page flag bits the journal leaves alone on undo (watches are rebuilt by their owners). */
-const KEEP_FLAGS = 2; // PAGE_WATCHED
+/** Page flag bits the journal leaves alone on undo (watches, write and read, are rebuilt by their owners). */
+const KEEP_FLAGS = PAGE_WATCHED | PAGE_RWATCHED;
 
 export function insnFields(ins: Insn): InsnFields {
   return {

@@ -2,7 +2,7 @@
 // code hooks, the XMC checker, and the deterministic run loop with deadlock detection.
 // Everything the CLI does is reachable from here as a library call.
 
-import { Cpu } from './cpu';
+import { Cpu, type CpuMemoryState } from './cpu';
 import { HI, RSP } from './regs';
 import { GuestException } from './fault';
 import { Memory, splitAddr } from './memory';
@@ -22,6 +22,7 @@ import { Scheduler, type Schedule, type SchedulerState } from './scheduler';
 import { takeSnapshot, restoreSnapshot, type Snapshot, type SavesState } from './snapshot';
 import { toBig } from './u64';
 import { PortBus } from './ports';
+import { CR0_PG } from './paging';
 
 export type FetchMode = 'coherent' | 'stale';
 
@@ -32,7 +33,23 @@ export interface MachineOptions {
   fetchMode?: FetchMode;
   /** Local APIC mode at reset. */
   apicMode?: 'x2apic' | 'xapic';
+  /**
+   * Walk page tables (emu/paging.ts) once the guest sets CR0.PG with CR4.PAE and
+   * EFER.LME; CPUs then start with CR0.PG clear. Default false: linear = physical, at no cost.
+   */
+  paging?: boolean;
+  /** 'sc' (default): every store is visible at once. 'tso': per-CPU store buffers (x86-TSO). */
+  memoryModel?: MemoryModel;
+  /** 'atomic' (default): an instruction is one step. 'split': an unlocked read-modify-write is a load step and a store step. */
+  rmw?: RmwMode;
+  /** Store-buffer entries per CPU under 'tso' before a store forces the oldest out (default 16). */
+  storeBufferSize?: number;
 }
+
+export const MEMORY_MODELS = ['sc', 'tso'] as const;
+export type MemoryModel = (typeof MEMORY_MODELS)[number];
+export const RMW_MODES = ['atomic', 'split'] as const;
+export type RmwMode = (typeof RMW_MODES)[number];
 
 export interface RunOptions {
   schedule?: Schedule;
@@ -78,7 +95,8 @@ export interface RunResult {
 
 /** Why a CPU is blocked, for reports and the wait-for graph. */
 /** One thing that can happen next (Machine.enabled / Machine.take). */
-export type Choice = { kind: 'step'; cpu: number } | { kind: 'nmi'; cpu: number };
+/** `drain`: the oldest store in the CPU's store buffer becomes visible (memoryModel 'tso'). */
+export type Choice = { kind: 'step'; cpu: number } | { kind: 'nmi'; cpu: number } | { kind: 'drain'; cpu: number };
 
 export interface BlockInfo {
   reason: 'wait' | 'spin';
@@ -138,6 +156,10 @@ export class Machine implements IpiBus {
   readonly symbols = new SymbolTable();
   readonly ports = new PortBus();
   fetchMode: FetchMode;
+  readonly pagingEnabled: boolean;
+  readonly memoryModel: MemoryModel;
+  readonly rmw: RmwMode;
+  readonly storeBufferSize: number;
   /** Machine clock: steps run by all CPUs together, advanced after each slice. The TSC derives from it. */
   steps = 0;
   /** The running CPU's retired count when its slice began (see currentStep). */
@@ -183,11 +205,19 @@ export class Machine implements IpiBus {
     const n = opts.cpus;
     if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error(`cpus must be an integer from 1 to 256 (got ${n})`);
     this.fetchMode = opts.fetchMode ?? 'coherent';
+    this.pagingEnabled = opts.paging ?? false;
+    this.memoryModel = opts.memoryModel ?? 'sc';
+    this.rmw = opts.rmw ?? 'atomic';
+    this.storeBufferSize = opts.storeBufferSize ?? 16;
+    if (!Number.isInteger(this.storeBufferSize) || this.storeBufferSize < 1) throw new Error(`storeBufferSize must be a positive integer (got ${this.storeBufferSize})`);
     const x2 = (opts.apicMode ?? 'x2apic') === 'x2apic';
     for (let i = 0; i < n; i++) {
       const cpu = new Cpu(i, this, this.mem);
       cpu.apic = new LocalApic(i, i, this, x2);
       cpu.spin = new SpinTracker(cpu);
+      cpu.tso = this.memoryModel === 'tso';
+      // With paging modelled, the guest turns it on itself (the flat reset state keeps PG set).
+      if (this.pagingEnabled) cpu.cr0 &= ~CR0_PG;
       this.cpus.push(cpu);
     }
     // The xAPIC page: each CPU reaches its own APIC at the same address.
@@ -196,6 +226,11 @@ export class Machine implements IpiBus {
       write: (cpu, off, size, v) => this.cpus[cpu].apic.write(cpu, off, size, v),
     });
     this.xmc.onViolation = (v) => this.onXmc(v);
+    // TLBs, store buffers and split RMWs in progress join snapshots.
+    this.addStatePart('cpu-memory', {
+      saveState: () => this.cpus.map((c) => c.saveMemoryState()),
+      loadState: (s) => (s as CpuMemoryState[]).forEach((st, i) => this.cpus[i].loadMemoryState(st)),
+    });
   }
 
   cpu(i: number): Cpu {
@@ -347,6 +382,7 @@ export class Machine implements IpiBus {
       if (hit) targets.push(c.id);
     }
     if (ipi.mode === DM_LOWEST && targets.length > 1) targets.length = 1;
+    this.probe?.onIpi?.(ipi.from, targets, ipi.mode === DM_NMI, ipi.vector);
     for (const t of targets) {
       if (ipi.mode === DM_NMI) this.nmi(t);
       else if (ipi.mode === DM_FIXED || ipi.mode === DM_LOWEST) this.interrupt(t, ipi.vector);
@@ -452,7 +488,8 @@ export class Machine implements IpiBus {
     this.blockInfo.set(cpu.id, info);
     cpu.brk = true;
     const wake = (): void => this.unblock(cpu);
-    this.watchIds.set(cpu.id, ranges.map((r) => this.mem.watch(r.addr, r.size, wake)));
+    // Watches are on physical memory: with paging on, the CPU's TLB says where.
+    this.watchIds.set(cpu.id, ranges.map((r) => this.mem.watch(cpu.physical(r.addr), r.size, wake)));
     this.blockRanges.set(cpu.id, ranges);
   }
 
@@ -507,6 +544,16 @@ export class Machine implements IpiBus {
       const req = this.pendingStop();
       if (req) return this.finish(req.reason, req.cpu);
       if (this.steps >= maxSteps) return this.finish('step-limit', null);
+      if (this.memoryModel === 'tso' && !(only === undefined && this.slotLeft > 0 && runnable(this.slotCpu))) {
+        // Between slots, a store-buffer drain is a step of its own, chosen by the schedule (x86-TSO).
+        const drainable = (i: number): boolean => (only === undefined || i === only) && this.cpus[i].drainable > 0;
+        const d = sched.drain(n, drainable, runnable);
+        if (d >= 0) {
+          this.cpus[d].drainOne();
+          this.steps++;
+          continue;
+        }
+      }
       let cpuId: number;
       let left: number;
       if (only === undefined && this.slotLeft > 0 && runnable(this.slotCpu)) {
@@ -575,7 +622,8 @@ export class Machine implements IpiBus {
   // ---- Choice points (the explorer's interface; run() does not use them) ----
 
   /**
-   * What can happen next: a step of each CPU the scheduler could run now, and an NMI
+   * What can happen next: a step of each CPU the scheduler could run now, a drain of
+   * each CPU's oldest buffered store (memoryModel 'tso'), and an NMI
    * to each CPU in `nmiCpus` that has none latched (it is then taken at that CPU's next
    * instruction boundary, i.e. its next step).
    */
@@ -583,6 +631,7 @@ export class Machine implements IpiBus {
     this.fireTimers();
     const out: Choice[] = [];
     for (const c of this.cpus) if (this.runnable(c)) out.push({ kind: 'step', cpu: c.id });
+    for (const c of this.cpus) if (c.drainable > 0) out.push({ kind: 'drain', cpu: c.id });
     for (const i of nmiCpus) {
       const c = this.cpus[i];
       if (c && !c.shutdown && !c.nmiPending) out.push({ kind: 'nmi', cpu: i });
@@ -594,6 +643,11 @@ export class Machine implements IpiBus {
   take(c: Choice): void {
     if (c.kind === 'nmi') {
       this.nmi(c.cpu);
+      return;
+    }
+    if (c.kind === 'drain') {
+      this.cpus[c.cpu].drainOne();
+      this.steps++;
       return;
     }
     const cpu = this.cpus[c.cpu];

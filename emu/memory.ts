@@ -1,21 +1,24 @@
 // Sparse guest physical memory: 4 KiB pages keyed by their 52-bit page number, so
-// kernel addresses such as 0xffffffff81000000 are used as they are (no paging).
+// kernel addresses such as 0xffffffff81000000 are used as they are when paging is off.
 //
-// Two direct-mapped TLBs keep the hot path to one compare: the read TLB holds every
-// RAM page, the write TLB only pages whose writes need no bookkeeping. A write to a
-// code page or a watched page takes the slow path, which logs it (per-byte writer and
-// sequence number for the XMC checker, a page generation for decode-cache
-// invalidation) and wakes whoever watches the bytes.
+// Each CPU's direct-mapped data caches (emu/tlb.ts) keep the hot path to one compare:
+// the read half holds RAM pages, the write half only pages whose writes need no
+// bookkeeping. Memory knows every CPU's cache so that a page becoming code or watched
+// leaves every write half. A write to a code page or a watched page takes the slow
+// path, which logs it (per-byte writer and sequence number for the XMC checker, a page
+// generation for decode-cache invalidation) and wakes whoever watches the bytes.
 
 import { pageKey, TWO32 } from './u64';
+import { type DataCache, dropFromRead, dropFromWrite, flushCache } from './tlb';
 import type { Journal } from './journal';
 
 export const PAGE_SIZE = 4096;
-const TLB_SIZE = 256;
 
 /** Page flag bits: any set bit sends writes down the slow path. */
 export const PAGE_CODE = 1;
 export const PAGE_WATCHED = 2;
+/** Reads of the page are watched (debugger read watchpoints): kept out of the read caches. */
+export const PAGE_RWATCHED = 4;
 
 /** A memory-mapped device page (the xAPIC register page). Accesses are per CPU. */
 export interface MmioDevice {
@@ -26,8 +29,9 @@ export interface MmioDevice {
 /**
  * The memory one step touched, for the explorer's partial-order reduction: 8-byte
  * words (key: address bits 3..47) read and written, and whether it touched a device
- * (MMIO) or wrote code (`global`: such a step is dependent on every other step). Set as `Memory.footprint`, every access goes through the slow path (no TLB
- * fills), so nothing is missed; off (null) it costs one test on a TLB miss.
+ * (MMIO) or wrote code (`global`: such a step is dependent on every other step). Set as `Memory.footprint`, CPUs record every access in their slow path and
+ * fill no caches (Cpu.xlate), so nothing is missed; off (null) it costs one test on a
+ * cache miss.
  */
 export class Footprint {
   reads: number[] = [];
@@ -82,6 +86,8 @@ export class Page {
   writer: Int16Array | null = null;
   seq: Float64Array | null = null;
   watches: Watch[] | null = null;
+  /** Read watches (debugger watchpoints); reads of such a page take the CPU's slow path. */
+  readWatches: Watch[] | null = null;
   /** The journal epoch in which this page was last saved (emu/journal.ts). */
   jepoch = 0;
   constructor(readonly key: number) {}
@@ -96,23 +102,27 @@ export interface HostReadTap {
   read(addr: bigint, len: number, live: () => Uint8Array): Uint8Array;
 }
 
-/** Raised for an access to unmapped memory; the CPU turns it into a guest #PF. */
+/**
+ * Raised for an access to unmapped memory, or by a page walk (emu/paging.ts); the CPU
+ * turns it into a guest #PF with `code` as the error code and (lo, hi) in CR2.
+ */
 export class PageFault {
   constructor(
     readonly lo: number,
     readonly hi: number,
     readonly write: boolean,
     readonly fetch: boolean,
+    readonly code: number = (write ? 2 : 0) | (fetch ? 16 : 0),
+    /** Why, when a page walk found it (otherwise the address was unmapped). */
+    readonly detail: string | null = null,
   ) {}
 }
 
 export class Memory {
   readonly pages = new Map<number, Page>();
   private readonly mmio = new Map<number, MmioDevice>();
-  readonly tlbKey = new Float64Array(TLB_SIZE).fill(-1);
-  readonly tlbPage: (Page | null)[] = new Array<Page | null>(TLB_SIZE).fill(null);
-  readonly wtlbKey = new Float64Array(TLB_SIZE).fill(-1);
-  readonly wtlbPage: (Page | null)[] = new Array<Page | null>(TLB_SIZE).fill(null);
+  /** Every CPU's data cache, registered by the CPU. */
+  readonly caches: DataCache[] = [];
   /** Global sequence of logged (code-page) writes; CPUs record it when they serialize. */
   writeSeq = 0;
   private nextWatchId = 1;
@@ -127,7 +137,7 @@ export class Memory {
   footprint: Footprint | null = null;
 
   /** Saves a page before its first change since the last snapshot (a no-op without snapshots). */
-  private touch(pg: Page): void {
+  touch(pg: Page): void {
     const j = this.journal;
     if (j !== null && pg.jepoch !== j.epoch) j.savePage(pg);
   }
@@ -180,57 +190,29 @@ export class Memory {
   }
 
   mmioAt(lo: number, hi: number): MmioDevice | undefined {
-    return this.mmio.get(pageKey(lo, hi));
+    const dev = this.mmio.get(pageKey(lo, hi));
+    if (dev !== undefined && this.footprint !== null) this.footprint.global = true;
+    return dev;
   }
 
-  /** Page for a read; fills the read TLB. Throws PageFault when unmapped (and not MMIO). */
-  readPage(lo: number, hi: number, fetch: boolean): Page {
-    const key = pageKey(lo, hi);
-    const pg = this.pages.get(key);
-    if (!pg) throw new PageFault(lo, hi, false, fetch);
-    if (this.footprint !== null) {
-      // Fetches are not data: code writes make a step dependent on every other step.
-      if (!fetch) this.footprint.note(lo, hi, false);
-      return pg;
-    }
-    const i = (lo >>> 12) & (TLB_SIZE - 1);
-    this.tlbKey[i] = key;
-    this.tlbPage[i] = pg;
-    return pg;
-  }
-
-  /** Page for a write; fills the write TLB only when writes to it need no bookkeeping. */
-  writePage(lo: number, hi: number): Page {
-    const key = pageKey(lo, hi);
-    const pg = this.pages.get(key);
-    if (!pg) throw new PageFault(lo, hi, true, false);
-    this.touch(pg);
-    if (this.footprint !== null) {
-      this.footprint.note(lo, hi, true);
-      if (pg.flags & PAGE_CODE) this.footprint.global = true;
-      return pg;
-    }
-    if (pg.flags === 0) {
-      const i = (lo >>> 12) & (TLB_SIZE - 1);
-      this.wtlbKey[i] = key;
-      this.wtlbPage[i] = pg;
-    }
-    return pg;
+  /** The MMIO device at physical page number `key`, if any. */
+  mmioByKey(key: number): MmioDevice | undefined {
+    if (this.mmio.size === 0) return undefined;
+    const dev = this.mmio.get(key);
+    if (dev !== undefined && this.footprint !== null) this.footprint.global = true;
+    return dev;
   }
 
   flushTlb(): void {
-    this.tlbKey.fill(-1);
-    this.wtlbKey.fill(-1);
-    this.tlbPage.fill(null);
-    this.wtlbPage.fill(null);
+    for (const c of this.caches) flushCache(c);
   }
 
   private dropFromWriteTlb(pg: Page): void {
-    const i = pg.key % TLB_SIZE;
-    if (this.wtlbKey[i] === pg.key) {
-      this.wtlbKey[i] = -1;
-      this.wtlbPage[i] = null;
-    }
+    for (const c of this.caches) dropFromWrite(c, pg);
+  }
+
+  private dropFromReadTlb(pg: Page): void {
+    for (const c of this.caches) dropFromRead(c, pg);
   }
 
   /**
@@ -239,6 +221,8 @@ export class Memory {
    */
   noteWrite(pg: Page, off: number, size: number, cpu: number, lo: number, hi: number): void {
     if (pg.flags & PAGE_CODE) {
+      // A code write: the step that makes it commutes with no other.
+      if (this.footprint !== null) this.footprint.global = true;
       const seq = ++this.writeSeq;
       pg.gen++;
       if (!pg.writer) {
@@ -267,6 +251,27 @@ export class Memory {
    * The range may span pages.
    */
   watch(addr: bigint, size: number, fn: WatchFn): number {
+    return this.watchRange(addr, size, fn, (pg, w) => {
+      (pg.watches ??= []).push(w);
+      pg.flags |= PAGE_WATCHED;
+      this.dropFromWriteTlb(pg);
+    });
+  }
+
+  /**
+   * Calls `fn` after every CPU read that overlaps [addr, addr+size) (a debugger's read
+   * watchpoint). The pages leave the read caches, so only their reads pay for it.
+   */
+  watchReads(addr: bigint, size: number, fn: WatchFn): number {
+    return this.watchRange(addr, size, fn, (pg, w) => {
+      (pg.readWatches ??= []).push(w);
+      pg.flags |= PAGE_RWATCHED;
+      this.dropFromReadTlb(pg);
+    });
+  }
+
+  /** Splits [addr, addr+size) by page and lets `place` attach the watch to each mapped page. */
+  private watchRange(addr: bigint, size: number, fn: WatchFn, place: (pg: Page, w: Watch) => void): number {
     const id = this.nextWatchId++;
     const on: Page[] = [];
     this.watchPages.set(id, on);
@@ -275,14 +280,10 @@ export class Memory {
     while (left > 0) {
       const off = Number(a & 0xfffn);
       const n = Math.min(left, PAGE_SIZE - off);
-      const key = Number(a >> 12n);
-      const pg = this.pages.get(key);
+      const pg = this.pages.get(Number(a >> 12n));
       if (pg) {
-        if (!pg.watches) pg.watches = [];
-        pg.watches.push({ start: off, end: off + n, fn, id });
+        place(pg, { start: off, end: off + n, fn, id });
         on.push(pg);
-        pg.flags |= PAGE_WATCHED;
-        this.dropFromWriteTlb(pg);
       }
       a = BigInt.asUintN(64, a + BigInt(n));
       left -= n;
@@ -290,16 +291,33 @@ export class Memory {
     return id;
   }
 
+  /** Calls the read watches of `pg` that overlap a read of `size` bytes at page offset `off`. */
+  noteRead(pg: Page, off: number, size: number, cpu: number, lo: number, hi: number): void {
+    const end = off + size;
+    for (const wt of pg.readWatches?.slice() ?? []) {
+      if (wt.start < end && off < wt.end) wt.fn(cpu, lo, hi, size);
+    }
+  }
+
   unwatch(id: number): void {
     const on = this.watchPages.get(id);
     if (!on) return;
     this.watchPages.delete(id);
     for (const pg of on) {
-      if (!pg.watches) continue;
-      const kept = pg.watches.filter((w) => w.id !== id);
-      if (kept.length === pg.watches.length) continue;
-      pg.watches = kept.length ? kept : null;
-      if (!pg.watches) pg.flags &= ~PAGE_WATCHED;
+      if (pg.watches) {
+        const kept = pg.watches.filter((w) => w.id !== id);
+        if (kept.length !== pg.watches.length) {
+          pg.watches = kept.length ? kept : null;
+          if (!pg.watches) pg.flags &= ~PAGE_WATCHED;
+        }
+      }
+      if (pg.readWatches) {
+        const kept = pg.readWatches.filter((w) => w.id !== id);
+        if (kept.length !== pg.readWatches.length) {
+          pg.readWatches = kept.length ? kept : null;
+          if (!pg.readWatches) pg.flags &= ~PAGE_RWATCHED;
+        }
+      }
     }
   }
 

@@ -11,6 +11,8 @@ export interface Probe {
   onStep(cpu: Cpu, ins: Insn, hostDepth: number): void;
   /** After an exception, NMI or interrupt was delivered (the CPU is at the handler). */
   onEvent?(cpu: Cpu, vector: number, kind: EventKind): void;
+  /** An IPI left `from`'s local APIC for `targets` (NMI or fixed mode), before any is delivered. */
+  onIpi?(from: number, targets: readonly number[], nmi: boolean, vector: number): void;
 }
 
 /** Fans one probe slot out to several probes. */
@@ -21,5 +23,8 @@ export class ProbeSet implements Probe {
   }
   onEvent(cpu: Cpu, vector: number, kind: EventKind): void {
     for (const p of this.probes) p.onEvent?.(cpu, vector, kind);
+  }
+  onIpi(from: number, targets: readonly number[], nmi: boolean, vector: number): void {
+    for (const p of this.probes) p.onIpi?.(from, targets, nmi, vector);
   }
 }

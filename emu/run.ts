@@ -78,9 +78,9 @@ function raise(cpu: Cpu, e: unknown): void {
   } else if (e instanceof PageFault) {
     cpu.cr2Lo = e.lo;
     cpu.cr2Hi = e.hi;
-    const what = `${e.fetch ? 'fetch from' : e.write ? 'write to' : 'read from'} unmapped ${cpu.machine.symbolize(
-      (BigInt(e.hi >>> 0) << 32n) | BigInt(e.lo >>> 0),
-    )}`;
+    const where = cpu.machine.symbolize((BigInt(e.hi >>> 0) << 32n) | BigInt(e.lo >>> 0));
+    const how = e.fetch ? 'fetch from' : e.write ? 'write to' : 'read from';
+    const what = e.detail !== null ? `${how} ${where}: ${e.detail}` : `${how} unmapped ${where}`;
     deliver(cpu, VEC_PF, pageFaultCode(e), at.lo, at.hi, 'exception', what);
   } else {
     throw e;
@@ -96,6 +96,9 @@ export function eventDeliverable(cpu: Cpu): boolean {
 
 /** Delivers at most one pending event (NMI first, then the APIC's best vector). */
 export function checkEvents(cpu: Cpu): void {
+  // Between the load and store steps of a split RMW is not an instruction boundary;
+  // the store step sets brk again (emu/ordering.ts).
+  if (cpu.rmw !== null) return;
   if (cpu.nmiPending && !cpu.nmiBlocked) {
     cpu.nmiPending = false;
     wakeForEvent(cpu);

@@ -7,7 +7,14 @@
 export type Schedule =
   | { kind: 'round-robin'; quantum: number }
   | { kind: 'random'; seed: number; maxQuantum: number }
-  | { kind: 'list'; slots: { cpu: number; steps: number }[]; then: Schedule };
+  | { kind: 'list'; slots: ListSlot[]; then: Schedule };
+
+/** `drain: true`: drain one store-buffer entry of `cpu` instead of running it (x86-TSO; `steps` ignored). */
+export interface ListSlot {
+  cpu: number;
+  steps: number;
+  drain?: boolean;
+}
 
 /** Where a scheduler is in its schedule (machine snapshots save it). */
 export type SchedulerState = number | { rng: number } | { pos: number; then: SchedulerState };
@@ -46,6 +53,17 @@ export abstract class Scheduler {
   abstract next(ncpus: number, runnable: (cpu: number) => boolean): Slot | null;
   abstract saveState(): SchedulerState;
   abstract loadState(s: SchedulerState): void;
+
+  /**
+   * Under x86-TSO, before each slot: the CPU whose oldest buffered store drains now, or
+   * -1 to run a slot. When no CPU is runnable a drain is forced (a store buffer
+   * always empties eventually). The default drains eagerly: stores are delayed only
+   * within the slice that made them.
+   */
+  drain(ncpus: number, drainable: (cpu: number) => boolean, _runnable: (cpu: number) => boolean): number {
+    for (let k = 0; k < ncpus; k++) if (drainable(k)) return k;
+    return -1;
+  }
 
   static create(s: Schedule): Scheduler {
     switch (s.kind) {
@@ -102,6 +120,19 @@ class RandomSchedule extends Scheduler {
     const cpu = c[this.rng.below(c.length)];
     return { cpu, quantum: 1 + this.rng.below(this.maxQuantum) };
   }
+
+  /** Drains with probability 1/2 when any store is buffered, from a CPU picked uniformly. */
+  override drain(ncpus: number, drainable: (cpu: number) => boolean, runnable: (cpu: number) => boolean): number {
+    const c = this.scratch;
+    c.length = 0;
+    for (let k = 0; k < ncpus; k++) if (drainable(k)) c.push(k);
+    if (c.length === 0) return -1;
+    let any = false;
+    for (let k = 0; k < ncpus && !any; k++) any = runnable(k);
+    if (any && this.rng.below(2) === 0) return -1;
+    return c[this.rng.below(c.length)];
+  }
+
   saveState(): SchedulerState {
     return { rng: this.rng.state };
   }
@@ -113,7 +144,7 @@ class RandomSchedule extends Scheduler {
 class ListSchedule extends Scheduler {
   private pos = 0;
   constructor(
-    private readonly slots: { cpu: number; steps: number }[],
+    private readonly slots: ListSlot[],
     private readonly then: Scheduler,
   ) {
     super();
@@ -121,9 +152,26 @@ class ListSchedule extends Scheduler {
   next(ncpus: number, runnable: (cpu: number) => boolean): Slot | null {
     while (this.pos < this.slots.length) {
       const s = this.slots[this.pos++];
+      if (s.drain) continue;
       if (s.cpu < ncpus && runnable(s.cpu)) return { cpu: s.cpu, quantum: s.steps };
     }
     return this.then.next(ncpus, runnable);
+  }
+  /** Listed drains happen where they are listed; between listed runs nothing drains; after the list, `then` decides. */
+  override drain(ncpus: number, drainable: (cpu: number) => boolean, runnable: (cpu: number) => boolean): number {
+    if (this.pos < this.slots.length) {
+      const s = this.slots[this.pos];
+      if (!s.drain) {
+        let any = false;
+        for (let k = 0; k < ncpus && !any; k++) any = runnable(k);
+        if (any) return -1;
+        for (let k = 0; k < ncpus; k++) if (drainable(k)) return k;
+        return -1;
+      }
+      this.pos++;
+      return s.cpu < ncpus && drainable(s.cpu) ? s.cpu : this.drain(ncpus, drainable, runnable);
+    }
+    return this.then.drain(ncpus, drainable, runnable);
   }
   saveState(): SchedulerState {
     return { pos: this.pos, then: this.then.saveState() };

@@ -89,6 +89,10 @@ const CPU_FIELDS: Record<string, 'plain' | 'special' | 'skip'> = {
   r: 'special', msrs: 'special', contexts: 'special', hostFrames: 'special', spin: 'special', apic: 'special',
   icache: 'special', id: 'skip', machine: 'skip', mem: 'skip', th: 'skip', eh: 'skip',
   shutdown: 'plain', stoppedAt: 'plain', hookSkip: 'plain', continuing: 'plain', insn: 'plain', blocked: 'plain',
+  // Memory ordering and translation: the TLB, store buffer and split-RMW state join as
+  // the machine's 'cpu-memory' part (Cpu.saveMemoryState); the data caches are flushed.
+  tlb: 'special', stores: 'special', rmw: 'special',
+  tlbKey: 'skip', tlbPage: 'skip', wtlbKey: 'skip', wtlbPage: 'skip', xc: 'skip',
 };
 
 const plainKeys = new WeakMap<object, string[]>();

@@ -22,6 +22,12 @@ export interface SpinRead {
   hi: number;
   size: number;
   value: number;
+  /**
+   * The iteration wrote this location before reading it (a preempt count raised and
+   * dropped again around a trylock): the value is the iteration's own, so it is not
+   * compared with memory at the end, but a change by anyone else still wakes the CPU.
+   */
+  own?: boolean;
 }
 
 export interface SpinState {
@@ -93,7 +99,14 @@ export class SpinTracker {
       this.stopTracking();
       return;
     }
-    this.reads.push({ lo, hi, size, value });
+    this.reads.push({ lo, hi, size, value, own: this.wroteEarlier(lo, hi, size) });
+  }
+
+  /** Whether this iteration already wrote every byte of (lo, hi, size). */
+  private wroteEarlier(lo: number, hi: number, size: number): boolean {
+    const a = lo >>> 0;
+    for (const w of this.writes) if (w.hi === hi && (w.lo >>> 0) <= a && a + size <= (w.lo >>> 0) + w.size) return true;
+    return false;
   }
 
   /** A write of `size` bytes at (lo, hi) is about to replace `old`. */
@@ -193,7 +206,7 @@ export class SpinTracker {
    * next iteration differs, and blocking now would wait for a write already done.
    */
   private readsStillCurrent(): boolean {
-    for (const r of this.reads) if (this.cpu.peek(r.lo, r.hi, r.size) !== r.value >>> 0) return false;
+    for (const r of this.reads) if (!r.own && this.cpu.peek(r.lo, r.hi, r.size) !== r.value >>> 0) return false;
     return true;
   }
 
@@ -208,6 +221,7 @@ export class SpinTracker {
     const seen = new Set<string>();
     const parts: string[] = [];
     for (const r of this.reads) {
+      if (r.own) continue;
       const a = toBig(r.lo, r.hi);
       const s = `${symbolize(a)} (0x${(r.value >>> 0).toString(16)})`;
       if (!seen.has(s)) {

@@ -78,6 +78,11 @@ export class SymbolTable {
     return this.byName.keys();
   }
 
+  /** Every entry, aliases and repeated names included (symbol files want them all). */
+  all(): readonly SymbolEntry[] {
+    return this.entries;
+  }
+
   private sort(): void {
     if (this.sorted) return;
     this.entries.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.name < b.name ? -1 : 1));

@@ -167,7 +167,9 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   const t0 = Date.now();
   const nmiCpus = opts.nmiCpus ?? (opts.nmis > 0 ? m.cpus.map((c) => c.id) : []);
   const stateful = opts.stateful ?? true;
-  const reduce = opts.reduce ?? true;
+  // Buffered stores (x86-TSO) reach memory in a later step than the one that made
+  // them, so footprints would be misattributed: no reduction under TSO.
+  const reduce = (opts.reduce ?? true) && !m.cpus.some((c) => c.tso);
   const root = m.snapshot();
   const rootMark = root.mark;
   const bugs = new Map<string, Counterexample>();
@@ -205,6 +207,8 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     const host = c.hostFrames.length > 0;
     fp.clear();
     m.mem.footprint = fp;
+    // Cached pages would let an access bypass the slow path that records it.
+    m.mem.flushTlb();
     try {
       m.take({ kind: 'step', cpu });
     } finally {

@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   let file = args.file;
   let systemMap = args.systemMap;
   if (!file) {
-    const k = await downloadKernel({ preferCached: true, log: (s) => process.stderr.write(`coverage: ${s}\n`) });
+    const k = await downloadKernel({ log: (s) => process.stderr.write(`coverage: ${s}\n`) });
     file = k.vmlinux;
     systemMap ??= k.systemMap;
   }

@@ -5,7 +5,7 @@
 // in `npm run bench`, never in tests.
 
 import { join } from 'path';
-import { benchEmulator, RATE_SPECS, verifyChecksumLoop } from '../bench/emulator';
+import { benchEmulator, RATE_SPECS, semanticsText, verifyChecksumLoop } from '../bench/emulator';
 import { benchScenario } from '../bench/scenarios';
 import { formatEmulator } from '../bench/report';
 import { parseArgs, SECTIONS } from '../bench/run';
@@ -31,8 +31,14 @@ describe('bench smoke (--quick)', () => {
     expect(r.rates).toHaveLength(RATE_SPECS.length);
     r.rates.forEach((f, i) => {
       const spec = RATE_SPECS[i];
-      expect(Object.keys(f).sort()).toEqual(['best', 'cpus', 'label', 'loop', 'mips', 'probe', 'quantum', 'seconds', 'steps', 'trials'].sort());
-      expect({ label: f.label, loop: f.loop, cpus: f.cpus, quantum: f.quantum, probe: f.probe }).toEqual({ ...spec, probe: !!spec.probe });
+      expect(Object.keys(f).sort()).toEqual(['baseline', 'best', 'cpus', 'label', 'loop', 'mips', 'probe', 'quantum', 'seconds', 'semantics', 'steps', 'trials'].sort());
+      expect({ label: f.label, loop: f.loop, cpus: f.cpus, quantum: f.quantum, probe: f.probe }).toEqual({
+        label: spec.label, loop: spec.loop, cpus: spec.cpus, quantum: spec.quantum, probe: !!spec.probe,
+      });
+      // Rows measuring tso, split RMW or paging name it and the sc+atomic+flat row they are compared with.
+      expect(f.semantics).toBe(semanticsText(spec.semantics));
+      expect(f.baseline).toBe(spec.baseline ?? null);
+      if (f.baseline !== null) expect(RATE_SPECS.some((x) => x.label === f.baseline && !x.semantics)).toBe(true);
       // Whole steps, run in the quick mode's chunks of 50,000 until minSeconds passed.
       expect(Number.isSafeInteger(f.steps)).toBe(true);
       expect(f.steps % 50_000).toBe(0);

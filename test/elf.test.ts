@@ -9,6 +9,10 @@ import * as os from 'os';
 import * as path from 'path';
 import { ElfFile, LoadError, SHF_EXECINSTR, SHT_NOBITS } from '../kernel-model/image/elf';
 import { loadVmlinux } from '../kernel-model/image/vmlinux';
+import { LAYOUTS_6_1 } from '../kernel-model/image/linux-6.1';
+
+/** The hand-made ELFs here carry no .BTF: they are read with 6.1's layouts. */
+const layouts = { ...LAYOUTS_6_1, pvOpsSlots: ['cpu.f2', 'cpu.other'] };
 import { parseParainstructions, paraSiteForm } from '../kernel-model/image/parainstructions';
 import { parseAltinstructions } from '../kernel-model/image/altinstructions';
 import { Machine } from '../emu/machine';
@@ -166,7 +170,7 @@ describe('ELF reader and vmlinux layer on an assembled ELF', () => {
   });
 
   it('loads as a vmlinux: tables, pv_ops, functions', () => {
-    const vm = loadVmlinux(elfPath, { systemMap: mapPath });
+    const vm = loadVmlinux(elfPath, { systemMap: mapPath, layouts });
     try {
       expect(vm.symbol('pv_ops')).toBe(vm.section('.data')!.addr);
       const sites = vm.parainstructions();
@@ -175,7 +179,7 @@ describe('ELF reader and vmlinux layer on an assembled ELF', () => {
       expect(form).toEqual({ form: 'indirect-call', slot: vm.symbol('pv_ops') + 8n });
       const alts = vm.altinstructions();
       expect(alts).toEqual([{
-        index: 0, instr: TEXT + 0x11n, repl: TEXT + 0x17n, cpuid: 0x8075, feature: 0x75, inverted: true,
+        index: 0, instr: TEXT + 0x11n, repl: TEXT + 0x17n, cpuid: 0x8075, flags: 0, directCall: false, feature: 0x75, inverted: true,
         instrlen: 5, replacementlen: 3, section: '.text',
       }]);
       const pv = vm.pvOps();
@@ -189,8 +193,18 @@ describe('ELF reader and vmlinux layer on an assembled ELF', () => {
     }
   });
 
+  it('without BTF (and no layouts given) the tables are one clear error naming .BTF', () => {
+    const vm = loadVmlinux(elfPath, { systemMap: mapPath });
+    try {
+      expect(() => vm.altinstructions()).toThrow(/^vmlinux: no \.BTF section: textpoke reads struct alt_instr, paravirt_patch_site and paravirt_patch_template from the kernel's BTF \(build with CONFIG_DEBUG_INFO_BTF=y\)$/);
+      expect(() => vm.parainstructions()).toThrow(/no \.BTF section/);
+    } finally {
+      vm.close();
+    }
+  });
+
   it('falls back to the ELF symbol table without a System.map', () => {
-    const vm = loadVmlinux(elfPath, { systemMap: null });
+    const vm = loadVmlinux(elfPath, { systemMap: null, layouts });
     try {
       expect(vm.map).toBeNull();
       expect(vm.functions().map((f) => f.name)).toEqual(['_start', 'f2', 'orig']);
@@ -201,7 +215,7 @@ describe('ELF reader and vmlinux layer on an assembled ELF', () => {
   });
 
   it('maps sections into a Machine, code marked, .bss zeroed; or just the pages asked for', () => {
-    const vm = loadVmlinux(elfPath, { systemMap: mapPath });
+    const vm = loadVmlinux(elfPath, { systemMap: mapPath, layouts });
     try {
       const m = new Machine({ cpus: 1 });
       const r = vm.mapInto(m);
@@ -226,7 +240,7 @@ describe('ELF reader and vmlinux layer on an assembled ELF', () => {
   });
 
   it('coverage sweeps per function and excludes int3 padding', () => {
-    const vm = loadVmlinux(elfPath, { systemMap: mapPath });
+    const vm = loadVmlinux(elfPath, { systemMap: mapPath, layouts });
     try {
       const text = vm.text;
       const bytes = vm.elf.readSection('.text');
@@ -294,7 +308,7 @@ describe('.parainstructions / .altinstructions validation', () => {
     const r = parseAltinstructions(two, { sectionAddr, code });
     expect(r[0]).toMatchObject({ instr: TEXT, repl: sectionAddr + 4n + 0x10n, feature: 0x75, inverted: false });
     expect(r[1]).toMatchObject({ instr: TEXT + 0x400n, repl: sectionAddr + 16n + 0x100n, feature: 0x10, inverted: true, replacementlen: 0 });
-    expect(() => parseAltinstructions(two.subarray(0, 13), { sectionAddr, code })).toThrow(/not a multiple of the 12-byte 6\.1 record/);
+    expect(() => parseAltinstructions(two.subarray(0, 13), { sectionAddr, code })).toThrow(/not a multiple of the 12-byte struct alt_instr/);
     expect(() => parseAltinstructions(rec(-0x800, 0x10, 1, 3, 5), { sectionAddr, code, fileOffset: 0x40 })).toThrow(
       /^vmlinux: byte 0x4b: \.altinstructions record 0: replacementlen 5 exceeds instrlen 3: unknown record layout$/,
     );

@@ -6,7 +6,7 @@ import * as path from 'path';
 import {
   decompressLz4Legacy, decompressLz4LegacyToBuffer, lz4DecompressBlock, LZ4_LEGACY_BLOCK_SIZE,
 } from '../kernel-model/image/lz4';
-import { bzImagePayload } from '../kernel-model/image/download';
+import { bzImagePayload } from '../kernel-model/image/bzimage';
 import { LoadError } from '../kernel-model/image/elf';
 import { requireTools } from './helpers/tools';
 

@@ -14,7 +14,7 @@ import { summarizeBootPatch, formatBootPatchSummary } from '../../kernel-model/p
 import { checkInt, outputFile, parseOps, scheduleOverride } from '../args';
 import { UserError } from '../errors';
 import { print, printJson, progressBar, styleFor } from '../output';
-import { openImage, imageInputs, imageOptions, type ImageArgs } from '../image-args';
+import { openImage, imageInputs, imageOptions, cpuProfile, type ImageArgs } from '../image-args';
 
 export interface PatchArgs extends ImageArgs {
   op: string[];
@@ -47,7 +47,8 @@ export function patchCommand(y: Argv): Argv<PatchArgs> {
     .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'where to write the patched image (a fixture: <out>.bin and <out>.json)' })
     .option('json', { type: 'boolean', default: false, describe: 'print the result as one JSON object' })
     .example('$0 patch minikernel --op lock.queued_spin_unlock=native --nmi --cpus 4 -o /tmp/patched', 'runtime-patch one op on 4 CPUs, NMI-safe')
-    .example('$0 patch vmlinux --map System.map --boot -o /tmp/vmlinux.booted', 'boot-time patching of a real kernel, offline') as unknown as Argv<PatchArgs>;
+    .example('$0 patch vmlinux --map System.map --boot -o /tmp/vmlinux.booted', 'boot-time patching of a real kernel, offline')
+    .example('$0 patch --image debian-6.12 --cpu Skylake-Client --boot -o /tmp/vmlinux.booted', "Debian 13's kernel as it patches itself on a Skylake") as unknown as Argv<PatchArgs>;
 }
 
 export function runPatch(a: PatchArgs): number {
@@ -57,7 +58,7 @@ export function runPatch(a: PatchArgs): number {
   const st = styleFor(a.color);
   if (a.boot) {
     if (a.op.length) throw new UserError('--boot patches every site for the pv_ops in the image; it takes no --op');
-    const b = bootPatchImage(img);
+    const b = bootPatchImage(img, { cpu: cpuProfile(a, img) });
     const files = writePatchedImage(img, b.writes, a.output);
     const sum = summarizeBootPatch(b);
     if (a.json) printJson({ image: img.path, mode: 'boot', files, ...sum });

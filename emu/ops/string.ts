@@ -182,7 +182,6 @@ function stepFor(kind: number, bytes: number, a32: boolean, seg: 'fs' | 'gs' | n
  */
 function bulkMovs(cpu: Cpu, bytes: number, seg: 'fs' | 'gs' | null, max: number): number {
   const r = cpu.r;
-  const m = cpu.mem;
   const slo = srcAddr(cpu, false, seg);
   const shi = cpu.eh;
   const dlo = r[RDI];
@@ -193,9 +192,9 @@ function bulkMovs(cpu: Cpu, bytes: number, seg: 'fs' | 'gs' | null, max: number)
   if (k < 2) return 0;
   const si = (slo >>> 12) & 255;
   const di = (dlo >>> 12) & 255;
-  if (m.tlbKey[si] !== pageKey(slo, shi) || m.wtlbKey[di] !== pageKey(dlo, dhi)) return 0;
-  const sp = m.tlbPage[si]!;
-  const dp = m.wtlbPage[di]!;
+  if (cpu.tlbKey[si] !== pageKey(slo, shi) || cpu.wtlbKey[di] !== pageKey(dlo, dhi)) return 0;
+  const sp = cpu.tlbPage[si]!;
+  const dp = cpu.wtlbPage[di]!;
   let n = k * bytes;
   if (sp === dp) {
     // Element-by-element copying forward replicates data when the destination starts
@@ -220,15 +219,14 @@ function bulkMovs(cpu: Cpu, bytes: number, seg: 'fs' | 'gs' | null, max: number)
 /** Fills up to `max` elements forward within one destination page in the write TLB. */
 function bulkStos(cpu: Cpu, bytes: number, max: number): number {
   const r = cpu.r;
-  const m = cpu.mem;
   const dlo = r[RDI];
   const dhi = r[RDI + HI];
   const dOff = dlo & 0xfff;
   const k = Math.min(max, ((4096 - dOff) / bytes) | 0);
   if (k < 2) return 0;
   const di = (dlo >>> 12) & 255;
-  if (m.wtlbKey[di] !== pageKey(dlo, dhi)) return 0;
-  const dp = m.wtlbPage[di]!;
+  if (cpu.wtlbKey[di] !== pageKey(dlo, dhi)) return 0;
+  const dp = cpu.wtlbPage[di]!;
   const data = dp.data;
   const n = k * bytes;
   const lo = r[RAX];
@@ -293,11 +291,12 @@ function compileString(d: Decoded): Exec {
     const delta = down ? -bytes : bytes;
     let budget = REP_BUDGET;
     while (!countZero(r, a32)) {
-      if (budget === 0) {
+      // A split read-modify-write (emu/store-buffer.ts) is one element per step.
+      if (budget === 0 || (cpu.rmw !== null && budget !== REP_BUDGET)) {
         cpu.continuing = ins;
         return ins;
       }
-      if (bulk !== null && !down && !cpu.track) {
+      if (bulk !== null && !down && !cpu.slow) {
         const k = bulk(cpu, countUpTo(r, a32, budget));
         if (k > 0) {
           budget -= k;

@@ -189,8 +189,7 @@ function writeCr(cpu: Cpu, n: number, lo: number, hi: number): void {
       cpu.cr2Hi = hi;
       break;
     case 3:
-      cpu.cr3Lo = lo;
-      cpu.cr3Hi = hi;
+      cpu.setCr3(lo, hi);
       break;
     case 4:
       cpu.cr4 = lo;
@@ -495,14 +494,38 @@ function compileOut(d: Decoded): Exec {
 
 const NOPS = [
   Mnemonic.Nop, Mnemonic.Endbr64, Mnemonic.Endbr32, Mnemonic.Prefetch, Mnemonic.Prefetchw, Mnemonic.Prefetchnta,
-  Mnemonic.Prefetcht0, Mnemonic.Prefetcht1, Mnemonic.Prefetcht2, Mnemonic.Lfence, Mnemonic.Sfence, Mnemonic.Mfence,
+  Mnemonic.Prefetcht0, Mnemonic.Prefetcht1, Mnemonic.Prefetcht2, Mnemonic.Lfence, Mnemonic.Sfence,
   Mnemonic.Clflush, Mnemonic.Clflushopt, Mnemonic.Clwb, Mnemonic.Monitor, Mnemonic.Mwait,
 ];
-const SERIALIZING = [Mnemonic.Serialize, Mnemonic.Invd, Mnemonic.Wbinvd, Mnemonic.Invlpg, Mnemonic.Invpcid];
+// WBINVD/INVD: caches are not modelled (memory is always coherent), so only the serialization remains.
+const SERIALIZING = [Mnemonic.Serialize, Mnemonic.Invd, Mnemonic.Wbinvd, Mnemonic.Invpcid];
+
+/** MFENCE: every earlier store is globally visible before any later load or store (x86-TSO: drain). */
+function compileMfence(): Exec {
+  return (cpu, ins) => {
+    if (cpu.stores.length !== 0) cpu.drainAll();
+    return next(cpu, ins);
+  };
+}
+
+/** INVLPG m: drops the TLB entries for the page holding m (SDM 4.10.4.1); serializing. */
+function compileInvlpg(d: Decoded): Exec {
+  const o = d.ops[0];
+  if (o?.k !== 'mem') throw new Unsupported('operand');
+  const ea = compileEa(o);
+  return (cpu, ins) => {
+    const lo = ea(cpu);
+    cpu.invlpg(lo, cpu.eh);
+    cpu.serialize();
+    return next(cpu, ins);
+  };
+}
 
 export const rows: OpRow[] = [
   ...NOPS.map((m): OpRow => ({ mnemonic: m, compile: nop, check: 'sdm' })),
   ...SERIALIZING.map((m): OpRow => ({ mnemonic: m, compile: serializing, check: 'sdm' })),
+  { mnemonic: Mnemonic.Mfence, compile: compileMfence, check: 'sdm' },
+  { mnemonic: Mnemonic.Invlpg, compile: compileInvlpg, check: 'sdm' },
   { mnemonic: Mnemonic.Hlt, compile: compileHlt, check: 'sdm' },
   { mnemonic: Mnemonic.Cli, compile: compileCli, check: 'sdm' },
   { mnemonic: Mnemonic.Sti, compile: compileSti, check: 'sdm' },

@@ -1,18 +1,23 @@
-// Downloads a Debian 6.1 cloud kernel into .cache/kernel/<version>/: vmlinux (the ELF
-// decompressed from the bzImage's LZ4 payload), the real System.map (from the -dbg
-// package, which is ~280 MB: streamed out, then the .deb is deleted) and a manifest.
-// A second call finds the manifest and returns at once, so tests can call this from
-// their setup on every run and a fresh CI machine downloads the kernel itself.
+// Downloads a Debian cloud kernel into .cache/kernel/<abi>/: vmlinux (the ELF
+// decompressed from the bzImage's payload, LZ4 for 6.1, zstd for 6.12), the real
+// System.map (from the -dbg package, ~300 MB: streamed out, then the .deb is deleted)
+// and a manifest. A second call finds the manifest and returns at once, so tests can
+// call this from their setup on every run and a fresh CI machine downloads the kernel.
+//
+// Each release is pinned to one named Debian ABI (releases.ts says which and why), so
+// results do not change when Debian publishes a kernel; only when the pinned ABI is no
+// longer offered does the download fall back to the newest, and it says so. Packages
+// come through apt with a private source list and package lists per Debian suite under
+// the cache directory (.cache/kernel/apt/<suite>/), so the host's own apt sources
+// (bookworm on CI) do not decide which kernels exist.
 
 import { spawn, spawnSync } from 'child_process';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { LoadError } from './elf';
-import { decompressLz4Legacy, LZ4_LEGACY_MAGIC, type Lz4LegacyResult } from './lz4';
-
-/** Kernel ABI names this loader targets: Debian 12's 6.1 cloud flavour. */
-const ABI_RE = /^6\.1\.0-(\d+)-cloud-amd64$/;
+import { decompressBzImage } from './bzimage';
+import { KERNEL_RELEASES, newestFirst, releaseOfAbi, type KernelRelease, type ReleaseName } from './releases';
 
 export interface PackageInfo {
   name: string;
@@ -26,8 +31,10 @@ export interface FileInfo {
 }
 
 export interface KernelManifest {
-  /** Kernel ABI name, e.g. "6.1.0-56-cloud-amd64". */
+  /** Kernel ABI name, e.g. "6.1.0-50-cloud-amd64". */
   version: string;
+  /** The Linux release ("6.1", "6.12"); absent in manifests written before 6.12 support (then 6.1). */
+  release?: ReleaseName;
   packages: { unsigned: PackageInfo; dbg: PackageInfo };
   vmlinuz: FileInfo;
   vmlinux: FileInfo;
@@ -37,21 +44,28 @@ export interface KernelManifest {
 
 export interface KernelFiles {
   version: string;
+  release: ReleaseName;
   dir: string;
   vmlinux: string;
   systemMap: string;
   manifest: KernelManifest;
   /** True when this call downloaded; false when the cache already held the kernel. */
   fetched: boolean;
+  /** Set when the pinned ABI was not offered and another was taken instead: why. */
+  fallback?: string;
 }
 
 export interface DownloadOptions {
-  /** Kernel ABI name ("6.1.0-56-cloud-amd64") or just its number ("56"); default: env TEXTPOKE_KERNEL, else the newest apt offers. */
+  /** Linux release; default "6.1", or the release of `version` when that is given. */
+  release?: ReleaseName;
+  /**
+   * Kernel ABI name ("6.1.0-50-cloud-amd64", "6.12.117+deb13-cloud-amd64") or a short
+   * form ("50", "6.12.117+deb13"); default: env TEXTPOKE_KERNEL when it names an ABI of
+   * the release, else the release's pinned ABI.
+   */
   version?: string;
   /** Cache root; default <repo>/.cache/kernel. */
   cacheDir?: string;
-  /** With no version given, use the newest complete cached kernel without asking apt (tests: stable and offline). */
-  preferCached?: boolean;
   /** Re-hash cached files against the manifest instead of only checking sizes. */
   verify?: boolean;
   /** Progress lines. */
@@ -73,19 +87,14 @@ export function defaultCacheDir(): string {
   return path.join(repoRoot(), '.cache', 'kernel');
 }
 
-/** Accepts "56", "6.1.0-56" or "6.1.0-56-cloud-amd64"; returns the full ABI name. */
-export function normalizeVersion(v: string): string {
+/** Expands a short form and checks the ABI name belongs to the release; returns the full ABI name. */
+export function normalizeVersion(v: string, release: KernelRelease = KERNEL_RELEASES['6.1']): string {
   const s = v.trim();
-  const full = /^\d+$/.test(s) ? `6.1.0-${s}-cloud-amd64` : /^6\.1\.0-\d+$/.test(s) ? `${s}-cloud-amd64` : s;
-  if (!ABI_RE.test(full)) {
-    throw new LoadError(`kernel version '${v}': expected 6.1.0-<N>-cloud-amd64 (or just N)`);
+  const full = release.expand(s) ?? s;
+  if (!release.abi.test(full)) {
+    throw new LoadError(`kernel version '${v}': expected a Linux ${release.name} cloud ABI such as ${release.pinned}`);
   }
   return full;
-}
-
-function abiNumber(v: string): number {
-  const m = ABI_RE.exec(v);
-  return m ? Number(m[1]) : -1;
 }
 
 function run(cmd: string, args: string[], opts: { cwd?: string } = {}): { stdout: string; stderr: string; status: number } {
@@ -101,42 +110,91 @@ function run(cmd: string, args: string[], opts: { cwd?: string } = {}): { stdout
 }
 
 function firstError(stderr: string): string {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('W:'));
+  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('W:') && !l.startsWith('N:'));
   return lines.find((l) => l.startsWith('E:')) ?? lines[0] ?? 'failed';
 }
 
-/** Kernel ABI names for which apt offers both the -unsigned and the -dbg package, newest first. */
-export function aptKernelVersions(): string[] {
-  const r = run('apt-cache', ['search', '--names-only', '^linux-image-6\\.1\\.0-[0-9]+-cloud-amd64-(unsigned|dbg)$']);
+/** Debian's archive keys, which every Debian system (and so CI) has. */
+const KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
+/** Package lists older than this are refreshed before they are trusted to say an ABI is gone. */
+const LISTS_MAX_AGE_MS = 24 * 3600 * 1000;
+
+/**
+ * A private apt configuration for one release's suites under the cache directory:
+ * its own source list, package lists and archive cache, and no dpkg status (nothing is
+ * installed with it). Returns the -o options that make apt-get and apt-cache use it.
+ */
+export function aptConfig(release: KernelRelease, cacheDir: string): string[] {
+  const dir = path.join(cacheDir, 'apt', release.suite);
+  const list = path.join(dir, 'sources.list');
+  fs.mkdirSync(path.join(dir, 'lists', 'partial'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'cache', 'archives', 'partial'), { recursive: true });
+  const lines = release.suites.map((suite) => {
+    const archive = suite.endsWith('-security') ? 'debian-security' : 'debian';
+    return `deb [signed-by=${KEYRING}] http://deb.debian.org/${archive} ${suite} main`;
+  });
+  const text = lines.join('\n') + '\n';
+  if (!fs.existsSync(list) || fs.readFileSync(list, 'utf8') !== text) fs.writeFileSync(list, text);
+  return [
+    '-o', `Dir::Etc::SourceList=${list}`, '-o', 'Dir::Etc::SourceParts=/nonexistent',
+    '-o', `Dir::State::Lists=${path.join(dir, 'lists')}`, '-o', `Dir::Cache=${path.join(dir, 'cache')}`,
+    '-o', 'Dir::State::status=/dev/null', '-o', 'APT::Architecture=amd64', '-o', 'Acquire::Languages=none',
+    '-o', 'APT::Sandbox::User=root',
+  ];
+}
+
+/** How old the release's package lists are (Infinity when there are none). */
+function listsAge(release: KernelRelease, cacheDir: string): number {
+  const dir = path.join(cacheDir, 'apt', release.suite, 'lists');
+  if (!fs.existsSync(dir)) return Infinity;
+  const lists = fs.readdirSync(dir).filter((f) => f.endsWith('_Packages'));
+  if (lists.length === 0) return Infinity;
+  return Date.now() - Math.min(...lists.map((f) => fs.statSync(path.join(dir, f)).mtimeMs));
+}
+
+/** apt-get update for the release's private configuration. */
+export function aptUpdate(release: KernelRelease, cacheDir: string, log: (s: string) => void): void {
+  log(`apt-get update (Debian ${release.suite}, lists in ${path.join(cacheDir, 'apt', release.suite)})`);
+  const r = run('apt-get', [...aptConfig(release, cacheDir), '-q', 'update']);
+  if (r.status !== 0 || /^(E|Err):/m.test(r.stdout + r.stderr)) {
+    throw new LoadError(`apt-get update for Debian ${release.suite} failed: ${firstError(r.stderr || r.stdout)}`);
+  }
+}
+
+/** Makes sure the release's package lists exist and are at most a day old. */
+function freshLists(release: KernelRelease, cacheDir: string, log: (s: string) => void): void {
+  if (listsAge(release, cacheDir) > LISTS_MAX_AGE_MS) aptUpdate(release, cacheDir, log);
+}
+
+/** Kernel ABI names of the release for which apt offers both the -unsigned and the -dbg package, newest first. */
+export function aptKernelVersions(release: KernelRelease, cacheDir = defaultCacheDir()): string[] {
+  const r = run('apt-cache', [...aptConfig(release, cacheDir), 'search', '--names-only', release.search]);
   if (r.status !== 0) throw new LoadError(`apt-cache search failed: ${firstError(r.stderr)}`);
   const seen = new Map<string, Set<string>>();
   for (const line of r.stdout.split('\n')) {
-    const m = /^linux-image-(6\.1\.0-\d+-cloud-amd64)-(unsigned|dbg)\s/.exec(line);
-    if (!m) continue;
+    const m = /^linux-image-(\S+)-(unsigned|dbg)\s/.exec(line);
+    if (!m || !release.abi.test(m[1])) continue;
     const s = seen.get(m[1]) ?? new Set<string>();
     s.add(m[2]);
     seen.set(m[1], s);
   }
-  return [...seen].filter(([, s]) => s.size === 2).map(([v]) => v).sort((a, b) => abiNumber(b) - abiNumber(a));
+  return [...seen].filter(([, s]) => s.size === 2).map(([v]) => v).sort(newestFirst);
 }
 
-/** The candidate version apt would download for a package, or a LoadError. */
-export function aptPackageVersion(pkg: string): string {
-  const r = run('apt-cache', ['show', '--no-all-versions', pkg]);
+/** The candidate version apt would download for a package, or null when apt does not know it. */
+export function aptPackageVersion(pkg: string, release: KernelRelease, cacheDir = defaultCacheDir()): string | null {
+  const r = run('apt-cache', [...aptConfig(release, cacheDir), 'show', '--no-all-versions', pkg]);
   const m = /^Version:\s*(\S+)/m.exec(r.stdout);
-  if (r.status !== 0 || !m) {
-    throw new LoadError(`apt cannot find package ${pkg} (is deb.debian.org in the apt sources, and has apt-get update run?)`);
-  }
-  return m[1];
+  return r.status === 0 && m ? m[1] : null;
 }
 
-/** ABI names of complete kernels in the cache, newest first. */
-export function cachedKernelVersions(cacheDir = defaultCacheDir()): string[] {
+/** ABI names of complete kernels in the cache (of one release, or all), newest first. */
+export function cachedKernelVersions(cacheDir = defaultCacheDir(), release?: KernelRelease): string[] {
   if (!fs.existsSync(cacheDir)) return [];
   return fs
     .readdirSync(cacheDir)
-    .filter((v) => ABI_RE.test(v) && fs.existsSync(path.join(cacheDir, v, 'manifest.json')))
-    .sort((a, b) => abiNumber(b) - abiNumber(a));
+    .filter((v) => (release ? release.abi.test(v) : releaseOfAbi(v) !== undefined) && fs.existsSync(path.join(cacheDir, v, 'manifest.json')))
+    .sort(newestFirst);
 }
 
 function sha256File(file: string): string {
@@ -215,9 +273,9 @@ async function withLock<T>(lockFile: string, log: (s: string) => void, fn: () =>
   }
 }
 
-/** `apt-get download pkg=version` into `dir`; returns the .deb's path. */
-function aptDownload(pkg: string, version: string, dir: string): string {
-  const r = run('apt-get', ['download', '-q', `${pkg}=${version}`], { cwd: dir });
+/** `apt-get download pkg=version` into `dir` with the release's apt configuration; returns the .deb's path. */
+function aptDownload(pkg: string, version: string, dir: string, apt: string[]): string {
+  const r = run('apt-get', [...apt, 'download', '-q', `${pkg}=${version}`], { cwd: dir });
   if (r.status !== 0) throw new LoadError(`apt-get download ${pkg}=${version} failed: ${firstError(r.stderr)}`);
   const deb = fs.readdirSync(dir).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
   if (!deb) throw new LoadError(`apt-get download ${pkg}=${version} left no .deb in ${dir}`);
@@ -267,72 +325,25 @@ function extractMember(deb: string, pattern: string, outFile: string): Promise<v
   });
 }
 
-/** The payload of a bzImage: [offset, offset+length) from its boot-protocol header. */
-export function bzImagePayload(img: Buffer, label = 'vmlinuz'): { offset: number; length: number } {
-  const fail = (at: number, what: string): never => {
-    throw new LoadError(`${label}: byte 0x${at.toString(16)}: ${what}`);
-  };
-  if (img.length < 0x250) fail(0, `too short for a bzImage (size 0x${img.length.toString(16)})`);
-  if (img.toString('latin1', 0x202, 0x206) !== 'HdrS') fail(0x202, 'no "HdrS" boot-protocol signature: not a bzImage');
-  const proto = img.readUInt16LE(0x206);
-  if (proto < 0x208) fail(0x206, `boot protocol 0x${proto.toString(16)} is older than 2.08 (no payload fields)`);
-  const setupSects = img[0x1f1] || 4; // 0 means 4, by the boot protocol
-  const pm = (setupSects + 1) * 512;
-  const off = pm + img.readUInt32LE(0x248);
-  const len = img.readUInt32LE(0x24c);
-  if (off + len > img.length) fail(0x248, `payload [0x${off.toString(16)}, 0x${(off + len).toString(16)}) runs past end of file (size 0x${img.length.toString(16)})`);
-  return { offset: off, length: len };
+/** The release a download is for: the option, else that of the named version, else 6.1. */
+export function pickRelease(opts: DownloadOptions): KernelRelease {
+  if (opts.release) return KERNEL_RELEASES[opts.release];
+  if (opts.version) {
+    const byAbi = Object.values(KERNEL_RELEASES).find((r) => r.abi.test(r.expand(opts.version!.trim()) ?? opts.version!.trim()));
+    if (byAbi) return byAbi;
+  }
+  return KERNEL_RELEASES['6.1'];
 }
 
-const PAYLOAD_MAGICS: [string, string][] = [
-  ['1f8b', 'gzip'], ['425a68', 'bzip2'], ['fd377a585a00', 'xz'], ['5d0000', 'lzma'], ['894c5a4f', 'lzo'], ['28b52ffd', 'zstd'],
-];
-
-/** Decompresses a bzImage's LZ4 payload into `outFile` (written block by block). */
-export function decompressBzImage(vmlinuz: string, outFile: string): { size: number } {
-  const img = fs.readFileSync(vmlinuz);
-  const label = path.basename(vmlinuz);
-  const { offset, length } = bzImagePayload(img, label);
-  const payload = img.subarray(offset, offset + length);
-  if (payload.length < 4 || payload.readUInt32LE(0) !== LZ4_LEGACY_MAGIC) {
-    const head = payload.subarray(0, 6).toString('hex');
-    const kind = PAYLOAD_MAGICS.find(([m]) => head.startsWith(m));
-    throw new LoadError(`${label}: byte 0x${offset.toString(16)}: payload is ${kind ? kind[1] : `'${head}'`}, expected LZ4 legacy (02 21 4c 18)`);
+/** The ABI asked for: the option, else TEXTPOKE_KERNEL when it names one of the release's, else the pinned one. */
+export function pickVersion(opts: DownloadOptions, release: KernelRelease): { version: string; pinned: boolean } {
+  if (opts.version) return { version: normalizeVersion(opts.version, release), pinned: false };
+  const env = process.env.TEXTPOKE_KERNEL?.trim();
+  if (env) {
+    const full = release.expand(env) ?? env;
+    if (release.abi.test(full)) return { version: full, pinned: false };
   }
-  const fd = fs.openSync(outFile, 'w');
-  let r: Lz4LegacyResult;
-  try {
-    r = decompressLz4Legacy(payload, (c) => fs.writeSync(fd, c), { file: label, base: offset });
-  } finally {
-    fs.closeSync(fd);
-  }
-  if (r.trailer !== null && r.trailer !== r.size) {
-    throw new LoadError(`${label}: byte 0x${(offset + r.consumed).toString(16)}: payload says it expands to 0x${r.trailer.toString(16)} bytes, got 0x${r.size.toString(16)}`);
-  }
-  return { size: r.size };
-}
-
-/** Picks the kernel version to use (see DownloadOptions.version). */
-export function pickVersion(opts: DownloadOptions, cacheDir: string): string {
-  const want = opts.version ?? process.env.TEXTPOKE_KERNEL;
-  if (want) return normalizeVersion(want);
-  if (opts.preferCached) {
-    const cached = cachedKernelVersions(cacheDir);
-    if (cached.length) return cached[0];
-  }
-  let avail: string[];
-  try {
-    avail = aptKernelVersions();
-  } catch (e) {
-    // No apt here: fall back to whatever the cache holds.
-    const cached = cachedKernelVersions(cacheDir);
-    if (cached.length) return cached[0];
-    throw e;
-  }
-  if (!avail.length) {
-    throw new LoadError('apt offers no linux-image-6.1.0-<N>-cloud-amd64 with both -unsigned and -dbg packages (is deb.debian.org/debian-security in the apt sources, and has apt-get update run?)');
-  }
-  return avail[0];
+  return { version: release.pinned, pinned: true };
 }
 
 /** Makes sure the kernel is in the cache, downloading it if needed, and returns its files. */
@@ -340,28 +351,70 @@ export async function downloadKernel(opts: DownloadOptions = {}): Promise<Kernel
   const log = opts.log ?? ((): void => {});
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   fs.mkdirSync(cacheDir, { recursive: true });
-  const version = pickVersion(opts, cacheDir);
-  const dir = path.join(cacheDir, version);
-  const files = (m: KernelManifest, fetched: boolean): KernelFiles => ({
-    version, dir, vmlinux: path.join(dir, m.vmlinux.file), systemMap: path.join(dir, m.systemMap.file), manifest: m, fetched,
-  });
-  const cached = checkCachedKernel(dir, opts.verify);
-  if (cached) return files(cached, false);
+  const release = pickRelease(opts);
+  const want = pickVersion(opts, release);
+  const files = (version: string, m: KernelManifest, fetched: boolean, fallback?: string): KernelFiles => {
+    const dir = path.join(cacheDir, version);
+    return {
+      version, release: release.name, dir, vmlinux: path.join(dir, m.vmlinux.file), systemMap: path.join(dir, m.systemMap.file),
+      manifest: m, fetched, ...(fallback ? { fallback } : {}),
+    };
+  };
+  const cached = checkCachedKernel(path.join(cacheDir, want.version), opts.verify);
+  if (cached) return files(want.version, cached, false);
 
-  return withLock(path.join(cacheDir, `${version}.lock`), log, async () => {
+  return withLock(path.join(cacheDir, `${release.suite}.lock`), log, async () => {
     // Another process may have finished while we waited for the lock.
-    const again = checkCachedKernel(dir, opts.verify);
-    if (again) return files(again, false);
-    const m = await download(version, dir, log);
-    return files(m, true);
+    const again = checkCachedKernel(path.join(cacheDir, want.version), opts.verify);
+    if (again) return files(want.version, again, false);
+    const apt = aptConfig(release, cacheDir);
+    let offered: { unsigned: string; dbg: string } | null;
+    try {
+      freshLists(release, cacheDir, log);
+      offered = offeredVersions(want.version, release, cacheDir);
+      if (!offered && listsAge(release, cacheDir) > 60_000) {
+        // Lists up to a day old may predate a change; ask once more before giving up on the ABI.
+        aptUpdate(release, cacheDir, log);
+        offered = offeredVersions(want.version, release, cacheDir);
+      }
+    } catch (e) {
+      // No apt or no network: a pinned kernel may still fall back to a cached one of the release.
+      const other = want.pinned ? cachedKernelVersions(cacheDir, release)[0] : undefined;
+      if (!other) throw e;
+      const why = `pinned ${want.version} is not cached and apt failed (${(e as Error).message}): using cached ${other}`;
+      log(why);
+      return files(other, checkCachedKernel(path.join(cacheDir, other))!, false, why);
+    }
+    if (offered) return files(want.version, await download(want.version, release, offered, cacheDir, apt, log), true);
+    if (!want.pinned) {
+      throw new LoadError(`Debian ${release.suite} does not offer linux-image-${want.version}-unsigned and -dbg (offered: ${aptKernelVersions(release, cacheDir).join(', ') || 'none'})`);
+    }
+    const newest = aptKernelVersions(release, cacheDir)[0];
+    if (!newest) throw new LoadError(`Debian ${release.suite} offers no Linux ${release.name} cloud kernel with both -unsigned and -dbg packages`);
+    const why = `pinned ABI ${want.version} is no longer offered by Debian ${release.suite}: falling back to the newest, ${newest} (results may differ from the pinned kernel's)`;
+    log(why);
+    const have = checkCachedKernel(path.join(cacheDir, newest), opts.verify);
+    if (have) return files(newest, have, false, why);
+    const o = offeredVersions(newest, release, cacheDir)!;
+    return files(newest, await download(newest, release, o, cacheDir, apt, log), true, why);
   });
 }
 
-async function download(version: string, dir: string, log: (s: string) => void): Promise<KernelManifest> {
+/** Package versions apt offers for an ABI's -unsigned and -dbg packages, or null when either is missing. */
+function offeredVersions(version: string, release: KernelRelease, cacheDir: string): { unsigned: string; dbg: string } | null {
+  const unsigned = aptPackageVersion(`linux-image-${version}-unsigned`, release, cacheDir);
+  const dbg = aptPackageVersion(`linux-image-${version}-dbg`, release, cacheDir);
+  return unsigned && dbg ? { unsigned, dbg } : null;
+}
+
+async function download(
+  version: string, release: KernelRelease, offered: { unsigned: string; dbg: string }, cacheDir: string, apt: string[], log: (s: string) => void,
+): Promise<KernelManifest> {
+  const dir = path.join(cacheDir, version);
   const unsignedPkg = `linux-image-${version}-unsigned`;
   const dbgPkg = `linux-image-${version}-dbg`;
-  const unsignedVer = aptPackageVersion(unsignedPkg);
-  const dbgVer = aptPackageVersion(dbgPkg);
+  const unsignedVer = offered.unsigned;
+  const dbgVer = offered.dbg;
   fs.mkdirSync(dir, { recursive: true });
   fs.rmSync(path.join(dir, 'manifest.json'), { force: true });
   // Leftovers of an interrupted download (we hold the lock, so nobody is using them).
@@ -369,12 +422,12 @@ async function download(version: string, dir: string, log: (s: string) => void):
   const tmp = fs.mkdtempSync(path.join(dir, '.download-'));
   try {
     log(`downloading ${unsignedPkg} ${unsignedVer}`);
-    const udeb = aptDownload(unsignedPkg, unsignedVer, tmp);
+    const udeb = aptDownload(unsignedPkg, unsignedVer, tmp, apt);
     const vmlinuz = path.join(dir, 'vmlinuz');
     await extractMember(udeb, `*boot/vmlinuz-${version}`, vmlinuz);
     fs.rmSync(udeb);
 
-    log('decompressing vmlinuz (LZ4) to vmlinux');
+    log(`decompressing vmlinuz (${release.compression}) to vmlinux`);
     const vmlinuxTmp = path.join(tmp, 'vmlinux');
     decompressBzImage(vmlinuz, vmlinuxTmp);
     const head = Buffer.alloc(4);
@@ -385,7 +438,7 @@ async function download(version: string, dir: string, log: (s: string) => void):
     fs.renameSync(vmlinuxTmp, path.join(dir, 'vmlinux'));
 
     log(`downloading ${dbgPkg} ${dbgVer} (large; only System.map is kept)`);
-    const ddeb = aptDownload(dbgPkg, dbgVer, tmp);
+    const ddeb = aptDownload(dbgPkg, dbgVer, tmp, apt);
     const mapTmp = path.join(tmp, 'System.map');
     try {
       await extractMember(ddeb, `*/System.map-${version}`, mapTmp);
@@ -399,6 +452,7 @@ async function download(version: string, dir: string, log: (s: string) => void):
     log('hashing');
     const m: KernelManifest = {
       version,
+      release: release.name,
       packages: { unsigned: { name: unsignedPkg, version: unsignedVer }, dbg: { name: dbgPkg, version: dbgVer } },
       vmlinuz: fileInfo(dir, 'vmlinuz'),
       vmlinux: fileInfo(dir, 'vmlinux'),

@@ -1,6 +1,10 @@
 // Facts about Linux 6.1 (x86-64, Debian 12's configuration: PARAVIRT_XXL and
 // PARAVIRT_SPINLOCKS) that the model needs as data. Sources and the way each fact
-// was checked are in docs/notes/linux-6.1-patching.md.
+// was checked are in docs/notes/linux-6.1-patching.md. Loading reads these layouts
+// from the image's BTF; the tables here cross-check that reader on Debian's 6.1.
+
+import type { BtfLayouts } from './btf-layout';
+import { ALT_INSTR_6_1 } from './altinstructions';
 
 /** struct paravirt_patch_template, flattened: slot index (= .parainstructions type) -> op name. */
 export const PV_OPS_6_1: readonly string[] = [
@@ -61,3 +65,20 @@ export const PARAVIRT_TARGETS_6_1: Readonly<Record<string, string>> = {
 export function bareMetalFeatures(): Set<number> {
   return new Set([X86_FEATURE_ALWAYS]);
 }
+
+/**
+ * The 6.1 struct layouts as data: what the BTF reader must find in Debian's 6.1
+ * image (a cross-check of btf-layout.ts), and the layouts for hand-made ELFs that
+ * carry no BTF.
+ */
+export const LAYOUTS_6_1: BtfLayouts = {
+  altInstr: ALT_INSTR_6_1,
+  paraSite: {
+    size: 16,
+    instr: { offset: 0, size: 8, bitOffset: 0, bitSize: 0, signed: false },
+    type: { offset: 8, size: 1, bitOffset: 64, bitSize: 0, signed: false },
+    len: { offset: 9, size: 1, bitOffset: 72, bitSize: 0, signed: false },
+  },
+  pvOpsSlots: [...PV_OPS_6_1],
+  capabilityWords: MAX_FEATURE / 32,
+};

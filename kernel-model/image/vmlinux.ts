@@ -15,6 +15,8 @@ import {
 import { loadSystemMap, isTextType, type SystemMap } from './system-map';
 import { parseParainstructions, type ParaSite } from './parainstructions';
 import { parseAltinstructions, type AltInstr } from './altinstructions';
+import { parseBtf, type Btf } from './btf';
+import { layoutsFromBtf, type BtfLayouts } from './btf-layout';
 
 const PAGE = 4096;
 /** Sections are copied into guest memory in chunks of this size, never whole images. */
@@ -88,6 +90,8 @@ export interface MapResult {
 export interface LoadVmlinuxOptions {
   /** System.map path or parsed map; default: a System.map next to the vmlinux when there is one; null: none. */
   systemMap?: string | SystemMap | null;
+  /** Struct layouts to use instead of the image's BTF (a hand-made ELF without .BTF). */
+  layouts?: BtfLayouts;
 }
 
 /** Shared default targets: they implement many ops, so they name none. */
@@ -114,6 +118,8 @@ export class Vmlinux {
   private paraCache: ParaSite[] | null = null;
   private altCache: AltInstr[] | null = null;
   private pvCache: PvOpsTable | null = null;
+  private btfCache: Btf | null = null;
+  private capCache: (string | null)[] | null = null;
   private readonly fnCache = new Map<string, FunctionRange[]>();
   /** Allocated sections by load address, for page lookups. */
   private readonly byLoad: VmSection[];
@@ -122,6 +128,7 @@ export class Vmlinux {
     readonly path: string,
     readonly elf: ElfFile,
     readonly map: SystemMap | null,
+    private layoutCache: BtfLayouts | null = null,
   ) {
     this.symbols = map?.symbols ?? symbolsFromElf(elf);
     this.sections = vmSections(elf, this.symbols);
@@ -166,9 +173,51 @@ export class Vmlinux {
 
   // ---- Tables ----
 
+  /** The image's BTF (CONFIG_DEBUG_INFO_BTF), parsed on first use. */
+  btf(): Btf {
+    if (!this.btfCache) {
+      const s = this.elf.sections.find((x) => x.name === '.BTF');
+      if (!s) {
+        throw new LoadError(`${this.label}: no .BTF section: textpoke reads struct alt_instr, paravirt_patch_site and paravirt_patch_template from the kernel's BTF (build with CONFIG_DEBUG_INFO_BTF=y)`);
+      }
+      this.btfCache = parseBtf(this.elf.readSection(s), this.label);
+    }
+    return this.btfCache;
+  }
+
+  /** Struct layouts and pv_ops slot names, from BTF unless given at load time. */
+  layouts(): BtfLayouts {
+    this.layoutCache ??= layoutsFromBtf(this.btf());
+    return this.layoutCache;
+  }
+
+  /** The kernel's linux_banner ("Linux version 6.12.117+deb13-cloud-amd64 …"). */
+  banner(): string {
+    return this.readCString(this.symbol('linux_banner'), 256).trim();
+  }
+
+  /** The Linux release, major.minor ("6.1", "6.12"), from linux_banner. */
+  release(): string {
+    const m = /^Linux version (\d+)\.(\d+)/.exec(this.banner());
+    if (!m) throw new LoadError(`${this.label}: linux_banner does not start with "Linux version N.N"`);
+    return `${m[1]}.${m[2]}`;
+  }
+
+  /** True when the kernel has a `.parainstructions` table (before 6.8). */
+  hasParainstructions(): boolean {
+    return this.elf.sections.some((x) => x.name === '.parainstructions');
+  }
+
   /** `.parainstructions`, parsed and validated on first use. */
   parainstructions(): ParaSite[] {
     if (!this.paraCache) {
+      const layout = this.layouts().paraSite;
+      if (!layout || !this.hasParainstructions()) {
+        throw new LoadError(`${this.label}: no .parainstructions (since Linux 6.8 paravirt call sites are alternatives with ALT_FLAG_DIRECT_CALL)`);
+      }
+      if (layout.size !== 16 || layout.instr.offset !== 0 || layout.type.offset !== 8 || layout.len.offset !== 9) {
+        throw new LoadError(`${this.label}: BTF struct paravirt_patch_site is ${layout.size} bytes with instr@${layout.instr.offset} type@${layout.type.offset} len@${layout.len.offset}; textpoke reads the 16-byte layout (instr@0 type@8 len@9)`);
+      }
       const s = this.elf.requireSection('.parainstructions');
       const slots = this.map ? this.pvOpsSlotCount() : undefined;
       this.paraCache = parseParainstructions(this.elf.readSection(s), {
@@ -178,27 +227,73 @@ export class Vmlinux {
     return this.paraCache;
   }
 
-  /** `.altinstructions`, parsed and validated on first use. */
+  /** `.altinstructions`, parsed and validated on first use (record layout from BTF). */
   altinstructions(): AltInstr[] {
     if (!this.altCache) {
       const s = this.elf.requireSection('.altinstructions');
       this.altCache = parseAltinstructions(this.elf.readSection(s), {
-        label: this.label, sectionAddr: s.addr, fileOffset: s.offset, code: this.code,
+        label: this.label, sectionAddr: s.addr, fileOffset: s.offset, code: this.code, layout: this.layouts().altInstr,
       });
     }
     return this.altCache;
   }
 
-  /** Number of pv_ops slots: the distance to the next symbol, in 8-byte pointers. */
+  /**
+   * Feature-bit names from the kernel's own x86_cap_flags table (the names
+   * /proc/cpuinfo prints; null for bits without one), then x86_bug_flags
+   * ("bug:" + name), indexed by X86_FEATURE_* / X86_BUG_* number.
+   */
+  capFlagNames(): (string | null)[] {
+    if (this.capCache) return this.capCache;
+    const words = this.layouts().capabilityWords;
+    const readTable = (sym: string, n: number): (string | null)[] => {
+      const at = this.symbol(sym);
+      const ptrs = this.elf.readAt(at, n * 8);
+      const out: (string | null)[] = [];
+      for (let i = 0; i < n; i++) {
+        const p = ptrs.readBigUInt64LE(i * 8);
+        out.push(p === 0n ? null : this.readCString(p, 64));
+      }
+      return out;
+    };
+    const capBytes = this.symbolExtent('x86_cap_flags');
+    const ncap = capBytes / 8;
+    if (ncap % 32 !== 0 || ncap / 32 >= words) {
+      throw new LoadError(`${this.label}: x86_cap_flags spans ${capBytes} bytes: not NCAPINTS*32 pointers below the ${words} capability words of cpuinfo_x86`);
+    }
+    const nbug = (words - ncap / 32) * 32;
+    this.capCache = [...readTable('x86_cap_flags', ncap), ...readTable('x86_bug_flags', nbug).map((n) => (n ? `bug:${n}` : null))];
+    return this.capCache;
+  }
+
+  /** Bytes from a symbol to the next symbol at a higher address (System.map). */
+  private symbolExtent(name: string): number {
+    const at = this.symbol(name);
+    const next = this.nextSymbolAfter(at);
+    if (next === undefined) throw new LoadError(`${this.label}: cannot size ${name}: no symbol follows it`);
+    return Number(next - at);
+  }
+
+  private readCString(addr: bigint, max: number): string {
+    const b = this.elf.readAt(addr, max);
+    const end = b.indexOf(0);
+    return b.subarray(0, end < 0 ? max : end).toString('latin1');
+  }
+
+  /**
+   * Number of pv_ops slots: the size of struct paravirt_patch_template (BTF), which
+   * must fit before the next symbol (System.map; the linker may pad after it).
+   */
   pvOpsSlotCount(): number {
     const at = this.symbol('pv_ops');
     const next = this.nextSymbolAfter(at);
     if (next === undefined) throw new LoadError(`${this.label}: cannot size pv_ops: no symbol follows it`);
-    const bytes = Number(next - at);
-    if (bytes % 8 !== 0 || bytes > 8 * 256) {
-      throw new LoadError(`${this.label}: pv_ops spans ${hex(bytes)} bytes (to the next symbol), not a whole table of at most 256 pointers`);
+    const room = Number(next - at);
+    const n = this.layouts().pvOpsSlots.length;
+    if (room < n * 8) {
+      throw new LoadError(`${this.label}: pv_ops has room for ${room} bytes before the next symbol, less than the ${n} slots of struct paravirt_patch_template`);
     }
-    return bytes / 8;
+    return n;
   }
 
   private nextSymbolAfter(addr: bigint): bigint | undefined {
@@ -446,7 +541,7 @@ export function loadVmlinux(file: string, opts: LoadVmlinuxOptions = {}): Vmlinu
   try {
     if (elf.header.machine !== 62) throw new LoadError(`${elf.label}: byte 0x12: e_machine is ${elf.header.machine}, expected 62 (x86-64)`);
     if (map) checkMapMatchesElf(elf, map, mapLabel);
-    return new Vmlinux(file, elf, map);
+    return new Vmlinux(file, elf, map, opts.layouts ?? null);
   } catch (e) {
     elf.close();
     throw e;

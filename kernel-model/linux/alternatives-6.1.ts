@@ -1,14 +1,11 @@
 // What a Linux 6.1 kernel writes into its paravirt sites at boot, computed offline
 // from the image: paravirt_set_cap(), apply_paravirt() (a direct call to the slot's
 // target, nothing for the paravirt no-op, a call to paravirt_BUG for an empty slot,
-// padded with add_nops), then apply_alternatives() in table order for the records
-// that overlap paravirt sites (feature test with the inverted flag, CALL and JMP
-// fix-ups, 0x90 padding, optimize_nops on the live bytes after every record).
+// padded with add_nops), then apply_alternatives() in table order for every record
+// (feature test with the inverted flag, CALL and JMP fix-ups, 0x90 padding,
+// optimize_nops on the live bytes after every record), for a CPU feature set (a
+// --cpu profile; default bare metal: X86_FEATURE_ALWAYS only).
 // docs/notes/linux-6.1-patching.md describes each rule and how it was checked.
-//
-// Only alternatives that overlap a paravirt site are applied: deciding the others
-// needs the full CPU feature set of a real machine, and none of them touches a
-// paravirt site in Debian's 6.1 (checked by the notes' table scan).
 
 import type { KernelImage, PvSite } from '../image/kernel-image';
 import { ImageError } from '../image/kernel-image';
@@ -16,6 +13,11 @@ import type { AltInstr } from '../image/altinstructions';
 import { addNops, X86_NOPS } from './nops';
 import { encodeCall } from './paravirt-patch';
 import { decodeOne, isDecodeFailure } from '../../emu/decode';
+import { TextOverlay, readU64 } from './alternatives-common';
+import { applyRetpolines, applyReturns } from './thunk-sites';
+import { applyFentryNops } from './ftrace-init';
+import { BootTally, type PatchKind, type KindCount, type RuntimeKind } from './boot-tally';
+import type { Vmlinux } from '../image/vmlinux';
 import {
   bareMetalFeatures, X86_FEATURE_PVUNLOCK, X86_FEATURE_VCPUPREEMPT, NATIVE_UNLOCK_THUNK, NATIVE_PREEMPTED_THUNK, MAX_FEATURE,
 } from '../image/linux-6.1';
@@ -38,28 +40,11 @@ export interface BootPatch {
   features: number[];
   /** Every byte range written: address -> final bytes (sites and alternative ranges). */
   writes: Map<bigint, Uint8Array>;
-}
-
-/** A copy-on-write view of the image's bytes, for patching without touching the file. */
-class TextOverlay {
-  private readonly bytes = new Map<bigint, number>();
-  constructor(private readonly img: KernelImage) {}
-  read(addr: bigint, len: number): Uint8Array {
-    const b = this.img.read(addr, len);
-    for (let i = 0; i < len; i++) {
-      const v = this.bytes.get(addr + BigInt(i));
-      if (v !== undefined) b[i] = v;
-    }
-    return b;
-  }
-  write(addr: bigint, b: Uint8Array): void {
-    for (let i = 0; i < b.length; i++) this.bytes.set(addr + BigInt(i), b[i]);
-  }
-}
-
-function readU64(img: KernelImage, addr: bigint): bigint {
-  const b = img.read(addr, 8);
-  return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true);
+  /** The patched text (reads any address range). */
+  text: TextOverlay;
+  /** With `thunks`: entries per table and what is left to run time (no ENDBR sealing in Debian's 6.1). */
+  kinds?: Record<PatchKind, KindCount>;
+  runtime?: Record<RuntimeKind, number>;
 }
 
 /** paravirt_patch(): the bytes apply_paravirt() writes for one site. */
@@ -129,6 +114,8 @@ export interface BootPatchOptions {
   alternatives: AltInstr[];
   /** pv_ops slot values to assume instead of the image's (a runtime switch being planned). */
   slotValue?: (op: string, slot: number) => bigint | undefined;
+  /** Run apply_retpolines() and apply_returns() first and ftrace_init()'s NOPs last (a vmlinux, with x86_return_thunk's symbol). */
+  thunks?: { vm: Vmlinux; returnThunk: string };
 }
 
 export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch {
@@ -152,6 +139,18 @@ export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch
     results.set(s.address, { site: s, original, afterParavirt: p.bytes, final: p.bytes, form: p.form, alt: null });
   }
 
+  const tally = new BootTally(text);
+  const writes = tally.writes;
+  if (opts.thunks) {
+    // Feature numbers of 6.1's word 11: RETPOLINE, RETPOLINE_LFENCE, RETHUNK (no call-depth tracking in 6.1).
+    const f = { retpoline: features.has(11 * 32 + 12), lfence: features.has(11 * 32 + 13), rethunk: features.has(11 * 32 + 14), callDepth: false };
+    const rp = applyRetpolines(img, opts.thunks.vm, text, f, (a, b) => tally.poke('retpoline', a, b));
+    const rt = applyReturns(img, opts.thunks.vm, text, f, opts.thunks.returnThunk, (a, b) => tally.poke('return', a, b));
+    tally.kinds.retpoline.sites = rp.sites;
+    tally.kinds.return.sites = rt.sites;
+    tally.kinds.return.runtime = tally.runtime.static_call_return = rt.runtime;
+  }
+
   const siteList = [...img.sites].sort((a, b) => (a.address < b.address ? -1 : 1));
   const overlapping = (a: AltInstr): PvSite | undefined => {
     // Binary search for a site starting before the record's end.
@@ -170,15 +169,15 @@ export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch
     return s && s.address + BigInt(s.len) > a.instr ? s : undefined;
   };
 
-  const writes = new Map<bigint, Uint8Array>();
   for (const a of opts.alternatives) {
     const site = overlapping(a);
-    if (!site) continue;
+    const before = text.read(a.instr, a.instrlen);
+    tally.kinds.alternative.sites++;
     if (a.feature >= MAX_FEATURE) throw new ImageError(`.altinstructions record ${a.index}: feature ${a.feature} out of range`);
     const applied = features.has(a.feature) !== a.inverted;
     if (applied) {
       const buf = new Uint8Array(a.instrlen).fill(0x90);
-      const repl = img.read(a.repl, a.replacementlen);
+      const repl = text.read(a.repl, a.replacementlen);
       buf.set(repl, 0);
       if (a.replacementlen === 5 && repl[0] === 0xe8) {
         // The copied call's rel32 must still reach the same target from its new place.
@@ -191,9 +190,16 @@ export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch
       text.write(a.instr, buf);
     }
     optimizeNops(text, a.instr, a.instrlen);
-    writes.set(a.instr, text.read(a.instr, a.instrlen));
-    const r = results.get(site.address);
+    const after = text.read(a.instr, a.instrlen);
+    if (after.some((b, i) => b !== before[i])) tally.kinds.alternative.changed++;
+    writes.set(a.instr, after);
+    const r = site ? results.get(site.address) : undefined;
     if (r) r.alt = { feature: a.feature, inverted: a.inverted, applied };
+  }
+
+  if (opts.thunks) {
+    tally.kinds.fentry.sites = applyFentryNops(opts.thunks.vm, text, (a, b) => tally.poke('fentry', a, b)).sites;
+    tally.countRuntime(opts.thunks.vm, false);
   }
 
   for (const r of results.values()) {
@@ -201,7 +207,10 @@ export function bootPatch61(img: KernelImage, opts: BootPatchOptions): BootPatch
     if (r.alt?.applied) r.form = 'inline';
     writes.set(r.site.address, r.final);
   }
-  return { sites: img.sites.map((s) => results.get(s.address)!), features: [...features].sort((a, b) => a - b), writes };
+  return {
+    sites: img.sites.map((s) => results.get(s.address)!), features: [...features].sort((a, b) => a - b), writes, text,
+    ...(opts.thunks ? { kinds: tally.kinds, runtime: tally.runtime } : {}),
+  };
 }
 
 /** Counts of final forms, per op and overall. */

@@ -49,6 +49,21 @@ export function* cmpxchg(addr: bigint, size: Size, expected: bigint, value: bigi
   return (yield { op: 'cmpxchg', addr, size, expected, value }) as bigint;
 }
 
+/**
+ * atomic_inc_not_zero(): the kernel's compare-and-exchange loop — read, give up on 0,
+ * `lock cmpxchg` v -> v+1, retry if another CPU changed it meanwhile. Returns
+ * whether a reference was taken.
+ */
+export function* atomicIncNotZero(addr: bigint, size: Size): Step<boolean> {
+  let v = yield* read(addr, size);
+  for (;;) {
+    if (v === 0n) return false;
+    const old = yield* cmpxchg(addr, size, v, v + 1n);
+    if (old === v) return true;
+    v = old;
+  }
+}
+
 /** Calls a guest function with integer arguments; returns RAX. */
 export function* call(target: bigint, args: bigint[] = [], what?: string): Step<bigint> {
   return (yield { op: 'call', target, args, what }) as bigint;
@@ -58,8 +73,14 @@ export function* serialize(how: 'cpuid' | 'sync_core' | 'iret'): Step {
   yield { op: 'serialize', how };
 }
 
+/**
+ * WRMSR. Before the x2APIC ICR (0x830) Linux 6.1 issues weak_wrmsr_fence() (MFENCE;
+ * LFENCE, arch/x86/include/asm/barrier.h, used by the x2APIC IPI senders): x2APIC MSR
+ * writes do not serialize, so without it an IPI can arrive before the sender's stores
+ * are visible (under memoryModel 'tso', stop_machine then deadlocks; docs/notes/x86-tso.md).
+ */
 export function* wrmsr(msr: number, value: bigint): Step {
-  yield { op: 'wrmsr', msr, value };
+  yield { op: 'wrmsr', msr, value, fence: msr === 0x830 };
 }
 
 export function* irqs(enable: boolean): Step {

@@ -5,6 +5,8 @@
 import type { Machine } from '../../emu/machine';
 import type { KernelLayout } from './kernel-layout';
 import type { PatchForm } from './paravirt-patch';
+import type { Int3Emulation } from './text-poke-loc';
+import type { HostOp, HostResult } from '../../emu/host';
 
 /**
  * 'rfc': poke_sync in the series' order (write, publish state, clear acks, sync,
@@ -21,8 +23,8 @@ export interface PlannedSite {
   old: Uint8Array;
   new: Uint8Array;
   form: PatchForm;
-  /** For the batch protocol: the emulated instruction (call/jmp target, or nop). */
-  emulate?: { kind: 'call' | 'jmp' | 'nop'; target: bigint; len: number };
+  /** For the batch protocol: what poke_int3_handler emulates (text_poke_loc_init). */
+  emulate?: Int3Emulation;
 }
 
 export interface KernelEvent {
@@ -45,7 +47,60 @@ export class KernelLog {
   }
 }
 
+/**
+ * Which kernel functions of the model each CPU is in (outermost first), and who wants
+ * to know when a CPU enters one: reports name them, injections fire on them, and a
+ * protocol mutation can find each step by its kernel name.
+ */
+export class KernelCalls {
+  private stacks: string[][];
+  private readonly listeners: ((cpu: number, fn: string) => void)[] = [];
+  /**
+   * Set while a snapshot restore replays host routines (their bodies run again, their
+   * operations are not performed): entering a function then must not fire anything.
+   */
+  replaying = false;
+  constructor(ncpus: number) {
+    this.stacks = Array.from({ length: ncpus }, () => []);
+  }
+  onEnter(listener: (cpu: number, fn: string) => void): void {
+    this.listeners.push(listener);
+  }
+  enter(cpu: number, fn: string): void {
+    this.stacks[cpu].push(fn);
+    // Listeners run on a replay too (their reads must repeat); they act only when not replaying.
+    for (const l of this.listeners) l(cpu, fn);
+  }
+  saveStacks(): string[][] {
+    return this.stacks.map((st) => st.slice());
+  }
+  loadStacks(s: string[][]): void {
+    this.stacks = s.map((st) => st.slice());
+  }
+  leave(cpu: number, fn: string): void {
+    const st = this.stacks[cpu];
+    const i = st.lastIndexOf(fn);
+    if (i >= 0) st.splice(i, 1);
+  }
+  /** The model functions `cpu` is in now, outermost first (nested contexts included). */
+  stack(cpu: number): readonly string[] {
+    return this.stacks[cpu];
+  }
+}
+
+/** Runs `body` as the kernel function `name` on `cpu` (see KernelCalls). */
+export function* kfn<T>(k: KernelContext, cpu: number, name: string, body: Generator<HostOp, T, HostResult>): Generator<HostOp, T, HostResult> {
+  k.calls.enter(cpu, name);
+  try {
+    return yield* body;
+  } finally {
+    k.calls.leave(cpu, name);
+  }
+}
+
 export interface KernelContext {
+  /** The model's kernel functions each CPU is in. */
+  readonly calls: KernelCalls;
   readonly m: Machine;
   readonly L: KernelLayout;
   readonly ncpus: number;
@@ -54,7 +109,7 @@ export interface KernelContext {
   /** Sites to patch in the current run (set by the patch request before stop_machine). */
   plan: PlannedSite[];
   /** The function stop_machine() runs on every CPU, while one is in progress. */
-  stopFn: ((cpu: number) => Generator<import('../../emu/host').HostOp, void, import('../../emu/host').HostResult>) | null;
+  stopFn: ((cpu: number) => Generator<HostOp, void, HostResult>) | null;
 }
 
 /** Reads guest memory without taking a step: for reports and wait-for descriptions only. */
@@ -64,4 +119,17 @@ export function peek64(k: KernelContext, addr: bigint): bigint {
 
 export function hexBytes(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
+}
+
+/**
+ * BUG(): the kernel's report ("kernel BUG at <file>:<function>!"), then the ud2 the
+ * kernel executes — the CPU takes #UD into the fixture's oops path and stops there —
+ * and the run stops, as an oops in stop_machine context takes the machine down.
+ */
+export function* kernelBug(k: KernelContext, cpu: number, where: string, text: string): Generator<HostOp, never, HostResult> {
+  k.log.add(cpu, 'bug', `kernel BUG at ${where}! ${text}`);
+  k.m.requestStop('stopped', cpu);
+  const ud2 = k.m.symbols.resolve('kernel_bug_ud2');
+  if (ud2 !== undefined) yield { op: 'call', target: ud2, args: [], what: 'BUG(): ud2' };
+  for (;;) yield { op: 'note', text: 'dead after BUG()' };
 }

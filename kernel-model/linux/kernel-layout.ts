@@ -29,6 +29,8 @@ export const PT_REGS = { rdi: 112, orig_rax: 120, rip: 128, cs: 136, flags: 144,
 export class KernelLayout {
   readonly tps: { base: bigint; state: bigint; primaryCpu: bigint; numAcks: bigint; nmiWork: bigint; nmiContext: bigint; ackMap: bigint };
   readonly bpDesc: { base: bigint; addr: bigint; len: bigint; refs: bigint; opcode: bigint };
+  /** The series' `struct bp_patching_desc *bp_desc`: NULL, or the descriptor of the site under patch. */
+  readonly bpDescPtr: bigint;
   readonly tpVec: { base: bigint; nr: bigint; refs: bigint; entrySize: number; max: number; addr: number; len: number; opcode: number; target: number; text: number };
   readonly csd: { func: bigint; pending: bigint };
   readonly stopMachine: bigint;
@@ -64,6 +66,7 @@ export class KernelLayout {
       refs: bpd + BigInt(c('BPD_REFS')),
       opcode: bpd + BigInt(c('BPD_OPCODE')),
     };
+    this.bpDescPtr = s('bp_desc_ptr');
     this.tpVec = {
       base: s('tp_vec'),
       nr: s('tp_vec_nr'),

@@ -8,7 +8,7 @@ import type { HostContext, HostGen } from '../../emu/host';
 import type { KernelImage } from '../image/kernel-image';
 import { requireSymbol } from '../image/kernel-image';
 import { KernelLayout, PT_REGS } from './kernel-layout';
-import { type KernelContext, type PlannedSite, type ProtocolVariant, KernelLog } from './kernel-context';
+import { type KernelContext, type PlannedSite, type ProtocolVariant, KernelLog, KernelCalls } from './kernel-context';
 import { PvOps, type OpMode } from './pv-ops';
 import { generatePatch, encodeCall } from './paravirt-patch';
 import { compareSite } from './verify-site';
@@ -19,6 +19,7 @@ import { textPokeBpBatch, pokeInt3Emulate, genericSmpCallFunctionInterrupt } fro
 import { multiCpuStop } from './stop-machine';
 import { type Step, read, write, writeBytes } from './hostlib';
 import { disasmInline } from '../image/disasm';
+import { textPokeLocInit, encodePokeInsn, TextPokeLocError } from './text-poke-loc';
 
 /** Whether bytes start with a 5-byte `call rel32` or the 5-byte NOP (what text_poke_bp emulates). */
 function firstInsnIsCallOrNop5(b: Uint8Array): boolean {
@@ -53,13 +54,24 @@ export interface PatchRequest {
   protocol: Protocol;
   /** NMI-safe mode of the stop_machine protocol (the RFC's patch 19). */
   nmi: boolean;
+  /** Ops for a second text_poke_late right after the first (stop-machine only). */
+  again?: OpChange[] | null;
+  /** Single instructions to text_poke_bp (batch only): at symbol[+offset], e.g. "jne8 label". */
+  pokes?: PokeRequest[];
+}
+
+export interface PokeRequest {
+  at: string;
+  insn: string;
+  /** Bytes to poke: the instruction padded with INT3 (RET and JMP only, as 6.1 allows). */
+  len?: number;
 }
 
 export class PatchRequestError extends Error {}
 
 export interface KernelModelOptions {
   variant?: ProtocolVariant;
-  /** Locks to track for reports: name -> symbol (default: shared_lock and nmi_lock when present). */
+  /** Locks to track for reports: name -> symbol (default: shared_lock, nmi_lock, nmi_reason_lock when present). */
   locks?: Record<string, string>;
 }
 
@@ -76,6 +88,7 @@ export class KernelModel implements KernelContext {
   readonly ncpus: number;
   readonly variant: ProtocolVariant;
   readonly log: KernelLog;
+  readonly calls: KernelCalls;
   readonly pv: PvOps;
   readonly locks: LockTracker;
   plan: PlannedSite[] = [];
@@ -96,9 +109,10 @@ export class KernelModel implements KernelContext {
     if (this.ncpus > this.L.maxCpus) throw new Error(`${img.path} supports at most ${this.L.maxCpus} CPUs`);
     this.variant = opts.variant ?? 'rfc';
     this.log = new KernelLog(m);
+    this.calls = new KernelCalls(this.ncpus);
     this.pv = new PvOps(img);
     this.locks = new LockTracker(m);
-    const locks = opts.locks ?? { shared_lock: 'shared_lock', nmi_lock: 'nmi_lock' };
+    const locks = opts.locks ?? { shared_lock: 'shared_lock', nmi_lock: 'nmi_lock', nmi_reason_lock: 'nmi_reason_lock' };
     for (const [name, sym] of Object.entries(locks)) {
       const a = img.symbols.resolve(sym);
       if (a !== undefined) this.locks.track(name, a);
@@ -118,6 +132,22 @@ export class KernelModel implements KernelContext {
         this.active = st.active;
       },
     }, { readByHostRoutines: true });
+    // Which kernel functions each CPU is in joins snapshots. A restore loads the
+    // host-read parts before replaying each routine (so 'kernel-calls-replay' marks the
+    // replay) and every part once at the end, 'kernel-calls' last: the replay is over.
+    m.addStatePart('kernel-calls-replay', {
+      saveState: (): null => null,
+      loadState: () => {
+        this.calls.replaying = true;
+      },
+    }, { readByHostRoutines: true });
+    m.addStatePart('kernel-calls', {
+      saveState: (): string[][] => this.calls.saveStacks(),
+      loadState: (st: string[][]) => {
+        this.calls.loadStacks(st);
+        this.calls.replaying = false;
+      },
+    });
     // The log is only appended to: its length is its state.
     m.addStatePart('kernel-log', {
       saveState: (): number => this.log.events.length,
@@ -169,6 +199,12 @@ export class KernelModel implements KernelContext {
     if (req.protocol === 'stop-machine') {
       ctx.label = 'stop_machine';
       yield* textPokeLate(this, ctx, { nmi: req.nmi });
+      if (req.again) {
+        const second = { ...req, ops: req.again, again: null };
+        for (const c of second.ops) yield* write(this.pv.slotAddress(c.op), 8, this.pv.target(c.op, c.mode), `pv_ops.${c.op}`);
+        this.plan = this.planSites(second);
+        yield* textPokeLate(this, ctx, { nmi: req.nmi });
+      }
     } else if (req.protocol === 'batch') {
       yield* textPokeBpBatch(this, ctx, this.plan);
     } else {
@@ -188,6 +224,12 @@ export class KernelModel implements KernelContext {
       this.pv.target(c.op, c.mode);
     }
     if (req.protocol !== 'stop-machine' && req.nmi) throw new PatchRequestError('nmi mode belongs to the stop-machine protocol');
+    if (req.pokes?.length && req.protocol !== 'batch') throw new PatchRequestError('pokes of single instructions belong to the batch protocol (text_poke_bp)');
+    for (const p of req.pokes ?? []) this.pokeSite(p);
+    for (const c of req.again ?? []) {
+      if (!this.img.pvOps.slots.includes(c.op)) throw new PatchRequestError(`unknown op '${c.op}' in the second run`);
+      this.pv.target(c.op, c.mode);
+    }
   }
 
   /**
@@ -234,13 +276,39 @@ export class KernelModel implements KernelContext {
           bytes = old.slice();
           bytes.set(head, 0);
           form = choice.nop ? 'nop' : 'call';
-          emulate = { kind: choice.nop ? 'nop' : 'call', target, len: head.length };
+          emulate = textPokeLocInit(s.address, head);
         }
         if (Buffer.compare(Buffer.from(old), Buffer.from(bytes)) === 0) continue;
         out.push({ address: s.address, len: s.len, op: c.op, old, new: bytes, form, emulate });
       }
     }
+    for (const p of req.pokes ?? []) out.push(this.pokeSite(p));
+    // paravirt_worker walks the sites in their table order (.parainstructions.runtime),
+    // patching each for whichever staged op it belongs to; text_poke_bp_batch wants
+    // its vector sorted by address (6.1's text_poke_queue, for the bsearch).
+    const order = new Map(this.img.sites.map((s, i) => [s.address, i]));
+    if (req.protocol === 'batch') out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+    else out.sort((a, b) => order.get(a.address)! - order.get(b.address)!);
     return out;
+  }
+
+  /** A text_poke_bp of one instruction at a symbol: its new bytes and what the int3 handler emulates. */
+  private pokeSite(p: PokeRequest): PlannedSite {
+    const resolve = (name: string): bigint => {
+      const m = /^([\w.$]+)(?:\+(0x[0-9a-fA-F]+|\d+))?$/.exec(name);
+      const base = m ? this.img.symbols.resolve(m[1]) : undefined;
+      if (base === undefined) throw new PatchRequestError(`poke: unknown symbol '${name}' in ${this.img.path}`);
+      return base + BigInt(m![2] ?? 0);
+    };
+    const address = resolve(p.at);
+    try {
+      const bytes = encodePokeInsn(p.insn, address, p.len, resolve);
+      const emulate = textPokeLocInit(address, bytes);
+      return { address, len: bytes.length, op: `poke ${p.insn}`, old: this.m.mem.readBytes(address, bytes.length), new: bytes, form: 'inline', emulate };
+    } catch (e) {
+      if (e instanceof TextPokeLocError) throw new PatchRequestError(`poke at ${p.at}: ${e.message}`);
+      throw e;
+    }
   }
 
   /** Whether any CPU recorded an oops (an unexpected exception in the guest). */

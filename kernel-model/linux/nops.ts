@@ -1,6 +1,8 @@
 // The kernel's x86-64 NOPs (the x86_nops table) and add_nops(): padding is the
 // longest NOP that fits, repeated. Each NOP is encoded with iced-x86 from its
-// instruction form, with the displacement sizes the kernel's table uses.
+// instruction form, with the displacement sizes the kernel's table uses. Linux 6.1's
+// table stops at 8 bytes (ASM_NOP_MAX 8); since 6.6 x86-64 has 9 to 11 byte NOPs
+// too (cs, then one or two 0x66 prefixes on the 8-byte one; ASM_NOP_MAX 11).
 
 import { Code, Instruction, MemoryOperand, Register } from 'iced-x86';
 import { encodeAt } from './encode';
@@ -46,3 +48,12 @@ export function nops(len: number): Uint8Array {
   addNops(b, 0, len);
   return b;
 }
+
+/** x86_nops of 6.6+ on x86-64: NOP1..NOP8 as above, NOP9 = cs NOP8, NOP10/11 = 66 (66) NOP9. */
+export const X86_NOPS_64: readonly Uint8Array[] = (() => {
+  const t = [...X86_NOPS];
+  t[9] = Uint8Array.from([0x2e, ...X86_NOPS[8]]);
+  t[10] = Uint8Array.from([0x66, ...t[9]]);
+  t[11] = Uint8Array.from([0x66, ...t[10]]);
+  return t;
+})();

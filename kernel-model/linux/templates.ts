@@ -1,6 +1,7 @@
 // Native templates: the instructions a paravirt site becomes when its op runs
 // natively and the native code is short enough to inline (DESIGN.md, "Paravirt and
-// alternatives"). Each is encoded with iced-x86 from its instruction form.
+// alternatives"), as the 2020 series' kernel (5.6, paravirt_patch.c) has them: the
+// model the fixture kernels run. Each is encoded with iced-x86 from its form.
 
 import { Code, Instruction, MemoryOperand, Register } from 'iced-x86';
 import { encodeAt } from './encode';
@@ -32,7 +33,9 @@ function build(): Map<string, Uint8Array> {
   }
   const rdi = MemoryOperand.new64(Register.RDI, Register.None, 1, 0n, 0, false, Register.None);
   t.set('lock.queued_spin_unlock', encodeAt(Instruction.createMemU32(Code.Mov_rm8_imm8, rdi, 0), 0n));
-  t.set('lock.vcpu_is_preempted', encodeAt(Instruction.createRegReg(Code.Xor_rm64_r64, Register.RAX, Register.RAX), 0n));
+  // The series' (5.6) native_patch template is the 2-byte `xor %eax,%eax`; 6.1 has no
+  // templates and its ALTERNATIVE writes `xor %rax,%rax` (alternatives-6.1.ts).
+  t.set('lock.vcpu_is_preempted', encodeAt(Instruction.createRegReg(Code.Xor_rm32_r32, Register.EAX, Register.EAX), 0n));
   return t;
 }
 

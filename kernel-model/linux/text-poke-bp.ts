@@ -1,25 +1,24 @@
 // Mainline text_poke_bp_batch(): patch a vector of sites with three int3 phases,
 // each followed by text_poke_sync() (an IPI that makes every other CPU run
 // sync_core). A CPU that hits one of the int3s meanwhile has the NEW instruction
-// emulated by poke_int3_handler(): call, jmp or nop (and ret). So it can only write
+// emulated by poke_int3_handler(): call, ret, jmp rel32/rel8, Jcc rel8/rel32, NOPs
+// (text-poke-loc.ts decides which bytes qualify). So it can only write
 // instructions it can emulate, which is why the RFC needed a different protocol for
 // inline native code.
 //
 // text_poke_loc entries live in guest memory (tp_vec) with the refcount bp_refs.
 
 import type { HostContext } from '../../emu/host';
-import { type KernelContext, type PlannedSite, hexBytes } from './kernel-context';
+import { type KernelContext, type PlannedSite, hexBytes, kernelBug } from './kernel-context';
+import { INT3, RET, CALL32, JMP32, JMP8, JCC8_BASE, emulateCc } from './text-poke-loc';
 import { PT_REGS } from './kernel-layout';
-import { type Step, read, write, writeBytes, waitUntil, xadd, wrmsr, serialize } from './hostlib';
+import { type Step, read, write, writeBytes, waitUntil, xadd, wrmsr, serialize, atomicIncNotZero } from './hostlib';
 
 const MSR_X2APIC_ICR = 0x830;
 const SH_ALL_BUT_SELF = 3;
 /** csd_func value: run do_sync_core. */
 export const CSD_SYNC_CORE = 1n;
 
-const OP_CALL = 0xe8;
-const OP_JMP = 0xe9;
-const OP_NOP = 0x0f; // NOP5 = 0f 1f 44 00 00, emulated as jmp +0
 
 /** text_poke_sync(): on_each_cpu(do_sync_core, wait=1). */
 export function* textPokeSync(k: KernelContext, cpu: number): Step {
@@ -56,7 +55,7 @@ export function* textPokeBpBatch(k: KernelContext, ctx: HostContext, sites: Plan
     const e = s.emulate!;
     yield* write(entryAddr(k, i, v.addr), 8, s.address);
     yield* write(entryAddr(k, i, v.len), 1, BigInt(e.len));
-    yield* write(entryAddr(k, i, v.opcode), 1, BigInt(s.new[0]));
+    yield* write(entryAddr(k, i, v.opcode), 1, BigInt(e.opcode));
     yield* write(entryAddr(k, i, v.target), 8, e.target);
   }
   yield* write(v.nr, 4, BigInt(sites.length));
@@ -100,9 +99,8 @@ export function* textPokeBpBatch(k: KernelContext, ctx: HostContext, sites: Plan
  */
 export function* pokeInt3Emulate(k: KernelContext, regs: bigint, ip: bigint): Step<boolean> {
   const v = k.L.tpVec;
-  const refs = yield* read(v.refs, 4);
-  if (refs === 0n) return false;
-  yield* xadd(v.refs, 4, 1n);
+  // try_get_desc(): 6.1's one static bp_desc, referenced while its count is not zero.
+  if (!(yield* atomicIncNotZero(v.refs, 4))) return false;
   const nr = Number(yield* read(v.nr, 4));
   let hit = -1;
   for (let i = 0; i < nr && hit < 0; i++) if ((yield* read(entryAddr(k, i, v.addr), 8)) === ip) hit = i;
@@ -114,16 +112,34 @@ export function* pokeInt3Emulate(k: KernelContext, regs: bigint, ip: bigint): St
   const opcode = Number(yield* read(entryAddr(k, hit, v.opcode), 1));
   const target = yield* read(entryAddr(k, hit, v.target), 8);
   const next = ip + len;
-  if (opcode === OP_CALL) {
-    // Push the return address onto the interrupted stack (the int3 entry left a gap).
-    const sp = (yield* read(regs + BigInt(PT_REGS.rsp), 8)) - 8n;
-    yield* write(sp, 8, next, 'emulated call: push return address');
-    yield* write(regs + BigInt(PT_REGS.rsp), 8, sp);
-    yield* write(regs + BigInt(PT_REGS.rip), 8, target, 'emulated call');
-  } else if (opcode === OP_JMP || opcode === OP_NOP) {
-    yield* write(regs + BigInt(PT_REGS.rip), 8, opcode === OP_NOP ? next : target, 'emulated jmp');
+  const rip = regs + BigInt(PT_REGS.rip);
+  const rsp = regs + BigInt(PT_REGS.rsp);
+  if (opcode === INT3) {
+    // Someone else's breakpoint: not consumed here.
+    yield* xadd(v.refs, 4, -1n & 0xffffffffn);
+    return false;
+  }
+  if (opcode === CALL32) {
+    // int3_emulate_call: push the return address onto the interrupted stack (the
+    // int3 entry left a gap for it), then jump.
+    const sp = (yield* read(rsp, 8)) - 8n;
+    yield* write(sp, 8, next, 'int3_emulate_call: push return address');
+    yield* write(rsp, 8, sp);
+    yield* write(rip, 8, target, 'int3_emulate_call');
+  } else if (opcode === RET) {
+    // int3_emulate_ret: pop the return address off the interrupted stack.
+    const sp = yield* read(rsp, 8);
+    const ret = yield* read(sp, 8);
+    yield* write(rsp, 8, sp + 8n);
+    yield* write(rip, 8, ret, 'int3_emulate_ret');
+  } else if (opcode === JMP32 || opcode === JMP8) {
+    yield* write(rip, 8, target, 'int3_emulate_jmp');
+  } else if (opcode >= JCC8_BASE && opcode <= JCC8_BASE + 0xf) {
+    // int3_emulate_jcc: the condition on the interrupted context's RFLAGS.
+    const flags = yield* read(regs + BigInt(PT_REGS.flags), 8);
+    yield* write(rip, 8, emulateCc(flags, opcode & 0xf) ? target : next, 'int3_emulate_jcc');
   } else {
-    k.log.add(-1, 'bug', `poke_int3_handler: cannot emulate opcode 0x${opcode.toString(16)} at 0x${ip.toString(16)}`, ip);
+    yield* kernelBug(k, -1, 'arch/x86/kernel/alternative.c:poke_int3_handler', `cannot emulate opcode 0x${opcode.toString(16)} at 0x${ip.toString(16)}`);
   }
   yield* xadd(v.refs, 4, -1n & 0xffffffffn);
   return true;

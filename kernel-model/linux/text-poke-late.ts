@@ -11,28 +11,43 @@
 // scheduler can interleave CPUs anywhere the real code could be interleaved.
 
 import type { HostContext } from '../../emu/host';
-import { type KernelContext, type PlannedSite, hexBytes, peek64 } from './kernel-context';
+import { type KernelContext, type PlannedSite, hexBytes, peek64, kfn, kernelBug } from './kernel-context';
 import {
   PATCH_SYNC_0, PATCH_SYNC_1, PATCH_SYNC_2, PATCH_SYNC_DONE, PATCH_DONE, PATCH_SYNC_x, PATCH_STATE_NAMES,
   NMI_DONE, NMI_HANDLED,
 } from './kernel-layout';
-import { type Step, read, write, writeBytes, waitUntil, lockOr, xadd, serialize, wrmsr, note, popcount } from './hostlib';
+import { type Step, read, write, writeBytes, waitUntil, lockOr, xadd, serialize, wrmsr, note, popcount, atomicIncNotZero } from './hostlib';
 import { stopMachine } from './stop-machine';
 import { registerNmiHandler, unregisterNmiHandler } from './nmi-chain';
 
 const MSR_X2APIC_ICR = 0x830;
 const DM_NMI = 4;
 
+/** The kernel functions of this protocol a CPU can be seen entering (KernelCalls). */
+export const KERNEL_FUNCTIONS = [
+  'patch_worker', 'patch_worker_nmi', 'paravirt_worker', 'text_poke_site', 'poke_sync', '__text_do_poke', 'sync_one',
+  'wait_for_acks', 'text_poke_sync_finish', 'text_poke_sync_site', 'poke_int3_native',
+] as const;
+
 function stateName(s: bigint): string {
   return PATCH_STATE_NAMES[Number(s)] ?? `state ${s}`;
 }
 
-/** CPUs whose ack bit is missing, for the wait-for graph. */
+/** CPUs whose ack bit is missing, for the wait-for graph (every word of the map: more than 64 CPUs need several). */
 function missingAcks(k: KernelContext): number[] {
-  const map = peek64(k, k.L.tps.ackMap);
   const out: number[] = [];
-  for (let c = 0; c < k.ncpus; c++) if (((map >> BigInt(c)) & 1n) === 0n) out.push(c);
+  for (let c = 0; c < k.ncpus; c++) {
+    const { addr, bit } = k.L.ackWord(c);
+    if ((peek64(k, addr) & bit) === 0n) out.push(c);
+  }
   return out;
+}
+
+/** cpumask_weight(sync_ack_map): the bits of every word of the bitmap. */
+function ackCount(k: KernelContext): number {
+  let n = 0;
+  for (let w = 0; w < k.L.ackMapWords(k.ncpus); w++) n += popcount(peek64(k, k.L.tps.ackMap + BigInt(8 * w)));
+  return n;
 }
 
 function primaryOf(k: KernelContext): number {
@@ -45,20 +60,34 @@ function* inNmi(k: KernelContext, cpu: number): Step<boolean> {
 }
 
 /** sync_one(): CPUID in NMI context (no IRET there), sync_core() otherwise. */
-function* syncOne(k: KernelContext, cpu: number): Step {
+function syncOne(k: KernelContext, cpu: number): Step {
+  return kfn(k, cpu, 'sync_one', syncOneBody(k, cpu));
+}
+
+function* syncOneBody(k: KernelContext, cpu: number): Step {
   if (yield* inNmi(k, cpu)) yield* serialize('cpuid');
   else yield* serialize('sync_core');
 }
 
 /** wait_for_acks(): set this CPU's bit, then spin until num_acks bits are set. */
-function* waitForAcks(k: KernelContext, cpu: number, why: string): Step {
+function waitForAcks(k: KernelContext, cpu: number, why: string): Step {
+  return kfn(k, cpu, 'wait_for_acks', waitForAcksBody(k, cpu, why));
+}
+
+function* waitForAcksBody(k: KernelContext, cpu: number, why: string): Step {
   const { addr, bit } = k.L.ackWord(cpu);
   yield* lockOr(addr, 8, bit);
   const need = Number(yield* read(k.L.tps.numAcks, 4));
-  yield* waitUntil(k.L.tps.ackMap, 8, (v) => popcount(v) >= need, `acks for ${why} (sync_ack_map has fewer than ${need} bits)`, () => ({
-    cpus: missingAcks(k),
-    text: `waiting for every CPU to acknowledge ${why}`,
-  }));
+  // The whole bitmap counts (one 64-bit word per 64 CPUs); a store to any word re-checks.
+  const words = Array.from({ length: k.L.ackMapWords(k.ncpus) }, (_, w) => ({ addr: k.L.tps.ackMap + BigInt(8 * w), size: 8 }));
+  yield* waitUntil(
+    k.L.tps.ackMap,
+    8,
+    () => ackCount(k) >= need,
+    `acks for ${why} (sync_ack_map has fewer than ${need} bits)`,
+    () => ({ cpus: missingAcks(k), text: `waiting for every CPU to acknowledge ${why}` }),
+    words.slice(1),
+  );
 }
 
 /**
@@ -66,8 +95,12 @@ function* waitForAcks(k: KernelContext, cpu: number, why: string): Step {
  * serialize locally, then acknowledge and wait for everyone. The 'fixed' variant
  * clears the acks before publishing the state.
  */
-function* pokeSync(k: KernelContext, cpu: number, state: number, addr: bigint, bytes: Uint8Array): Step {
-  if (bytes.length) yield* writeBytes(addr, bytes, `${PATCH_STATE_NAMES[state]} bytes`);
+function pokeSync(k: KernelContext, cpu: number, state: number, addr: bigint, bytes: Uint8Array): Step {
+  return kfn(k, cpu, 'poke_sync', pokeSyncBody(k, cpu, state, addr, bytes));
+}
+
+function* pokeSyncBody(k: KernelContext, cpu: number, state: number, addr: bigint, bytes: Uint8Array): Step {
+  if (bytes.length) yield* textDoPoke(k, cpu, addr, bytes, `${PATCH_STATE_NAMES[state]} bytes`);
   if (k.variant === 'fixed') yield* clearAcks(k);
   yield* write(k.L.tps.state, 4, BigInt(state), `state = ${PATCH_STATE_NAMES[state]}`);
   if (k.variant === 'rfc') yield* clearAcks(k);
@@ -75,43 +108,64 @@ function* pokeSync(k: KernelContext, cpu: number, state: number, addr: bigint, b
   yield* waitForAcks(k, cpu, PATCH_STATE_NAMES[state]);
 }
 
+/** __text_do_poke(): the memcpy of new bytes into the text. */
+function textDoPoke(k: KernelContext, cpu: number, addr: bigint, bytes: Uint8Array, what: string): Step {
+  return kfn(k, cpu, '__text_do_poke', writeBytes(addr, bytes, what));
+}
+
 function* clearAcks(k: KernelContext): Step {
   for (let w = 0; w < k.L.ackMapWords(k.ncpus); w++) yield* write(k.L.tps.ackMap + BigInt(8 * w), 8, 0n, 'cpumask_clear(sync_ack_map)');
 }
 
 /** text_poke_site(): the four poke_sync steps for one site, bracketed by bp_desc. */
-function* textPokeSite(k: KernelContext, cpu: number, site: PlannedSite): Step {
+function textPokeSite(k: KernelContext, cpu: number, site: PlannedSite): Step {
+  return kfn(k, cpu, 'text_poke_site', textPokeSiteBody(k, cpu, site));
+}
+
+function* textPokeSiteBody(k: KernelContext, cpu: number, site: PlannedSite): Step {
   const bd = k.L.bpDesc;
-  // Publish the descriptor (address last: it is what the int3 handler looks at).
+  // Fill a fresh descriptor (refs = 1), then publish the pointer to it
+  // (smp_store_release(&bp_desc, &desc)): the int3 handler looks at the pointer.
   yield* write(bd.len, 1, BigInt(site.len));
   yield* writeBytes(bd.opcode, site.new);
   yield* write(bd.refs, 4, 1n);
-  yield* write(bd.addr, 8, site.address, 'publish bp_desc');
+  yield* write(bd.addr, 8, site.address, 'desc.vec = tp');
+  yield* write(k.L.bpDescPtr, 8, bd.base, 'bp_desc = &desc');
   yield* pokeSync(k, cpu, PATCH_SYNC_0, site.address, Uint8Array.of(0xcc));
   yield* pokeSync(k, cpu, PATCH_SYNC_1, site.address + 1n, site.new.subarray(1));
   yield* pokeSync(k, cpu, PATCH_SYNC_2, site.address, site.new.subarray(0, 1));
   yield* pokeSync(k, cpu, PATCH_SYNC_DONE, site.address, new Uint8Array(0));
-  yield* write(bd.addr, 8, 0n, 'bp_desc = NULL');
+  yield* write(k.L.bpDescPtr, 8, 0n, 'bp_desc = NULL');
   // Drop the published reference and wait for int3 handlers still using it.
   yield* xadd(bd.refs, 4, -1n & 0xffffffffn);
   yield* waitUntil(bd.refs, 4, (v) => v === 0n, 'int3 handlers to drop bp_desc');
+  // The stack frame goes: nothing describes a site any more (reports read this).
+  yield* write(bd.addr, 8, 0n, 'desc out of scope');
   // The check __text_poke_unmap() makes: the text must now hold the new bytes.
   const got = new Uint8Array(site.len);
   for (let i = 0; i < site.len; i++) got[i] = Number(yield* read(site.address + BigInt(i), 1));
   if (hexBytes(got) !== hexBytes(site.new)) {
-    k.log.add(cpu, 'bug', `text_poke_site: 0x${site.address.toString(16)} holds ${hexBytes(got)}, expected ${hexBytes(site.new)}`, site.address);
+    yield* kernelBug(k, cpu, 'arch/x86/kernel/alternative.c:__text_poke_unmap', `BUG_ON(memcmp): 0x${site.address.toString(16)} holds ${hexBytes(got)}, expected ${hexBytes(site.new)}`);
   } else {
     k.log.add(cpu, 'site-done', `${site.op} at 0x${site.address.toString(16)}: ${hexBytes(site.old)} -> ${hexBytes(site.new)}`, site.address);
   }
 }
 
 /** The worker: every planned site in turn (paravirt_worker). */
-function* worker(k: KernelContext, cpu: number): Step {
+function worker(k: KernelContext, cpu: number): Step {
+  return kfn(k, cpu, 'paravirt_worker', workerBody(k, cpu));
+}
+
+function* workerBody(k: KernelContext, cpu: number): Step {
   for (const site of k.plan) yield* textPokeSite(k, cpu, site);
 }
 
 /** text_poke_sync_site(): follow one site's states, serializing and acking each. */
-export function* textPokeSyncSite(k: KernelContext, cpu: number): Step {
+export function textPokeSyncSite(k: KernelContext, cpu: number): Step {
+  return kfn(k, cpu, 'text_poke_sync_site', textPokeSyncSiteBody(k, cpu));
+}
+
+function* textPokeSyncSiteBody(k: KernelContext, cpu: number): Step {
   const { addr, bit } = k.L.ackWord(cpu);
   let prev = -1n;
   do {
@@ -132,7 +186,11 @@ export function* textPokeSyncSite(k: KernelContext, cpu: number): Step {
 }
 
 /** text_poke_sync_finish(): a secondary's loop until PATCH_DONE. */
-export function* textPokeSyncFinish(k: KernelContext, cpu: number): Step {
+export function textPokeSyncFinish(k: KernelContext, cpu: number): Step {
+  return kfn(k, cpu, 'text_poke_sync_finish', textPokeSyncFinishBody(k, cpu));
+}
+
+function* textPokeSyncFinishBody(k: KernelContext, cpu: number): Step {
   const { addr, bit } = k.L.ackWord(cpu);
   for (;;) {
     const s = Number(yield* read(k.L.tps.state, 4));
@@ -155,13 +213,16 @@ export function* textPokeSyncFinish(k: KernelContext, cpu: number): Step {
       yield* textPokeSyncSite(k, cpu);
       continue;
     }
-    k.log.add(cpu, 'bug', `text_poke_sync_finish: unexpected state ${s} outside NMI`);
-    return;
+    yield* kernelBug(k, cpu, 'arch/x86/kernel/alternative.c:text_poke_sync_finish', `unexpected state ${stateName(BigInt(s))} outside NMI`);
   }
 }
 
 /** patch_worker() under stop_machine. */
-function* patchWorker(k: KernelContext, cpu: number, nmi: boolean): Step {
+function patchWorker(k: KernelContext, cpu: number, nmi: boolean): Step {
+  return kfn(k, cpu, 'patch_worker', patchWorkerBody(k, cpu, nmi));
+}
+
+function* patchWorkerBody(k: KernelContext, cpu: number, nmi: boolean): Step {
   const primary = primaryOf(k);
   if (cpu !== primary) {
     yield* textPokeSyncFinish(k, cpu);
@@ -174,7 +235,11 @@ function* patchWorker(k: KernelContext, cpu: number, nmi: boolean): Step {
 }
 
 /** patch_worker_nmi(): hand the work to an NMI sent to this CPU by its APIC ID. */
-function* patchWorkerNmi(k: KernelContext, cpu: number): Step {
+function patchWorkerNmi(k: KernelContext, cpu: number): Step {
+  return kfn(k, cpu, 'patch_worker_nmi', patchWorkerNmiBody(k, cpu));
+}
+
+function* patchWorkerNmiBody(k: KernelContext, cpu: number): Step {
   yield* write(k.L.tps.nmiWork, 4, 1n, 'nmi_work = 1');
   const apicId = BigInt(k.m.cpu(cpu).apic.id);
   yield* wrmsr(MSR_X2APIC_ICR, (apicId << 32n) | BigInt(DM_NMI << 8));
@@ -201,14 +266,23 @@ export function* textPokeNmi(k: KernelContext, ctx: HostContext): Step<bigint> {
 }
 
 /** The #BP side: an int3 at the site under patch (poke_int3_native). Returns 1 if it was ours. */
-export function* pokeInt3Native(k: KernelContext, cpu: number, ip: bigint): Step<boolean> {
+export function pokeInt3Native(k: KernelContext, cpu: number, ip: bigint): Step<boolean> {
+  return kfn(k, cpu, 'poke_int3_native', pokeInt3NativeBody(k, cpu, ip));
+}
+
+function* pokeInt3NativeBody(k: KernelContext, cpu: number, ip: bigint): Step<boolean> {
+  // try_get_desc(&bp_desc): the published pointer, and a reference only while its
+  // count is not zero; then is the int3 at this descriptor's site?
+  const desc = yield* read(k.L.bpDescPtr, 8);
+  if (desc === 0n) return false;
+  const refs = desc + (k.L.bpDesc.refs - k.L.bpDesc.base);
+  if (!(yield* atomicIncNotZero(refs, 4))) return false;
+  const site = yield* read(desc + (k.L.bpDesc.addr - k.L.bpDesc.base), 8);
+  if (site !== ip) {
+    yield* xadd(refs, 4, -1n & 0xffffffffn); // put_desc()
+    return false;
+  }
   const bd = k.L.bpDesc;
-  const site = yield* read(bd.addr, 8);
-  if (site === 0n || site !== ip) return false;
-  // Take a reference only while the descriptor is published (atomic_inc_not_zero).
-  const refs = yield* read(bd.refs, 4);
-  if (refs === 0n) return false;
-  yield* xadd(bd.refs, 4, 1n);
   const primary = Number(yield* read(k.L.tps.primaryCpu, 4));
   if (cpu === primary) {
     // The primary hit its own int3 (from an NMI): finish the site here and
@@ -230,7 +304,7 @@ export function* pokeInt3Native(k: KernelContext, cpu: number, ip: bigint): Step
       yield* lockOr(addr, 8, bit);
     }
   }
-  yield* xadd(bd.refs, 4, -1n & 0xffffffffn);
+  yield* xadd(refs, 4, -1n & 0xffffffffn); // put_desc()
   return true;
 }
 

@@ -7,6 +7,8 @@
 import type { KernelImage, PvSite } from '../image/kernel-image';
 import { ImageError } from '../image/kernel-image';
 import { bootPatchImage } from './boot-patch';
+import type { CpuProfile } from '../image/cpu-profile';
+import { VmlinuxImage } from '../image/vmlinux-image';
 import { compareSite } from './verify-site';
 import { PvOps } from './pv-ops';
 
@@ -52,12 +54,14 @@ export function sameBuild(a: KernelImage, b: KernelImage): string | null {
   return null;
 }
 
-export function verifyImage(img: KernelImage, opts: { against?: KernelImage } = {}): ImageVerification {
+export function verifyImage(img: KernelImage, opts: { against?: KernelImage; cpu?: CpuProfile } = {}): ImageVerification {
   if (opts.against) {
     const why = sameBuild(img, opts.against);
     if (why) throw new ImageError(`--against ${opts.against.path}: not the build ${img.path} was made from (${why})`);
   }
-  const boot = bootPatchImage(img);
+  // A 6.8+ boot patch reads the original `call *pv_ops` bytes, which a patched image no longer has.
+  const fromOriginal = opts.against && img instanceof VmlinuxImage && img.siteSource === 'altinstructions';
+  const boot = bootPatchImage(fromOriginal ? opts.against! : img, { cpu: opts.cpu });
   const pv = new PvOps(img);
   const sites: SiteCheck[] = boot.sites.map((b) => {
     const actual = img.read(b.site.address, b.site.len);

@@ -22,6 +22,7 @@ import { hexBytes } from '../linux/kernel-context';
 import { listing, formatListing, type ListingLine, type SiteFacts } from './listing';
 import { TraceProbe, formatTraceLine, type TraceLine } from '../scenario/trace';
 import { formatRunReport } from './demo';
+import { Unwinder, formatBacktrace } from '../scenario/backtrace';
 
 /** A command's answer: text for people, data for --json; `error` for a command that failed. */
 export interface ConsoleReply {
@@ -149,7 +150,7 @@ export class StepConsole {
   private readonly commands: Map<string, Command>;
   private readonly aliases = new Map<string, string>([
     ['s', 'step'], ['si', 'step'], ['stepi', 'step'], ['c', 'continue'], ['cont', 'continue'], ['b', 'break'],
-    ['d', 'delete'], ['r', 'regs'], ['info', 'regs'], ['q', 'quit'], ['exit', 'quit'], ['bt', 'where'], ['?', 'help'],
+    ['d', 'delete'], ['r', 'regs'], ['info', 'regs'], ['q', 'quit'], ['exit', 'quit'], ['backtrace', 'bt'], ['?', 'help'],
   ]);
 
   constructor(
@@ -170,6 +171,7 @@ export class StepConsole {
       ['cpu', { usage: 'cpu <n>', help: 'select the CPU that step, regs and disas default to', run: (a) => this.selectCpu(a) }],
       ['cpus', { usage: 'cpus', help: 'context stack, RIP and state of each CPU', run: () => this.cpus() }],
       ['state', { usage: 'state', help: 'text_poke_state fields by name, the ack mask in binary, bp_desc and the patch request', run: () => this.state() }],
+      ['bt', { usage: 'bt [cpu]', help: "the CPU's guest call stack across its contexts (ORC on real kernels, a stack scan on fixtures; ? marks a frame the scan cannot vouch for)", run: (a) => this.bt(a) }],
       ['where', { usage: 'where', help: 'the wait-for graph: who waits for whom and why, and the cycle if there is one', run: () => this.where() }],
       ['log', { usage: 'log [n]', help: 'the last n kernel-model events and fired injections (default 20)', run: (a) => this.log(a) }],
       ['help', { usage: 'help', help: 'this list', run: () => this.help() }],
@@ -528,6 +530,15 @@ export class StepConsole {
     return { text: out.join('\n'), data: rep };
   }
 
+  private unwinder: Unwinder | null = null;
+
+  private bt(a: string[]): ConsoleReply {
+    const cpu = this.machine.cpu(this.cpuArg(a[0]));
+    this.unwinder ??= new Unwinder(this.machine, this.run.img, vectorNamer(this.run.k));
+    const frames = this.unwinder.backtrace(cpu);
+    return { text: [this.where1(cpu), ...formatBacktrace(frames)].join('\n'), data: { cpu: cpu.id, frames } };
+  }
+
   private log(a: string[]): ConsoleReply {
     const n = a[0] === undefined ? 20 : parseIntArg(a[0], 'n', 1, 1_000_000);
     const ev = [
@@ -542,7 +553,7 @@ export class StepConsole {
     const w = Math.max(...[...this.commands.values()].map((c) => c.usage.length));
     const lines = [...this.commands.values()].map((c) => `  ${c.usage.padEnd(w)}  ${c.help}`);
     lines.push('Addresses: a symbol, 0x…, or $rip/$rsp/… of the current CPU, with an optional +/-offset.');
-    lines.push('Aliases: s/si = step, c = continue, b = break, d = delete, r = regs, bt = where, q = quit.');
+    lines.push('Aliases: s/si = step, c = continue, b = break, d = delete, r = regs, backtrace = bt, q = quit.');
     return { text: lines.join('\n'), data: { commands: [...this.commands.values()].map((c) => ({ usage: c.usage, help: c.help })) } };
   }
 }

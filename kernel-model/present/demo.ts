@@ -74,7 +74,7 @@ export interface FormatRunOptions {
 export function formatRunReport(r: RunReport, st: Style = PLAIN_STYLE, o: FormatRunOptions = {}): string {
   const out: string[] = [];
   const patch = r.protocol === 'none' ? 'no patch' : `protocol ${r.protocol}${r.protocol === 'stop-machine' ? `, nmi=${r.nmi}` : ''}, variant ${r.variant}`;
-  out.push(`${st.bold(r.scenario)}: ${outcomeText(r, st)} after ${n(r.steps)} steps (${patch}, ${r.fetchMode} fetch, schedule ${scheduleText(r.schedule)})`);
+  out.push(`${st.bold(r.scenario)}: ${outcomeText(r, st)} after ${n(r.steps)} steps (${patch}, ${r.fetchMode} fetch, ${r.memoryModel}${r.rmw === 'split' ? ', split RMW' : ''}, schedule ${scheduleText(r.schedule)})`);
   for (const i of r.injections) out.push(`  injected at step ${n(i.step)}: ${i.action} (${i.trigger})`);
   if (r.outcome !== 'completed') {
     out.push('CPUs:');
@@ -157,7 +157,8 @@ export function runDemo(pair: DemoPair = 'primary', o: Omit<RunOverrides, 'nmi'>
   return { pair, scenarioFile: file, scenario, deadlock, safe, ok };
 }
 
-export function formatDemo(d: DemoResult, st: Style = PLAIN_STYLE): string {
+/** `picture`: where the deadlock's timeline was drawn, named above the verdict. */
+export function formatDemo(d: DemoResult, st: Style = PLAIN_STYLE, picture?: string): string {
   const out: string[] = [];
   const s = d.scenario;
   const ops = s.patch ? s.patch.ops.map((o) => `${o.op}=${o.mode}`).join(', ') : 'nothing';
@@ -184,6 +185,10 @@ export function formatDemo(d: DemoResult, st: Style = PLAIN_STYLE): string {
   out.push(bad.length ? `   invariants: ${st.red(bad.map((i) => `${i.name}: ${i.detail}`).join('; '))}` : `   invariants: all ${b.invariants.length} hold (${b.invariants.map((i) => i.name).join(', ')})`);
   out.push('');
 
+  if (picture) {
+    out.push(`Timeline of the deadlock (a lane per CPU, NMIs as arrows, the wait-for cycle): ${picture}`);
+    out.push('');
+  }
   if (d.ok) {
     const cyc = [...a.cycle!, a.cycle![0]].map((c) => `CPU${c}`).join(' -> ');
     out.push(

@@ -112,6 +112,10 @@ export interface BootPatchSummary {
   byForm: Record<string, number>;
   /** Sites whose bytes boot patching changes. */
   changed: number;
+  /** The CPU profile (vmlinux), the boot-time tables by kind, and what is left to run time. */
+  cpu?: string;
+  kinds?: BootPatchResult['kinds'];
+  runtime?: BootPatchResult['runtime'];
 }
 
 export function summarizeBootPatch(b: BootPatchResult): BootPatchSummary {
@@ -124,12 +128,16 @@ export function summarizeBootPatch(b: BootPatchResult): BootPatchSummary {
     byForm[s.form] = (byForm[s.form] ?? 0) + 1;
     if (s.original.length !== s.final.length || s.original.some((x, i) => x !== s.final[i])) changed++;
   }
-  return { rules: b.rules, sites: b.sites.length, byOp, byForm, changed };
+  return { rules: b.rules, sites: b.sites.length, byOp, byForm, changed, cpu: b.cpu, kinds: b.kinds, runtime: b.runtime };
 }
 
 export function formatBootPatchSummary(s: BootPatchSummary): string {
   const forms = (r: Record<string, number>): string => Object.entries(r).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ');
-  const out = [`boot-time patching (${s.rules} rules): ${s.sites} site(s), ${s.changed} changed; by form: ${forms(s.byForm)}`];
+  const out = [`boot-time patching (${s.rules} rules${s.cpu ? `, cpu ${s.cpu}` : ''}): ${s.sites} paravirt site(s), ${s.changed} changed; by form: ${forms(s.byForm)}`];
+  if (s.kinds) {
+    out.push(`  tables: ${Object.entries(s.kinds).map(([k, c]) => `${k} ${c.sites} (${c.changed} changed${c.runtime ? `, ${c.runtime} at run time` : ''})`).join('; ')}`);
+  }
+  if (s.runtime) out.push(`  decided at run time: ${Object.entries(s.runtime).map(([k, n]) => `${k} ${n}`).join(', ')}`);
   const w = Math.max(...Object.keys(s.byOp).map((k) => k.length), 2);
   for (const [op, r] of Object.entries(s.byOp)) out.push(`  ${op.padEnd(w)}  ${forms(r)}`);
   return out.join('\n');

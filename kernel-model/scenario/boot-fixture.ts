@@ -2,7 +2,7 @@
 // way the kernel does at boot (text_poke_early: plain writes before any CPU runs),
 // tell each CPU what to run after boot, and start every CPU at the entry point.
 
-import { Machine, type FetchMode } from '../../emu/machine';
+import { Machine, type FetchMode, type MemoryModel, type RmwMode } from '../../emu/machine';
 import { FixtureImage } from '../image/fixture-image';
 import { requireSymbol } from '../image/kernel-image';
 import { PvOps } from '../linux/pv-ops';
@@ -19,6 +19,8 @@ export interface BootOptions {
   cpus: number;
   work: CpuWork[];
   fetchMode?: FetchMode;
+  memoryModel?: MemoryModel;
+  rmw?: RmwMode;
   /** Apply boot-time paravirt patching (default true); false leaves the indirect calls. */
   patchAtBoot?: boolean;
   /** pv_ops slots to set before boot-time patching: op -> target. */
@@ -46,7 +48,7 @@ export function applyParavirt(m: Machine, img: FixtureImage, pv: PvOps): BootPat
 
 export function bootFixture(img: FixtureImage, opts: BootOptions): Machine {
   if (opts.cpus > img.maxCpus) throw new Error(`${img.path} supports at most ${img.maxCpus} CPUs (asked for ${opts.cpus})`);
-  const m = new Machine({ cpus: opts.cpus, fetchMode: opts.fetchMode });
+  const m = new Machine({ cpus: opts.cpus, fetchMode: opts.fetchMode, memoryModel: opts.memoryModel, rmw: opts.rmw });
   img.mapInto(m);
   const pv = new PvOps(img);
   for (const [op, target] of opts.bootSlots ?? []) m.mem.writeU64(pv.slotAddress(op), target);

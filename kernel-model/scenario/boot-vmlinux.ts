@@ -4,7 +4,7 @@
 // in as a booted kernel would have them. The result is one KernelImage: the kernel's
 // pv_ops and paravirt sites, the harness's symbols, constants and host routines.
 
-import type { Machine, FetchMode } from '../../emu/machine';
+import type { Machine, FetchMode, MemoryModel, RmwMode } from '../../emu/machine';
 import { Machine as MachineClass } from '../../emu/machine';
 import { SymbolTable } from '../../emu/symbols';
 import type { ImageSection, KernelImage, PvSite } from '../image/kernel-image';
@@ -87,8 +87,23 @@ export class KernelWithHarness implements KernelImage {
     set('imp__raw_spin_unlock', k('_raw_spin_unlock'));
     // Per-CPU symbols are offsets from the GS base (.data..percpu is zero-based).
     set('kpcpu_this_cpu_off', k('this_cpu_off'));
-    set('kpcpu_cpu_number', k('cpu_number'));
-    set('kpcpu_preempt_count', k('__preempt_count'));
+    set('kpcpu_cpu_number', this.percpuVariable('cpu_number', 'cpu_number'));
+    set('kpcpu_preempt_count', this.percpuVariable('__preempt_count', 'preempt_count'));
+  }
+
+  /**
+   * A per-CPU variable's offset from the GS base: its own symbol (6.1), or its field of
+   * struct pcpu_hot, where 6.2 and later keep cpu_number and preempt_count together (the
+   * field's offset from the kernel's BTF).
+   */
+  private percpuVariable(symbol: string, hotField: string): bigint {
+    const own = this.vm.symbols.resolve(symbol);
+    if (own !== undefined) return own;
+    const hot = this.vm.symbols.resolve('pcpu_hot');
+    if (hot === undefined) throw new ImageError(`${this.vm.path}: neither ${symbol} nor pcpu_hot in System.map`);
+    const f = this.vm.vm.btf().fields('pcpu_hot').find((x) => x.path === hotField);
+    if (!f) throw new ImageError(`${this.vm.path}: BTF struct pcpu_hot has no ${hotField}`);
+    return hot + BigInt(f.offset);
   }
 
   /**
@@ -110,6 +125,8 @@ export interface VmlinuxBootOptions {
   cpus: number;
   work: { entry: string; arg?: bigint }[];
   fetchMode?: FetchMode;
+  memoryModel?: MemoryModel;
+  rmw?: RmwMode;
   /** pv_ops slots to set before boot-time patching (a paravirt guest's boot): op -> target. */
   bootSlots?: Map<string, bigint>;
 }
@@ -121,7 +138,7 @@ export interface VmlinuxBootOptions {
  */
 export function bootVmlinux(img: KernelWithHarness, opts: VmlinuxBootOptions): Machine {
   if (opts.cpus > img.harness.maxCpus) throw new ImageError(`the harness supports at most ${img.harness.maxCpus} CPUs (asked for ${opts.cpus})`);
-  const m = new MachineClass({ cpus: opts.cpus, fetchMode: opts.fetchMode });
+  const m = new MachineClass({ cpus: opts.cpus, fetchMode: opts.fetchMode, memoryModel: opts.memoryModel, rmw: opts.rmw });
   img.mapInto(m);
   const slots = opts.bootSlots ?? new Map<string, bigint>();
   for (const [op, target] of slots) m.mem.writeU64(img.pvOps.address + 8n * BigInt(img.pvOps.slots.indexOf(op)), target);
@@ -144,4 +161,13 @@ export function bootVmlinux(img: KernelWithHarness, opts: VmlinuxBootOptions): M
 
 export function withHarness(vm: VmlinuxImage): KernelWithHarness {
   return new KernelWithHarness(vm, loadFixture('vmlinux-harness'));
+}
+
+/**
+ * Refuses a CPU count the harness cannot run, before a caller spends seconds loading a
+ * vmlinux for it: the harness (a small committed fixture) is all that is read.
+ */
+export function checkHarnessCpus(cpus: number, image: string): void {
+  const max = loadFixture('vmlinux-harness').maxCpus;
+  if (cpus > max) throw new ImageError(`${image}: ${cpus} CPUs asked for; the vmlinux harness runs at most ${max}`);
 }

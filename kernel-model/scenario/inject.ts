@@ -9,6 +9,7 @@ import type { KernelImage } from '../image/kernel-image';
 import { ImageError } from '../image/kernel-image';
 import { PATCH_STATE_NAMES } from '../linux/kernel-layout';
 import type { KernelLayout } from '../linux/kernel-layout';
+import type { KernelCalls } from '../linux/kernel-context';
 
 export interface FiredInjection {
   step: number;
@@ -38,7 +39,18 @@ function siteSet(img: KernelImage, name: string): Set<bigint> {
   return new Set(img.sites.filter((s) => s.address === a).map((s) => s.address));
 }
 
-export function wireInjections(m: Machine, img: KernelImage, L: KernelLayout | null, list: Injection[], file: string): FiredInjection[] {
+function stateValue(name: string): bigint {
+  return BigInt(Object.entries(PATCH_STATE_NAMES).find(([, n]) => n === name)![0]);
+}
+
+export function wireInjections(
+  m: Machine,
+  img: KernelImage,
+  L: KernelLayout | null,
+  list: Injection[],
+  file: string,
+  calls: KernelCalls | null = null,
+): FiredInjection[] {
   const fired: FiredInjection[] = [];
   /** Times each injection may still fire. */
   const left = list.map((inj) => inj.times);
@@ -76,9 +88,21 @@ export function wireInjections(m: Machine, img: KernelImage, L: KernelLayout | n
         // An event for this very CPU is taken before the instruction runs.
         return targetOf(inj.action) === cpu.id ? 'boundary' : 'continue';
       });
+    } else if ('function' in w) {
+      if (!L || !calls) throw new ImageError(`${file}: inject[${index}].when.function: this image has no kernel model`);
+      const want = w.state === undefined ? null : stateValue(w.state);
+      const sites = w.site === undefined ? null : siteSet(img, w.site);
+      if (sites && sites.size === 0) throw new ImageError(`${file}: inject[${index}].when.site: '${w.site}' is neither an op with sites nor a site's symbol+offset in ${img.path}`);
+      calls.onEnter((cpu, fn) => {
+        if (fn !== w.function || (w.cpu !== undefined && cpu !== w.cpu)) return;
+        if (want !== null && BigInt(m.mem.readU32(L.tps.state)) !== want) return;
+        if (sites && !sites.has(m.mem.readU64(L.bpDesc.addr))) return;
+        if (calls.replaying) return;
+        fire(`CPU${cpu} entered ${fn}${w.state ? ` in ${w.state}` : ''}${w.site ? ` at the ${w.site} site` : ''}`, cpu);
+      });
     } else {
       if (!L) throw new ImageError(`${file}: inject[${index}].when.state: this image has no text_poke_state`);
-      const want = BigInt(Object.entries(PATCH_STATE_NAMES).find(([, n]) => n === w.state)![0]);
+      const want = stateValue(w.state);
       const sites = w.site === undefined ? null : siteSet(img, w.site);
       if (sites && sites.size === 0) throw new ImageError(`${file}: inject[${index}].when.site: '${w.site}' is neither an op with sites nor a site's symbol+offset in ${img.path}`);
       m.mem.watch(L.tps.state, 4, (writer) => {

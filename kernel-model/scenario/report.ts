@@ -17,6 +17,8 @@ export interface CpuReport {
   holds: string[];
   waiting: string;
   waitsFor: number[];
+  /** The kernel model's functions this CPU is in, outermost first, across its contexts. */
+  kernel: string[];
 }
 
 export interface MachineReport {
@@ -25,6 +27,9 @@ export interface MachineReport {
   /** One line per edge of the cycle. */
   cycleText: string[];
 }
+
+/** The kernel model's functions a CPU is in (KernelCalls.stack). */
+export type KernelStack = (cpu: number) => readonly string[];
 
 /** Names for interrupt vectors in context stacks. */
 export type VectorNamer = (vector: number) => string | undefined;
@@ -51,7 +56,7 @@ function stateOf(cpu: Cpu): CpuReport['state'] {
   return 'running';
 }
 
-export function cpuReport(m: Machine, cpu: Cpu, locks: LockTracker | null, vectorName: VectorNamer): CpuReport {
+export function cpuReport(m: Machine, cpu: Cpu, locks: LockTracker | null, vectorName: VectorNamer, kernel: KernelStack = () => []): CpuReport {
   const info = m.blockInfo.get(cpu.id);
   const top = cpu.hostFrames[cpu.hostFrames.length - 1];
   let waiting = info?.detail ?? '';
@@ -67,6 +72,7 @@ export function cpuReport(m: Machine, cpu: Cpu, locks: LockTracker | null, vecto
     holds: locks ? locks.heldBy(cpu.id) : [],
     waiting,
     waitsFor: info?.waitsFor ?? [],
+    kernel: [...kernel(cpu.id)],
   };
 }
 
@@ -100,8 +106,8 @@ export function findCycle(reports: CpuReport[]): number[] | null {
   return null;
 }
 
-export function machineReport(m: Machine, locks: LockTracker | null, vectorName: VectorNamer): MachineReport {
-  const cpus = m.cpus.map((c) => cpuReport(m, c, locks, vectorName));
+export function machineReport(m: Machine, locks: LockTracker | null, vectorName: VectorNamer, kernel: KernelStack = () => []): MachineReport {
+  const cpus = m.cpus.map((c) => cpuReport(m, c, locks, vectorName, kernel));
   const cycle = findCycle(cpus);
   const cycleText: string[] = [];
   if (cycle) {

@@ -3,30 +3,28 @@
 // or the completed patch with every site's old and new bytes verified — and check
 // the workload's invariants.
 
-import type { Machine, FetchMode, RunResult } from '../../emu/machine';
+import type { Machine, FetchMode, MemoryModel, RmwMode, RunResult } from '../../emu/machine';
 import type { Schedule } from '../../emu/scheduler';
 import type { Probe } from '../../emu/probe';
 import type { XmcViolation } from '../../emu/xmc';
 import { loadFixture, type FixtureImage } from '../image/fixture-image';
 import { bootFixture } from './boot-fixture';
 import type { KernelImage } from '../image/kernel-image';
-import { ImageError } from '../image/kernel-image';
 import { loadVmlinuxImage } from '../image/vmlinux-image';
-import { withHarness, bootVmlinux, KernelWithHarness } from './boot-vmlinux';
+import { withHarness, bootVmlinux, checkHarnessCpus, KernelWithHarness } from './boot-vmlinux';
 import { PvOps } from '../linux/pv-ops';
 import type { VmlinuxImage } from '../image/vmlinux-image';
-import { cachedKernelVersions, defaultCacheDir } from '../image/download';
+import { cachedDebianKernel, debianKernelName, localKernel } from '../image/named-kernel';
 import { existsSync } from 'fs';
-import { join, dirname } from 'path';
 import { KernelModel } from '../linux/kernel-model';
 import type { ProtocolVariant, KernelEvent } from '../linux/kernel-context';
 import { hexBytes } from '../linux/kernel-context';
 import { wireInjections, type FiredInjection } from './inject';
 import { machineReport, type CpuReport } from './report';
-import type { Scenario, Outcome } from './scenario-file';
-import { requireSymbol } from '../image/kernel-image';
+import { type Scenario, type Outcome, type Preemption, PREEMPTION_MODELS } from './scenario-file';
+import { requireSymbol, ImageError } from '../image/kernel-image';
 import { disasmInline } from '../image/disasm';
-import { verifySite } from '../linux/verify-site';
+import { verifySite, compareSite } from '../linux/verify-site';
 
 export interface RunOverrides {
   /** An image already loaded (instead of loading the scenario's `image`). */
@@ -34,8 +32,11 @@ export interface RunOverrides {
   schedule?: Schedule;
   maxSteps?: number;
   fetchMode?: FetchMode;
+  memoryModel?: MemoryModel;
+  rmw?: RmwMode;
   variant?: ProtocolVariant;
   nmi?: boolean;
+  preemption?: Preemption;
   probe?: Probe;
   onProgress?: (steps: number) => void;
 }
@@ -66,6 +67,8 @@ export interface RunReport {
   stop: RunResult['stop'];
   schedule: Schedule;
   fetchMode: FetchMode;
+  memoryModel: MemoryModel;
+  rmw: RmwMode;
   protocol: string;
   variant: ProtocolVariant;
   nmi: boolean;
@@ -93,18 +96,23 @@ export interface ScenarioRun {
 }
 
 /**
- * The image a scenario names: a fixture (name or manifest path), "debian-6.1" for
- * the cached Debian kernel, or a vmlinux path (with System.map beside it).
+ * The image a scenario names: a fixture (name or manifest path), "debian-6.1" or
+ * "debian-6.12" for the release's pinned kernel in the cache, a vmlinux path (with
+ * System.map beside it), or { vmlinux, systemMap } for a local kernel.
  */
-export function scenarioImage(name: string): { kind: 'fixture'; img: FixtureImage } | { kind: 'vmlinux'; path: string; systemMap: string } {
-  if (name === 'debian-6.1') {
-    const versions = cachedKernelVersions();
-    if (versions.length === 0) throw new ImageError('debian-6.1: no kernel in the cache (run npm run fetch-kernel first)');
-    const dir = join(defaultCacheDir(), versions[versions.length - 1]);
-    return { kind: 'vmlinux', path: join(dir, 'vmlinux'), systemMap: join(dir, 'System.map') };
+export function scenarioImage(name: Scenario['image']): { kind: 'fixture'; img: FixtureImage } | { kind: 'vmlinux'; path: string; systemMap: string } {
+  if (typeof name !== 'string') {
+    const k = localKernel(name.vmlinux, name.systemMap);
+    return { kind: 'vmlinux', path: k.vmlinux, systemMap: k.systemMap };
+  }
+  const release = debianKernelName(name);
+  if (release) {
+    const k = cachedDebianKernel(release);
+    return { kind: 'vmlinux', path: k.vmlinux, systemMap: k.systemMap };
   }
   if (existsSync(name) && !name.endsWith('.json') && !name.endsWith('.bin')) {
-    return { kind: 'vmlinux', path: name, systemMap: join(dirname(name), 'System.map') };
+    const k = localKernel(name);
+    return { kind: 'vmlinux', path: k.vmlinux, systemMap: k.systemMap };
   }
   return { kind: 'fixture', img: loadFixture(name) };
 }
@@ -112,6 +120,8 @@ export function scenarioImage(name: string): { kind: 'fixture'; img: FixtureImag
 /** Sets up a scenario's machine without running it (the stepping console starts here). */
 export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name): ScenarioRun {
   const fetchMode = o.fetchMode ?? s.fetchMode;
+  const memoryModel = o.memoryModel ?? s.memoryModel;
+  const rmw = o.rmw ?? s.rmw;
   const bootSlotsFor = (im: KernelImage): Map<string, bigint> => {
     const pv = new PvOps(im);
     return new Map(s.bootOps.map((b) => [b.op, pv.target(b.op, b.mode)]));
@@ -120,6 +130,7 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
   if (o.image) source = o.image;
   else {
     const which = scenarioImage(s.image);
+    if (which.kind === 'vmlinux') checkHarnessCpus(s.cpus, which.path);
     source = which.kind === 'fixture' ? which.img : loadVmlinuxImage(which.path, which.systemMap);
   }
   let img: KernelImage;
@@ -128,21 +139,40 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
     const k = source instanceof KernelWithHarness ? source : withHarness(source as VmlinuxImage);
     for (const w of s.work) requireSymbol(k.harness, w.entry);
     img = k;
-    m = bootVmlinux(k, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(k) });
+    m = bootVmlinux(k, { cpus: s.cpus, work: s.work, fetchMode, memoryModel, rmw, bootSlots: bootSlotsFor(k) });
   } else {
     const fx = source as FixtureImage;
     for (const w of s.work) requireSymbol(fx, w.entry);
     img = fx;
-    m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, bootSlots: bootSlotsFor(fx) });
+    m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, memoryModel, rmw, bootSlots: bootSlotsFor(fx) });
   }
+  // Nothing behind System Control Port B: the NMI reason (SERR, IOCHK) reads as 0.
+  m.ports.claim(NMI_REASON_PORT, { in: () => 0, out: () => undefined });
+  if (s.nmiHandlers) linkNmiHandlers(m, img, s.nmiHandlers, file);
+  // The loader's word on the preemption model (fixtures/include/sched.inc).
+  m.mem.writeU32(requireSymbol(img, 'preempt_model'), PREEMPTION_MODELS.indexOf(o.preemption ?? s.preemption));
   const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc' });
   if (s.patch) {
-    k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi };
+    k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi, again: s.patch.again, pokes: s.patch.pokes };
     k.check(k.request);
   }
-  const injections = wireInjections(m, img, k.L, s.inject, file);
+  const injections = wireInjections(m, img, k.L, s.inject, file, k.calls);
   if (o.probe) m.probe = o.probe;
   return { m, img, k, injections, scenario: s, schedule: o.schedule ?? s.schedule, maxSteps: o.maxSteps ?? s.maxSteps };
+}
+
+/** x86_platform.get_nmi_reason() reads NMI_REASON_PORT (System Control Port B). */
+const NMI_REASON_PORT = 0x61;
+
+/** The boot-time NMI_LOCAL list: these nmiaction records, in order ({next, handler} each). */
+function linkNmiHandlers(m: Machine, img: KernelImage, names: string[], file: string): void {
+  const actions = names.map((n, i) => {
+    const a = img.symbols.resolve(n);
+    if (a === undefined) throw new ImageError(`${file}: nmiHandlers[${i}]: unknown nmiaction symbol '${n}' in ${img.path}`);
+    return a;
+  });
+  actions.forEach((a, i) => m.mem.writeU64(a, i + 1 < actions.length ? actions[i + 1] : 0n));
+  m.mem.writeU64(requireSymbol(img, 'nmi_list_head'), actions[0] ?? 0n);
 }
 
 export function vectorNamer(k: KernelModel): (v: number) => string | undefined {
@@ -158,11 +188,20 @@ export function runScenario(s: Scenario, o: RunOverrides = {}, file = s.name): R
 /** Builds the report for a run that has stopped. */
 export function explain(run: ScenarioRun, r: RunResult): RunReport {
   const { m, img, k, scenario: s } = run;
-  const rep = machineReport(m, k.locks, vectorNamer(k));
+  const rep = machineReport(m, k.locks, vectorNamer(k), (cpu) => k.calls.stack(cpu));
+  // A real kernel's own rules (6.1's ALTERNATIVEs) say what its sites should hold;
+  // the fixture kernels follow the series' templates (verifySite).
+  const ops = [...new Set(k.plan.map((p) => p.op).filter((op) => img.pvOps.slots.includes(op)))];
+  const kernelBytes = img.generateSites ? img.generateSites(new Map(ops.map((op) => [op, k.pv.read(m, op)])), (op) => k.pv.read(m, op)) : null;
   const sites = k.plan.map((p): SiteResult => {
     const now = m.mem.readBytes(p.address, p.len);
-    const site = img.sites.find((x) => x.address === p.address)!;
-    const v = verifySite(site, now, k.pv.choice(p.op, k.pv.read(m, p.op)));
+    const site = img.sites.find((x) => x.address === p.address);
+    // A single-instruction poke has no pv op: it must hold exactly the bytes asked for.
+    const choice = site ? k.pv.choice(p.op, k.pv.read(m, p.op)) : null;
+    const own = site && kernelBytes?.get(p.address);
+    const v = site && choice
+      ? own ? compareSite(site, now, own, choice) : verifySite(site, now, choice)
+      : { ok: hexBytes(now) === hexBytes(p.new), expected: p.new, how: hexBytes(now) === hexBytes(p.new) ? 'exact (poked bytes)' : `expected ${hexBytes(p.new)}` };
     return {
       address: p.address,
       op: p.op,
@@ -203,6 +242,8 @@ export function explain(run: ScenarioRun, r: RunResult): RunReport {
     stop: r.stop,
     schedule: run.schedule,
     fetchMode: m.fetchMode,
+    memoryModel: m.memoryModel,
+    rmw: m.rmw,
     protocol: s.patch?.protocol ?? 'none',
     variant: k.variant,
     nmi: k.request?.nmi ?? false,

@@ -4,7 +4,7 @@
 // as writes to apply to the image (the `patch` command writes them out).
 
 import type { Schedule } from '../../emu/scheduler';
-import type { FetchMode } from '../../emu/machine';
+import type { FetchMode, MemoryModel, RmwMode } from '../../emu/machine';
 import type { KernelImage } from '../image/kernel-image';
 import type { OpChange, Protocol } from '../linux/kernel-model';
 import type { ProtocolVariant } from '../linux/kernel-context';
@@ -19,6 +19,8 @@ export interface RuntimePatchOptions {
   variant?: ProtocolVariant;
   schedule?: Schedule;
   fetchMode?: FetchMode;
+  memoryModel?: MemoryModel;
+  rmw?: RmwMode;
   maxSteps?: number;
   /** Lock iterations per CPU around the patch. */
   iterations?: number;
@@ -44,9 +46,13 @@ export function runtimePatch(img: KernelImage, o: RuntimePatchOptions): RuntimeP
     image: img.path,
     cpus,
     fetchMode: o.fetchMode ?? 'coherent',
+    preemption: 'voluntary',
+    nmiHandlers: null,
+    memoryModel: o.memoryModel ?? 'sc',
+    rmw: o.rmw ?? 'atomic',
     bootOps: o.bootOps ?? [],
     work: [{ entry: 'workload_patcher', arg: iters }, ...Array.from({ length: cpus - 1 }, () => ({ entry: 'workload_locker', arg: iters }))],
-    patch: { ops: o.ops, protocol: o.protocol, nmi: o.nmi ?? false, variant: o.variant ?? 'fixed' },
+    patch: { ops: o.ops, protocol: o.protocol, nmi: o.nmi ?? false, variant: o.variant ?? 'fixed', again: null, pokes: [] },
     inject: [],
     schedule: o.schedule ?? { kind: 'round-robin', quantum: 50 },
     maxSteps: o.maxSteps ?? 20_000_000,

@@ -4,12 +4,14 @@
 // and says what was expected.
 
 import { readFileSync } from 'fs';
+import { dirname, isAbsolute, join } from 'path';
 import type { Schedule } from '../../emu/scheduler';
-import type { FetchMode } from '../../emu/machine';
+import { type FetchMode, type MemoryModel, type RmwMode, MEMORY_MODELS, RMW_MODES } from '../../emu/machine';
 import type { OpMode } from '../linux/pv-ops';
-import type { Protocol } from '../linux/kernel-model';
+import type { Protocol, PokeRequest } from '../linux/kernel-model';
 import type { ProtocolVariant } from '../linux/kernel-context';
 import { PATCH_STATE_NAMES } from '../linux/kernel-layout';
+import { KERNEL_FUNCTIONS } from '../linux/text-poke-late';
 
 export type Outcome = 'deadlock' | 'livelock' | 'completed' | 'step-limit' | 'xmc-violation' | 'oops';
 
@@ -17,7 +19,9 @@ export type Outcome = 'deadlock' | 'livelock' | 'completed' | 'step-limit' | 'xm
 export type Trigger =
   | { step: number }
   | { symbol: string; cpu?: number; offset?: number }
-  | { state: string; site?: string };
+  | { state: string; site?: string }
+  /** A CPU enters one of the model's kernel functions (text_poke_sync_site, __text_do_poke, …), optionally only in a given state / at a site. */
+  | { function: string; cpu?: number; state?: string; site?: string };
 
 export type Action = { nmi: number } | { irq: { cpu: number; vector: number } };
 
@@ -28,17 +32,41 @@ export interface Injection {
   times: number;
 }
 
+/** The kernel's preemption model: where a CPU can switch to its stopper thread. */
+export type Preemption = 'none' | 'voluntary' | 'full';
+export const PREEMPTION_MODELS: readonly Preemption[] = ['none', 'voluntary', 'full'];
+
 export interface Scenario {
   name: string;
   description: string;
-  /** Fixture name or path to a fixture manifest. */
-  image: string;
+  /**
+   * Fixture name or path to a fixture manifest, "debian-6.1"/"debian-6.12" for the
+   * downloaded kernel, or a local vmlinux with its System.map (paths relative to the
+   * scenario file).
+   */
+  image: string | { vmlinux: string; systemMap: string };
   cpus: number;
   fetchMode: FetchMode;
+  /** Default 'voluntary', Debian 6.1's (PREEMPT_DYNAMIC booted voluntary). */
+  preemption: Preemption;
+  /** nmiaction symbols on the NMI_LOCAL list at boot, in order (default: the fixture's own list). */
+  nmiHandlers: string[] | null;
+  /** Memory model ('sc' or x86-TSO store buffers) and whether unlocked RMWs split (docs/notes/x86-tso.md). */
+  memoryModel: MemoryModel;
+  rmw: RmwMode;
   /** pv ops set before boot-time patching (a paravirt guest's boot), op -> mode. */
   bootOps: { op: string; mode: OpMode }[];
   work: { entry: string; arg: bigint }[];
-  patch: { ops: { op: string; mode: OpMode }[]; protocol: Protocol; nmi: boolean; variant: ProtocolVariant } | null;
+  patch: {
+    ops: { op: string; mode: OpMode }[];
+    protocol: Protocol;
+    nmi: boolean;
+    variant: ProtocolVariant;
+    /** A second text_poke_late right after the first, with these ops (the series' patch 23 runs it twice). */
+    again: { op: string; mode: OpMode }[] | null;
+    /** Single instructions to text_poke_bp (batch protocol). */
+    pokes: PokeRequest[];
+  } | null;
   inject: Injection[];
   schedule: Schedule;
   maxSteps: number;
@@ -86,6 +114,21 @@ class V {
   }
 }
 
+/**
+ * The "image" field: a name or path, or { "vmlinux": path, "systemMap": path } for a
+ * local kernel. Relative paths in the object are taken from the scenario file's folder.
+ */
+function scenarioImageField(v: V, x: Json, file: string): Scenario['image'] {
+  if (typeof x === 'string') return v.str(x, 'image');
+  const o = v.obj(x, 'image');
+  v.known(o, 'image', ['vmlinux', 'systemMap']);
+  if (o.vmlinux === undefined) v.fail('image.vmlinux', 'missing (the path of a vmlinux ELF)');
+  if (o.systemMap === undefined) v.fail('image.systemMap', 'missing (the path of its System.map)');
+  const base = dirname(file);
+  const at = (p: string): string => (isAbsolute(p) ? p : join(base, p));
+  return { vmlinux: at(v.str(o.vmlinux, 'image.vmlinux')), systemMap: at(v.str(o.systemMap, 'image.systemMap')) };
+}
+
 function show(v: Json): string {
   const s = JSON.stringify(v);
   return s === undefined ? 'nothing' : s.length > 40 ? s.slice(0, 40) + '…' : s;
@@ -130,12 +173,21 @@ function parseTrigger(v: V, x: Json, path: string, ncpus: number): Trigger {
       offset: o.offset === undefined ? undefined : v.int(o.offset, `${path}.offset`, 0, 1 << 20),
     };
   }
+  if ('function' in o) {
+    v.known(o, path, ['function', 'cpu', 'state', 'site']);
+    return {
+      function: v.oneOf(o.function, `${path}.function`, KERNEL_FUNCTIONS),
+      cpu: o.cpu === undefined ? undefined : v.int(o.cpu, `${path}.cpu`, 0, ncpus - 1),
+      state: o.state === undefined ? undefined : v.oneOf(o.state, `${path}.state`, Object.values(PATCH_STATE_NAMES)),
+      site: o.site === undefined ? undefined : v.str(o.site, `${path}.site`),
+    };
+  }
   if ('state' in o) {
     v.known(o, path, ['state', 'site']);
     const state = v.oneOf(o.state, `${path}.state`, Object.values(PATCH_STATE_NAMES));
     return { state, site: o.site === undefined ? undefined : v.str(o.site, `${path}.site`) };
   }
-  v.fail(path, 'expected a trigger: {"step": N}, {"symbol": "name", "cpu"?: N} or {"state": "PATCH_SYNC_0", "site"?: "op or symbol+offset"}');
+  v.fail(path, 'expected a trigger: {"step": N}, {"symbol": "name", "cpu"?: N}, {"state": "PATCH_SYNC_0", "site"?: "op or symbol+offset"} or {"function": "text_poke_sync_site", "cpu"?: N, "state"?: …, "site"?: …}');
 }
 
 function parseAction(v: V, o: Record<string, Json>, path: string, ncpus: number): Action {
@@ -152,7 +204,7 @@ function parseAction(v: V, o: Record<string, Json>, path: string, ncpus: number)
 export function parseScenario(json: Json, file: string): Scenario {
   const v = new V(file);
   const o = v.obj(json, '(top level)');
-  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
+  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'preemption', 'nmiHandlers', 'memoryModel', 'rmw', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
   const cpus = v.int(o.cpus, 'cpus', 1, 256);
   if (!Array.isArray(o.work)) v.fail('work', `expected an array with one {"entry", "arg"} per CPU, got ${show(o.work)}`);
   const workIn = o.work as Json[];
@@ -172,16 +224,32 @@ export function parseScenario(json: Json, file: string): Scenario {
   let patch: Scenario['patch'] = null;
   if (o.patch !== undefined) {
     const p = v.obj(o.patch, 'patch');
-    v.known(p, 'patch', ['ops', 'protocol', 'nmi', 'variant']);
-    const opsObj = v.obj(p.ops, 'patch.ops');
-    const ops = Object.entries(opsObj).map(([op, mode]) => ({ op, mode: v.oneOf(mode, `patch.ops.${op}`, ['native', 'paravirt'] as const) }));
-    if (ops.length === 0) v.fail('patch.ops', 'names no op');
+    v.known(p, 'patch', ['ops', 'protocol', 'nmi', 'variant', 'again', 'pokes']);
+    const pokes: PokeRequest[] = p.pokes === undefined
+      ? []
+      : Array.isArray(p.pokes)
+        ? (p.pokes as Json[]).map((x, i) => {
+          const q = v.obj(x, `patch.pokes[${i}]`);
+          v.known(q, `patch.pokes[${i}]`, ['at', 'insn', 'len']);
+          return { at: v.str(q.at, `patch.pokes[${i}].at`), insn: v.str(q.insn, `patch.pokes[${i}].insn`), len: q.len === undefined ? undefined : v.int(q.len, `patch.pokes[${i}].len`, 1, 15) };
+        })
+        : v.fail('patch.pokes', `expected an array of {"at", "insn", "len"?}, got ${show(p.pokes)}`);
+    const opList = (x: Json, path: string, empty: boolean): { op: string; mode: OpMode }[] => {
+      const list = Object.entries(v.obj(x, path)).map(([op, mode]) => ({ op, mode: v.oneOf(mode, `${path}.${op}`, ['native', 'paravirt'] as const) }));
+      if (list.length === 0 && !empty) v.fail(path, 'names no op');
+      return list;
+    };
+    const ops = p.ops === undefined && pokes.length ? [] : opList(p.ops, 'patch.ops', pokes.length > 0);
     patch = {
       ops,
       protocol: v.oneOf(p.protocol, 'patch.protocol', ['batch', 'stop-machine', 'naive'] as const),
       nmi: p.nmi === undefined ? false : v.bool(p.nmi, 'patch.nmi'),
       variant: p.variant === undefined ? 'rfc' : v.oneOf(p.variant, 'patch.variant', ['rfc', 'fixed'] as const),
+      again: p.again === undefined ? null : opList(p.again, 'patch.again', false),
+      pokes,
     };
+    if (pokes.length && patch.protocol !== 'batch') v.fail('patch.pokes', 'single-instruction pokes exist only for the batch protocol (text_poke_bp)');
+    if (patch.again && patch.protocol !== 'stop-machine') v.fail('patch.again', 'a second run exists only for the stop-machine protocol (text_poke_late)');
     if (patch.nmi && patch.protocol !== 'stop-machine') v.fail('patch.nmi', 'NMI mode exists only for the stop-machine protocol');
   }
   const inject: Injection[] = [];
@@ -210,9 +278,17 @@ export function parseScenario(json: Json, file: string): Scenario {
   return {
     name: o.name === undefined ? file.replace(/^.*\//, '').replace(/\.json$/, '') : v.str(o.name, 'name'),
     description: o.description === undefined ? '' : v.str(o.description, 'description'),
-    image: o.image === undefined ? 'minikernel' : v.str(o.image, 'image'),
+    image: o.image === undefined ? 'minikernel' : scenarioImageField(v, o.image, file),
     cpus,
     fetchMode: o.fetchMode === undefined ? 'coherent' : v.oneOf(o.fetchMode, 'fetchMode', ['coherent', 'stale'] as const),
+    nmiHandlers: o.nmiHandlers === undefined
+      ? null
+      : Array.isArray(o.nmiHandlers)
+        ? (o.nmiHandlers as Json[]).map((x, i) => v.str(x, `nmiHandlers[${i}]`))
+        : v.fail('nmiHandlers', `expected an array of nmiaction symbols (e.g. ["nmi_lock_action"]), got ${show(o.nmiHandlers)}`),
+    preemption: o.preemption === undefined ? 'voluntary' : v.oneOf(o.preemption, 'preemption', PREEMPTION_MODELS),
+    memoryModel: o.memoryModel === undefined ? 'sc' : v.oneOf(o.memoryModel, 'memoryModel', MEMORY_MODELS),
+    rmw: o.rmw === undefined ? 'atomic' : v.oneOf(o.rmw, 'rmw', RMW_MODES),
     bootOps,
     work,
     patch,

@@ -133,10 +133,11 @@ describe('textpoke run', () => {
     expect(plain.injections.map((i) => i.step)).toEqual(traced.injections.map((i) => i.step));
     const byStep = new Map(readFileSync(t, 'utf8').trimEnd().split('\n').map((l) => [Number(l.trim().split(/\s+/)[0]), l]));
     const [toCpu1, toCpu0] = traced.injections;
-    // The NMI to CPU1 fires on CPU0's store of PATCH_SYNC_0; the one to CPU0 when CPU1
-    // reaches nmi_lock_handler_unlock (before the instruction there runs).
-    expect(byStep.get(toCpu1.step)).toMatch(/ cpu0 .*write text_poke_state = 0x4 \(state = PATCH_SYNC_0\)$/);
-    expect(byStep.get(toCpu0.step)).toMatch(/ cpu1 .* nmi_lock_handler_unlock +call /);
+    // Where the seed's drawing puts them: the NMI to CPU1 fires as CPU1 enters
+    // text_poke_sync_site (its first step there, the wait on the state); the one to
+    // CPU0 as CPU0 enters __text_do_poke for the site's next bytes.
+    expect(byStep.get(toCpu1.step)).toMatch(/ cpu1 .*text_poke_state\.state to leave its value/);
+    expect(byStep.get(toCpu0.step)).toMatch(/ cpu0 .*write queued_spin_unlock\+0x1 = .*\(PATCH_SYNC_1 bytes\)$/);
     expect(toCpu0.step - toCpu1.step).toBeGreaterThan(1);
     const text = textpoke(['run', scenario('nmi-deadlock-primary')]).stdout;
     expect(text).toContain(`injected at step ${toCpu1.step.toLocaleString('en-US')}: NMI to CPU1`);

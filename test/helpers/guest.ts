@@ -37,7 +37,10 @@ export function guest(
   opts: Partial<MachineOptions> & { entry?: string; gates?: Record<number, [string, number?, number?]> } = {},
 ): Guest {
   const a = assemble(source, { linkerScript: SCRIPT });
-  const m = new Machine({ cpus: opts.cpus ?? 1, fetchMode: opts.fetchMode, apicMode: opts.apicMode });
+  const m = new Machine({
+    cpus: opts.cpus ?? 1, fetchMode: opts.fetchMode, apicMode: opts.apicMode,
+    memoryModel: opts.memoryModel, rmw: opts.rmw, storeBufferSize: opts.storeBufferSize,
+  });
   for (const s of a.sections) {
     m.mem.map(s.address, Math.max(s.size, 1));
     if (s.loaded && s.size > 0) {

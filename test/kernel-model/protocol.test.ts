@@ -107,8 +107,10 @@ describe('#BP on a site under patch', () => {
   it('as the series wrote it, that secondary then never acknowledges the PATCH_SYNC_DONE step (a finding)', () => {
     // Its thread context waits for the state to leave PATCH_SYNC_DONE; the NMI saw the
     // whole site through, so the state is PATCH_SYNC_DONE again, for a step it missed.
+    // So the NMI comes as the state becomes PATCH_SYNC_0, while CPU1 still waits in
+    // text_poke_sync_finish (not yet in text_poke_sync_site, where the demo's comes).
     const s = scenario('nmi-deadlock-primary', (x) => {
-      x.inject = [x.inject[0]];
+      x.inject = [{ action: { nmi: 1 }, when: { state: 'PATCH_SYNC_0', site: 'lock.queued_spin_unlock' }, times: 1 }];
     });
     const { report } = runWith(s, new Recorder(), 'rfc');
     expect(report.outcome).toBe('deadlock');

@@ -5,7 +5,8 @@
 import { readdirSync } from 'fs';
 import { join } from 'path';
 import { loadScenario } from '../../kernel-model/scenario/scenario-file';
-import { runScenario, type RunReport } from '../../kernel-model/scenario/run';
+import { runScenario, prepareScenario, explain, type RunReport } from '../../kernel-model/scenario/run';
+import { requireSymbol } from '../../kernel-model/image/kernel-image';
 import type { FetchMode } from '../../emu/machine';
 
 const DIR = join(__dirname, '..', '..', '..', 'fixtures', 'scenarios');
@@ -74,5 +75,58 @@ describe('scenarios', () => {
     const v = r.xmc[0];
     expect(v.cpu).not.toBe(0);
     expect(v.bytes.every((b) => b.writer === 0 && b.offset >= 1)).toBe(true);
+  });
+});
+
+describe('the unknown-NMI path (default_do_nmi, nmi_reason_lock)', () => {
+  it('unknown-nmi-deadlock: no NMI_LOCAL handler at all; CPU1 holds nmi_reason_lock in #BP, CPU0 spins on it in NMI', () => {
+    const r = run('unknown-nmi-deadlock');
+    expect(r.outcome).toBe('deadlock');
+    expect(r.cycle).toEqual([0, 1]);
+    const [c0, c1] = r.cpus;
+    expect(c0.context).toEqual(['thread', 'stop_machine', 'NMI']);
+    expect(c0.symbol).toMatch(/^(raw_spin_trylock|default_do_nmi)/);
+    expect(c0.waiting).toMatch(/nmi_reason_lock/);
+    expect(c1.context).toEqual(['thread', 'stop_machine', 'NMI', '#BP']);
+    expect(c1.holds).toEqual(['nmi_reason_lock']);
+    expect(r.cycleText[0]).toMatch(/CPU1 holds nmi_reason_lock/);
+    expect(r.injections.map((i) => i.trigger)).toEqual([
+      expect.stringMatching(/PATCH_SYNC_0/),
+      expect.stringMatching(/default_do_nmi_reason_unlock/),
+    ]);
+  });
+
+  it('unknown-nmi-safe: the same NMIs with nmi=true complete, and both were unknown NMIs', () => {
+    const s = load('unknown-nmi-safe');
+    const run2 = prepareScenario(s);
+    const res = run2.m.run({ schedule: run2.schedule, maxSteps: run2.maxSteps });
+    const r = explain(run2, res);
+    expect(r.outcome).toBe('completed');
+    expect(run2.m.mem.readU64(requireSymbol(run2.img, 'unknown_nmis'))).toBeGreaterThanOrEqual(2n);
+    expect(run2.m.mem.readU64(requireSymbol(run2.img, 'nmi_lock_count'))).toBe(0n);
+    expect(r.invariants.find((i) => i.name === 'nmi_reason_lock balanced')!.ok).toBe(true);
+  });
+});
+
+describe('the seed\'s drawing: where the NMIs arrive', () => {
+  it.each(['rfc', 'fixed'] as const)('nmi-deadlock-primary (%s): CPU1 inside text_poke_sync_site, CPU0 in __text_do_poke', (variant) => {
+    const r = runScenario(load('nmi-deadlock-primary'), { variant });
+    expect(r.outcome).toBe('deadlock');
+    expect(r.cycle).toEqual([0, 1]);
+    expect(r.injections.map((i) => i.trigger)).toEqual([
+      'CPU1 entered text_poke_sync_site at the lock.queued_spin_unlock site',
+      'CPU0 entered __text_do_poke in PATCH_SYNC_0 at the lock.queued_spin_unlock site',
+    ]);
+    // The thread context of each CPU is still where the NMI found it.
+    expect(r.cpus[0].kernel).toEqual(['patch_worker', 'paravirt_worker', 'text_poke_site', 'poke_sync', '__text_do_poke']);
+    expect(r.cpus[1].kernel).toEqual(['patch_worker', 'text_poke_sync_finish', 'text_poke_sync_site', 'poke_int3_native', 'text_poke_sync_site']);
+  });
+
+  it.each(['rfc', 'fixed'] as const)('nmi-deadlock-secondaries (%s): CPU1 inside text_poke_sync_site, the primary in wait_for_acks', (variant) => {
+    const r = runScenario(load('nmi-deadlock-secondaries'), { variant });
+    expect(r.cycle).toEqual([0, 2, 1]);
+    expect(r.injections[0].trigger).toBe('CPU1 entered text_poke_sync_site at the lock.queued_spin_unlock site');
+    expect(r.cpus[0].kernel.slice(-1)).toEqual(['wait_for_acks']);
+    expect(r.cpus[1].kernel.slice(-3)).toEqual(['text_poke_sync_site', 'poke_int3_native', 'text_poke_sync_site']);
   });
 });

@@ -6,7 +6,7 @@
 import { findCycle, type CpuReport } from '../../kernel-model/scenario/report';
 
 function cpu(id: number, state: CpuReport['state'], waitsFor: number[] = []): CpuReport {
-  return { cpu: id, context: ['thread'], rip: 0n, symbol: '', state, status: '', holds: [], waiting: '', waitsFor };
+  return { cpu: id, context: ['thread'], rip: 0n, symbol: '', state, status: '', holds: [], waiting: '', waitsFor, kernel: [] };
 }
 
 describe('findCycle', () => {

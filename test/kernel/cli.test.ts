@@ -6,6 +6,7 @@ import { copyFileSync, existsSync, readFileSync, statSync, symlinkSync, writeFil
 import { testKernel, FETCH_TIMEOUT_MS } from './kernel';
 import { textpoke, json, tempDir, removeTempDirs } from '../cli/textpoke';
 import type { KernelFiles } from '../../kernel-model/image/download';
+import { cachedDebianKernel } from '../../kernel-model/image/named-kernel';
 
 afterAll(removeTempDirs);
 
@@ -130,5 +131,39 @@ describe('textpoke on a real vmlinux', () => {
     expect(r.stdout).toMatch(/completed after/);
     expect(existsSync(out)).toBe(true);
     expect(textpoke(['verify', out, '--map', k.systemMap]).code).toBe(0);
+  });
+});
+
+describe('textpoke on Debian 6.12', () => {
+  let dir: string;
+  beforeAll(async () => {
+    await testKernel('6.12');
+    dir = tempDir();
+  }, FETCH_TIMEOUT_MS);
+
+  it('patch --boot --cpu on the downloaded kernel by name, then verify the result against the original', () => {
+    const out = join(dir, 'vmlinux-6.12.booted');
+    const p = textpoke(['patch', '--image', 'debian-6.12', '--cpu', 'Skylake-Client', '--boot', '-o', out, '--json']);
+    expect(p.code).toBe(0);
+    const j = json<{ rules: string; cpu: string; kinds: Record<string, { sites: number; changed: number }>; runtime: Record<string, number> }>(p);
+    expect(j.rules).toBe('linux-6.12');
+    expect(j.cpu).toBe('Skylake-Client');
+    expect(j.kinds.alternative.changed).toBeGreaterThan(5000);
+    expect(j.runtime.jump_label).toBeGreaterThan(1000);
+    const v = textpoke(['verify', out, '--map', join(dir, '..', 'nope'), '--against', 'debian-6.12']);
+    expect(v.code).toBe(2);
+    expect(v.stderr).toMatch(/nope: no such file \(--map\)/);
+    const k = textpoke(['verify', out, '--against', 'debian-6.12', '--cpu', 'Skylake-Client', '--map', cachedDebianKernel('6.12').systemMap]);
+    expect(k.code).toBe(0);
+    expect(k.stdout).toMatch(/linux-6\.12 rules\): all match/);
+  });
+
+  it('a CPU without a profile, or a fixture given --cpu, is one line and exit 2', () => {
+    const r = textpoke(['load', 'debian-6.12', '--cpu', 'Cascadelake']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('textpoke: --cpu Cascadelake: no profile for Linux 6.12 (known: Skylake-Client, max, qemu64)');
+    const f = textpoke(['load', 'minikernel', '--cpu', 'max']);
+    expect(f.code).toBe(2);
+    expect(f.stderr).toMatch(/--cpu: .* is a fixture; CPU profiles apply to a vmlinux/);
   });
 });
