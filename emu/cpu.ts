@@ -348,6 +348,15 @@ export class Cpu implements FlagState, DataCache {
    * #PF/#GP. Leaves in `xc` whether the hot path may cache the page for that access.
    */
   xlate(lo: number, hi: number, kind: Access): number {
+    const fp = this.mem.footprint;
+    if (fp !== null) {
+      // The explorer records this step's accesses: note it, and cache nothing so the
+      // next access comes here too. Fetches are not data (code writes are global).
+      if (kind !== ACCESS_FETCH) fp.note(lo, hi, kind === ACCESS_WRITE);
+      const key = this.paging ? translate(this, lo, hi, kind).pfn : (hi >>> 0) * 1048576 + (lo >>> 12);
+      this.xc = false;
+      return key;
+    }
     if (!this.paging) {
       this.xc = true;
       return (hi >>> 0) * 1048576 + (lo >>> 12);
@@ -434,6 +443,8 @@ export class Cpu implements FlagState, DataCache {
    * to replace, for the spin detector. Unmapped memory reads as 0 (the write faults).
    */
   peek(lo: number, hi: number, size: number): number {
+    // The spin detector's peeks decide whether a step blocks: they are reads too.
+    if (this.mem.footprint !== null) this.mem.footprint.note(lo, hi, false);
     let v = 0;
     for (let k = 0; k < size; k++) {
       const s = (lo >>> 0) + k;

@@ -799,6 +799,8 @@ export class Machine implements IpiBus {
 
   /** The machine step at which `cpu` is now, inside its slice (the step loop counts as it goes). */
   currentStep(cpu: Cpu): number {
+    // The clock depends on every CPU's steps: a step that reads it commutes with none.
+    if (this.mem.footprint !== null) this.mem.footprint.global = true;
     return cpu === this.sliceCpu ? this.steps + (cpu.retired - this.sliceRetired) : this.steps;
   }
 

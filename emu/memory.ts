@@ -26,6 +26,42 @@ export interface MmioDevice {
   write(cpu: number, offset: number, size: number, value: number): void;
 }
 
+/**
+ * The memory one step touched, for the explorer's partial-order reduction: 8-byte
+ * words (key: address bits 3..47) read and written, and whether it touched a device
+ * (MMIO) or wrote code (`global`: such a step is dependent on every other step). Set as `Memory.footprint`, CPUs record every access in their slow path and
+ * fill no caches (Cpu.xlate), so nothing is missed; off (null) it costs one test on a
+ * cache miss.
+ */
+export class Footprint {
+  reads: number[] = [];
+  writes: number[] = [];
+  global = false;
+
+  clear(): void {
+    this.reads.length = 0;
+    this.writes.length = 0;
+    this.global = false;
+  }
+
+  /** An access of up to 8 bytes (size unknown here) at (lo, hi): the words it may cover. */
+  note(lo: number, hi: number, write: boolean): void {
+    const k = (hi & 0xffff) * 536870912 + (lo >>> 3);
+    const out = write ? this.writes : this.reads;
+    out.push(k);
+    if ((lo & 7) !== 0) out.push(k + 1);
+  }
+
+  /** A host-side access of `len` bytes at `addr`. */
+  noteRange(addr: bigint, len: number, write: boolean): void {
+    const a = BigInt.asUintN(48, addr);
+    const first = Number(a >> 3n);
+    const last = Number((a + BigInt(Math.max(len, 1) - 1)) >> 3n);
+    const out = write ? this.writes : this.reads;
+    for (let k = first; k <= last; k++) out.push(k);
+  }
+}
+
 /** Called after a watched byte range is written; `cpu` is the writer (-1 for the host API). */
 export type WatchFn = (cpu: number, lo: number, hi: number, size: number) => void;
 
@@ -97,6 +133,8 @@ export class Memory {
   /** Set once the machine takes snapshots: pages are saved on their first change after each. */
   journal: Journal | null = null;
   hostReads: HostReadTap | null = null;
+  /** While set, every access is recorded there (and the TLBs are not filled). */
+  footprint: Footprint | null = null;
 
   /** Saves a page before its first change since the last snapshot (a no-op without snapshots). */
   touch(pg: Page): void {
@@ -152,12 +190,17 @@ export class Memory {
   }
 
   mmioAt(lo: number, hi: number): MmioDevice | undefined {
-    return this.mmio.get(pageKey(lo, hi));
+    const dev = this.mmio.get(pageKey(lo, hi));
+    if (dev !== undefined && this.footprint !== null) this.footprint.global = true;
+    return dev;
   }
 
   /** The MMIO device at physical page number `key`, if any. */
   mmioByKey(key: number): MmioDevice | undefined {
-    return this.mmio.size === 0 ? undefined : this.mmio.get(key);
+    if (this.mmio.size === 0) return undefined;
+    const dev = this.mmio.get(key);
+    if (dev !== undefined && this.footprint !== null) this.footprint.global = true;
+    return dev;
   }
 
   flushTlb(): void {
@@ -178,6 +221,8 @@ export class Memory {
    */
   noteWrite(pg: Page, off: number, size: number, cpu: number, lo: number, hi: number): void {
     if (pg.flags & PAGE_CODE) {
+      // A code write: the step that makes it commutes with no other.
+      if (this.footprint !== null) this.footprint.global = true;
       const seq = ++this.writeSeq;
       pg.gen++;
       if (!pg.writer) {
@@ -280,6 +325,10 @@ export class Memory {
 
   /** Copies bytes in, logging code-page writes with writer -1 (the loader). */
   writeBytes(addr: bigint, bytes: Uint8Array, writer = -1): void {
+    if (this.footprint !== null) {
+      this.footprint.noteRange(addr, bytes.length, true);
+      this.footprint.global = true; // host-side writes: the loader, pokes by the host API
+    }
     let a = BigInt.asUintN(64, addr);
     let i = 0;
     while (i < bytes.length) {
@@ -304,6 +353,7 @@ export class Memory {
   }
 
   private readLive(addr: bigint, len: number): Uint8Array {
+    if (this.footprint !== null) this.footprint.noteRange(addr, len, false);
     const out = new Uint8Array(len);
     let a = BigInt.asUintN(64, addr);
     let i = 0;

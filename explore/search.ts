@@ -9,6 +9,7 @@
 import type { Machine, Choice } from '../emu/machine';
 import type { Snapshot } from '../emu/snapshot';
 import { readFlags } from '../emu/flags';
+import { Footprint } from '../emu/memory';
 
 export type BugKind = 'deadlock' | 'livelock' | 'invariant' | 'xmc' | 'assertion';
 
@@ -41,6 +42,13 @@ export interface ExploreOptions {
   check?: (m: Machine) => Bug | null;
   maxSchedules?: number;
   timeLimitSeconds?: number;
+  /**
+   * Reduction (default true): NMIs arrive fused with their CPU's next step, and a
+   * private step of the CPU that ran last is not a choice point (README.md).
+   */
+  reduce?: boolean;
+  /** A number that changes whenever the checker's own state changes (its log of BUGs). */
+  observe?: (m: Machine) => number;
 }
 
 export interface ExploreResult {
@@ -51,6 +59,8 @@ export interface ExploreResult {
   states: number;
   /** Schedules cut at maxDepth. */
   cut: number;
+  /** Passes redone because a word the reduction took as private turned out shared. */
+  restarts: number;
   seconds: number;
   bugs: Counterexample[];
 }
@@ -71,7 +81,7 @@ function mix(h: number, v: number): number {
 }
 
 /** A hash of the state: CPUs (registers, flags, RIP, event state, host routines) and the pages changed since the root. */
-function stateHash(m: Machine, rootMark: number): string {
+export function stateHash(m: Machine, rootMark: number): string {
   let a = 2166136261;
   let b = 0x9747b28c;
   for (const c of m.cpus) {
@@ -80,8 +90,19 @@ function stateHash(m: Machine, rootMark: number): string {
       b = mix(b, c.r[i] ^ i);
     }
     // The spin detector's progress decides when a spinning CPU blocks (a deadlock is seen then).
+    // Everything its next PAUSE decides by (block or not): the iteration's start
+    // registers and flags, what it read and wrote, its length so far. (Not the loop's
+    // retired counts: they only feed run()'s livelock report, which the search does not use.)
     const sp = c.spin?.saveState();
-    if (sp) for (const v of [sp.active ? 1 : 0, sp.pauseLo, sp.reads.length, sp.writes.length]) a = mix(a, v);
+    if (sp?.active) {
+      for (const v of [sp.active ? 1 : 0, sp.impure ? 1 : 0, sp.pauseLo, sp.pauseHi, sp.flags, sp.reads.length, sp.writes.length, c.retired - sp.startRetired]) a = mix(a, v);
+      for (let i = 0; i < 32; i++) b = mix(b, sp.regs[i]);
+      for (const x of [...sp.reads, ...sp.writes]) {
+        a = mix(a, x.lo);
+        b = mix(b, x.value);
+        a = mix(a, x.size);
+      }
+    }
     const ev = (c.nmiPending ? 1 : 0) | (c.nmiBlocked ? 2 : 0) | (c.halted ? 4 : 0) | (c.blocked ? 8 : 0) | (c.intShadow ? 16 : 0);
     for (const v of [readFlags(c), c.insn.lo, c.insn.hi, ev, c.contexts.length, c.serialSeq, c.apic.tpr, ...c.apic.irr, ...c.apic.isr]) {
       a = mix(a, v);
@@ -116,20 +137,51 @@ interface Budget {
   last: number;
 }
 
+/** Who has touched one 8-byte word during the search (see README: private steps). */
+interface WordUse {
+  /** The only CPU that touched it, or -1 for several. */
+  owner: number;
+  written: boolean;
+  /** A step was run on as private because of it. */
+  used: boolean;
+}
+
+/** Every CPU's event state, the checker's counters: a step that changes any is not private. */
+function eventSignature(m: Machine, observe: ((m: Machine) => number) | undefined): number {
+  let h = 2166136261;
+  for (const c of m.cpus) {
+    h = mix(h, (c.nmiPending ? 1 : 0) | (c.nmiBlocked ? 2 : 0) | (c.halted ? 4 : 0) | (c.blocked ? 8 : 0) | (c.shutdown ? 16 : 0));
+    h = mix(h, c.contexts.length);
+    for (const v of c.apic.irr) h = mix(h, v);
+    for (const v of c.apic.isr) h = mix(h, v);
+  }
+  h = mix(h, m.xmc.violations.length);
+  if (observe) h = mix(h, observe(m));
+  return h;
+}
+
+class RestartPass extends Error {}
+
 /** Explores every schedule within the bound from the machine's current state; leaves the machine there. */
 export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   const t0 = Date.now();
   const nmiCpus = opts.nmiCpus ?? (opts.nmis > 0 ? m.cpus.map((c) => c.id) : []);
   const stateful = opts.stateful ?? true;
+  // Buffered stores (x86-TSO) reach memory in a later step than the one that made
+  // them, so footprints would be misattributed: no reduction under TSO.
+  const reduce = (opts.reduce ?? true) && !m.cpus.some((c) => c.tso);
   const root = m.snapshot();
   const rootMark = root.mark;
   const bugs = new Map<string, Counterexample>();
   let schedules = 0;
   let states = 0;
   let cut = 0;
+  let restarts = 0;
   let limited = false;
   const path: Choice[] = [];
   const deadline = opts.timeLimitSeconds ? t0 + opts.timeLimitSeconds * 1000 : Infinity;
+  const words = new Map<number, WordUse>();
+  const fp = new Footprint();
 
   const report = (bug: Bug, used: { nmis: number; preemptions: number }): void => {
     const key = `${bug.kind}:${bug.signature}`;
@@ -139,10 +191,59 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     bugs.set(key, { ...bug, choices: path.slice(), nmis: used.nmis, preemptions: used.preemptions, steps });
   };
 
+  /**
+   * One step of `cpu`, its footprint recorded into the ownership map. Returns whether
+   * it was private: it touched only words no other CPU has written or that only it has
+   * touched, changed no CPU's event state, ran no host routine, read no clock or device.
+   * A word becoming shared after a private step relied on it restarts the pass.
+   */
+  const step = (cpu: number): boolean => {
+    if (!reduce) {
+      m.take({ kind: 'step', cpu });
+      return false;
+    }
+    const c = m.cpus[cpu];
+    const sig = eventSignature(m, opts.observe);
+    const host = c.hostFrames.length > 0;
+    fp.clear();
+    m.mem.footprint = fp;
+    // Cached pages would let an access bypass the slow path that records it.
+    m.mem.flushTlb();
+    try {
+      m.take({ kind: 'step', cpu });
+    } finally {
+      m.mem.footprint = null;
+    }
+    let priv = !fp.global && !host && c.hostFrames.length === 0 && eventSignature(m, opts.observe) === sig;
+    let broken = false;
+    const touch = (k: number, write: boolean): void => {
+      let u = words.get(k);
+      if (!u) {
+        words.set(k, (u = { owner: cpu, written: write, used: false }));
+        return;
+      }
+      const wasShared = u.owner === -1 && u.written;
+      if (u.owner !== cpu) u.owner = -1;
+      if (write) u.written = true;
+      if (u.owner === -1 && u.written) {
+        priv = false;
+        if (!wasShared && u.used) broken = true;
+      }
+    };
+    for (const k of fp.reads) touch(k, false);
+    for (const k of fp.writes) touch(k, true);
+    if (broken) throw new RestartPass();
+    if (priv) {
+      for (const k of fp.reads) words.get(k)!.used = true;
+      for (const k of fp.writes) words.get(k)!.used = true;
+    }
+    return priv;
+  };
+
   // One pass per bound (nmis, preemptions), smallest first.
   for (let nb = 0; nb <= opts.nmis && !limited; nb++) {
     for (let pb = 0; pb <= opts.preemptions && !limited; pb++) {
-      const visited = new Map<string, Budget[]>();
+      let visited = new Map<string, Budget[]>();
       const dfs = (b: Budget): void => {
         if (limited) return;
         states++;
@@ -153,13 +254,15 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           schedules++;
           return;
         }
-        const choices = m.enabled(b.nmis > 0 ? nmiCpus : []);
-        const steps = choices.filter((c) => c.kind === 'step');
-        if (steps.length === 0) {
+        const runnable = m.enabled().map((c) => c.cpu);
+        const nmiTo = (cpu: number): boolean => b.nmis > 0 && nmiCpus.includes(cpu) && !m.cpus[cpu].nmiPending && !m.cpus[cpu].shutdown;
+        if (runnable.length === 0) {
+          // The schedule can end here (a deadlock if anything waits); with NMIs left,
+          // the reduced search also tries waking a CPU with one.
           schedules++;
           const t = terminalBug(m);
           if (t) report(t, used);
-          return;
+          if (!reduce || !m.cpus.some((c) => nmiTo(c.id))) return;
         }
         if (b.depth === 0) {
           schedules++;
@@ -180,24 +283,63 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           if (seen) seen.push({ ...b });
           else visited.set(h, [{ ...b }]);
         }
-        const lastEnabled = steps.some((c) => c.cpu === b.last);
+        const lastEnabled = runnable.includes(b.last);
         const here: Snapshot = m.snapshot();
-        for (const c of choices) {
-          let next: Budget;
-          if (c.kind === 'nmi') next = { ...b, nmis: b.nmis - 1 };
-          else {
-            const pre = lastEnabled && c.cpu !== b.last ? 1 : 0;
-            if (pre > b.preemptions) continue;
-            next = { nmis: b.nmis, preemptions: b.preemptions - pre, depth: b.depth - 1, last: c.cpu };
-          }
-          m.take(c);
-          path.push(c);
-          dfs(next);
+        const cost = (cpu: number): number => (lastEnabled && cpu !== b.last ? 1 : 0);
+        /** Takes `cpu`'s step (after an NMI to it if `nmi`) unless `ran`, searches on, comes back. */
+        const go = (cpu: number, nmi: boolean, ran: boolean): void => {
+          if (nmi) path.push({ kind: 'nmi', cpu });
+          path.push({ kind: 'step', cpu });
+          if (!ran) step(cpu);
+          dfs({ nmis: b.nmis - (nmi ? 1 : 0), preemptions: b.preemptions - cost(cpu), depth: b.depth - 1, last: cpu });
           path.pop();
+          if (nmi) path.pop();
           m.restore(here);
+        };
+        if (!reduce) {
+          for (const c of m.enabled(b.nmis > 0 ? nmiCpus : [])) {
+            if (c.kind === 'nmi') {
+              m.take(c);
+              path.push(c);
+              dfs({ ...b, nmis: b.nmis - 1 });
+              path.pop();
+              m.restore(here);
+            } else if (cost(c.cpu) <= b.preemptions) {
+              go(c.cpu, false, false);
+            }
+          }
+          return;
+        }
+        // Reduced: an NMI arrives fused with its CPU's next step (arrivals commute with
+        // other CPUs' steps); a private step of the last CPU is the only step choice.
+        let runOn = false;
+        if (lastEnabled) {
+          runOn = step(b.last);
+          go(b.last, false, true);
+        }
+        for (const cpu of m.cpus.map((c) => c.id)) {
+          if (cost(cpu) > b.preemptions || (runOn && cpu !== b.last)) continue;
+          if (cpu !== b.last && runnable.includes(cpu)) go(cpu, false, false);
+          if (nmiTo(cpu)) {
+            m.take({ kind: 'nmi', cpu });
+            if (m.runnable(m.cpus[cpu])) go(cpu, true, false);
+            else m.restore(here);
+          }
         }
       };
-      dfs({ nmis: nb, preemptions: pb, depth: opts.maxDepth, last: -1 });
+      for (;;) {
+        try {
+          dfs({ nmis: nb, preemptions: pb, depth: opts.maxDepth, last: -1 });
+          break;
+        } catch (e) {
+          if (!(e instanceof RestartPass)) throw e;
+          // A word thought private turned out shared: redo this pass knowing it.
+          restarts++;
+          path.length = 0;
+          visited = new Map();
+          m.restore(root);
+        }
+      }
       m.restore(root);
     }
   }
@@ -208,6 +350,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     schedules,
     states,
     cut,
+    restarts,
     seconds: (Date.now() - t0) / 1000,
     bugs: list,
   };

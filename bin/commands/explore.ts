@@ -18,6 +18,7 @@ export interface ExploreArgs {
   'max-schedules'?: number;
   'time-limit'?: number;
   json: boolean;
+  reduce: boolean;
   o?: string;
 }
 
@@ -31,6 +32,7 @@ export function exploreCommand(y: Argv): Argv<ExploreArgs> {
     .option('from', { type: 'string', default: 'patch', describe: "start point: 'patch' (text_poke_state first changes), 'site:<op>' (bp_desc first holds a site of op), or a step number" })
     .option('max-schedules', { type: 'number', describe: 'stop after this many schedules' })
     .option('time-limit', { type: 'number', describe: 'stop after this many seconds' })
+    .option('reduce', { type: 'boolean', default: true, describe: 'partial-order reduction (--no-reduce: every interleaving, for comparison)' })
     .option('json', { type: 'boolean', default: false, describe: 'one JSON object: outcome, complete, schedules, states, seconds, bugs' })
     .option('o', { type: 'string', describe: 'write one replay file per bug into this directory' })
     .example('$0 explore fixtures/scenarios/explore/deadlock-primary.json --nmis 1 --cpus-nmi 0 -o /tmp/bugs', 'search, write replays')
@@ -57,11 +59,11 @@ export function runExplore(a: ExploreArgs): number {
     });
   }
   const { result, from: at } = exploreScenario(file, {
-    nmis, preemptions, nmiCpus, maxDepth, from, maxSchedules: a['max-schedules'], timeLimitSeconds: a['time-limit'],
+    nmis, preemptions, nmiCpus, maxDepth, from, maxSchedules: a['max-schedules'], timeLimitSeconds: a['time-limit'], reduce: a.reduce,
   });
   const replays = a.o ? writeReplays(a.o, file, at, result) : [];
   const out = {
-    outcome: result.outcome, complete: result.complete, schedules: result.schedules, states: result.states, seconds: result.seconds,
+    outcome: result.outcome, complete: result.complete, schedules: result.schedules, states: result.states, restarts: result.restarts, seconds: result.seconds,
     bugs: result.bugs.map((b, i) => ({ kind: b.kind, summary: b.summary, nmis: b.nmis, preemptions: b.preemptions, steps: b.steps, replay: replays[i] ?? null })),
   };
   if (a.json) printJson(out);

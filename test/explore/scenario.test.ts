@@ -6,7 +6,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { textpoke, ROOT } from '../cli/textpoke';
-import { exploreScenario } from '../../explore/scenario';
+import { exploreScenario, runToStart } from '../../explore/scenario';
+import { explore } from '../../explore/search';
+import { loadScenario } from '../../kernel-model/scenario/scenario-file';
+import { prepareScenario } from '../../kernel-model/scenario/run';
 
 const SCENARIO = join(ROOT, 'fixtures', 'scenarios', 'explore', 'deadlock-primary.json');
 
@@ -44,6 +47,22 @@ describe('textpoke explore', () => {
     const bug = result.bugs.find((b) => b.summary.includes('acks for PATCH_SYNC_DONE'))!;
     expect(bug).toMatchObject({ kind: 'deadlock', nmis: 1, preemptions: 0 });
     expect(bug.summary).toContain('text_poke_state.state to leave PATCH_SYNC_DONE');
+  }, 600_000);
+
+  it("the seed's deadlock: once CPU1's NMI handler waits in #BP holding nmi_lock, one NMI to CPU0 completes it", () => {
+    // The second half of result 1, cheap: CPU1 took the first NMI and ran until it
+    // waits. The primary's handler then spins on nmi_lock; the spinning CPU blocks only
+    // after a whole PAUSE iteration, so a state hash that saw two iterations as one
+    // state (it once did) pruned the block and never reported this deadlock.
+    const run = prepareScenario(loadScenario(SCENARIO), {}, SCENARIO);
+    runToStart(run, { site: 'lock.queued_spin_unlock' });
+    const m = run.m;
+    m.take({ kind: 'nmi', cpu: 1 });
+    while (m.runnable(m.cpus[1])) m.take({ kind: 'step', cpu: 1 });
+    const r = explore(m, { nmis: 1, nmiCpus: [0], preemptions: 0, maxDepth: 100 });
+    const seed = r.bugs.find((b) => b.summary.includes('spinning with PAUSE on nmi_lock'))!;
+    expect(seed).toMatchObject({ kind: 'deadlock', nmis: 1, preemptions: 0 });
+    expect(seed.summary).toContain('text_poke_state.state to leave PATCH_SYNC_0');
   }, 600_000);
 
   it('bad input: one line, exit 2', () => {
