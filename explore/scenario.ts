@@ -10,13 +10,20 @@ import { join } from 'path';
 import type { Choice } from '../emu/machine';
 import { loadScenario } from '../kernel-model/scenario/scenario-file';
 import { prepareScenario, type ScenarioRun } from '../kernel-model/scenario/run';
+import { hexBytes } from '../kernel-model/linux/kernel-context';
 import { explore, replay, type ExploreOptions, type ExploreResult, type Bug } from './search';
 
 /** Where exploration starts: the patch's start, a machine step, or when an op's site is published in bp_desc. */
 export type StartPoint = { step: number } | 'patch' | { site: string };
 
-export interface ScenarioExploreOptions extends Omit<ExploreOptions, 'check'> {
+export interface ScenarioExploreOptions extends Omit<ExploreOptions, 'check' | 'done' | 'atEnd'> {
   from?: StartPoint;
+  /**
+   * Where each schedule ends: 'patch-end' (default), once the patch request has
+   * returned and no CPU is in an NMI, an interrupt or a host routine, with every site
+   * checked for its new bytes; 'depth': only at maxDepth (or a deadlock).
+   */
+  to?: 'patch-end' | 'depth';
 }
 
 export interface ReplayFile {
@@ -31,7 +38,10 @@ export interface ReplayFile {
 /** Runs a prepared scenario under its schedule to the start point; returns the step reached. */
 export function runToStart(run: ScenarioRun, from: StartPoint): number {
   const { m, k } = run;
-  if (from === 'patch') {
+  if (from === 'patch' && k.request?.protocol === 'batch') {
+    // text_poke_bp_batch publishes its vector first (bp_desc.refs 0 -> 1).
+    m.run({ schedule: run.schedule, maxSteps: run.maxSteps, until: () => m.mem.readU32(k.L.tpVec.refs) !== 0 });
+  } else if (from === 'patch') {
     const at = k.L.tps.state;
     const first = m.mem.readU32(at);
     m.run({ schedule: run.schedule, maxSteps: run.maxSteps, until: () => m.mem.readU32(at) !== first });
@@ -50,6 +60,7 @@ function checker(run: ScenarioRun): (m: ScenarioRun['m']) => Bug | null {
   const { k } = run;
   const bugs0 = k.log.bugs().length;
   const xmc0 = run.m.xmc.violations.length;
+  const oops0 = run.k.oopses().length;
   return (m) => {
     const bugs = k.log.bugs();
     if (bugs.length > bugs0) {
@@ -60,6 +71,50 @@ function checker(run: ScenarioRun): (m: ScenarioRun['m']) => Bug | null {
       const v = m.xmc.violations[xmc0];
       return { kind: 'xmc', summary: `XMC: CPU${v.cpu} ran ${v.mnemonic} at ${m.symbolize(v.address)} with bytes another CPU wrote`, signature: `CPU${v.cpu}@${m.symbolize(v.address)}` };
     }
+    const oops = run.k.oopses();
+    if (oops.length > oops0) {
+      const o = oops[oops0];
+      return { kind: 'assertion', summary: `CPU${o.cpu}: oops, vector ${o.vector} at ${m.symbolize(o.rip)}`, signature: `oops:${o.vector}@${m.symbolize(o.rip)}` };
+    }
+    return null;
+  };
+}
+
+/** The patch request has returned and every CPU is back in its own thread (no NMI, interrupt or host routine). */
+function patchEnded(run: ScenarioRun): (m: ScenarioRun['m']) => boolean {
+  return (m) => run.k.patchDone && m.cpus.every((c) => c.contexts.length === 0 && c.hostFrames.length === 0);
+}
+
+/**
+ * At the patch's end: every planned site holds its new bytes, and every CPU has
+ * serialized since another CPU last wrote any byte of it (the protocol's promise that
+ * every CPU now runs the new instruction; the XMC rule of the SDM, vol. 3, 9.1.3,
+ * applied to each site as if each CPU executed it next).
+ */
+function sitesHold(run: ScenarioRun): (m: ScenarioRun['m']) => Bug | null {
+  return (m) => {
+    for (const p of run.k.plan) {
+      const now = m.mem.readBytes(p.address, p.len);
+      if (Buffer.compare(Buffer.from(now), Buffer.from(p.new)) !== 0) {
+        return { kind: 'invariant', summary: `after the patch, ${p.op} at ${m.symbolize(p.address)} holds ${hexBytes(now)}, expected ${hexBytes(p.new)}`, signature: `site:${p.op}` };
+      }
+      for (let i = 0; i < p.len; i++) {
+        const a = p.address + BigInt(i);
+        const lo = Number(a & 0xffffffffn) | 0;
+        const pg = m.mem.pageAt(lo, Number(a >> 32n) | 0);
+        if (!pg?.writer) continue;
+        const writer = pg.writer[lo & 0xfff];
+        const seq = pg.seq![lo & 0xfff];
+        const late = m.cpus.find((c) => !c.shutdown && c.id !== writer && seq > c.serialSeq);
+        if (late) {
+          return {
+            kind: 'invariant',
+            summary: `after the patch, CPU${late.id} has not serialized since CPU${writer} wrote byte ${i} of ${p.op} at ${m.symbolize(p.address)}: it may still run the old bytes`,
+            signature: `unserialized:CPU${late.id}`,
+          };
+        }
+      }
+    }
     return null;
   };
 }
@@ -68,7 +123,11 @@ export function exploreScenario(file: string, o: ScenarioExploreOptions): { resu
   const run = prepareScenario(loadScenario(file), {}, file);
   const from = runToStart(run, o.from ?? 'patch');
   // The kernel model's BUG log is checker state: a step that adds to it is not private.
-  const result = explore(run.m, { ...o, check: checker(run), observe: () => run.k.log.bugs().length });
+  const end = (o.to ?? 'patch-end') === 'patch-end';
+  const result = explore(run.m, {
+    ...o, check: checker(run), observe: () => run.k.log.bugs().length,
+    done: end ? patchEnded(run) : undefined, atEnd: end ? sitesHold(run) : undefined,
+  });
   return { result, from };
 }
 

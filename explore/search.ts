@@ -49,6 +49,13 @@ export interface ExploreOptions {
   reduce?: boolean;
   /** A number that changes whenever the checker's own state changes (its log of BUGs). */
   observe?: (m: Machine) => number;
+  /**
+   * Where a schedule ends (e.g. the patch has finished and every CPU has left it): the
+   * end of every schedule that reaches it, checked by `atEnd`, never counted as cut.
+   */
+  done?: (m: Machine) => boolean;
+  /** Checked where `done` ends a schedule (e.g. every site holds its new bytes). */
+  atEnd?: (m: Machine) => Bug | null;
 }
 
 export interface ExploreResult {
@@ -244,7 +251,10 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   for (let nb = 0; nb <= opts.nmis && !limited; nb++) {
     for (let pb = 0; pb <= opts.preemptions && !limited; pb++) {
       let visited = new Map<string, Budget[]>();
-      const dfs = (b: Budget): void => {
+      // A generator per state, driven by an explicit stack (searchFrom): a schedule can be
+      // thousands of steps deep, more than the JS call stack holds. `yield b` searches
+      // the child state with budget b and resumes here when it is done.
+      function* dfs(b: Budget): Generator<Budget, void, void> {
         if (limited) return;
         states++;
         const used = { nmis: nb - b.nmis, preemptions: pb - b.preemptions };
@@ -252,6 +262,12 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
         if (found) {
           report(found, used);
           schedules++;
+          return;
+        }
+        if (opts.done?.(m)) {
+          schedules++;
+          const end = opts.atEnd?.(m) ?? null;
+          if (end) report(end, used);
           return;
         }
         const runnable = m.enabled().map((c) => c.cpu);
@@ -287,25 +303,25 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
         const here: Snapshot = m.snapshot();
         const cost = (cpu: number): number => (lastEnabled && cpu !== b.last ? 1 : 0);
         /** Takes `cpu`'s step (after an NMI to it if `nmi`) unless `ran`, searches on, comes back. */
-        const go = (cpu: number, nmi: boolean, ran: boolean): void => {
+        function* go(cpu: number, nmi: boolean, ran: boolean): Generator<Budget, void, void> {
           if (nmi) path.push({ kind: 'nmi', cpu });
           path.push({ kind: 'step', cpu });
           if (!ran) step(cpu);
-          dfs({ nmis: b.nmis - (nmi ? 1 : 0), preemptions: b.preemptions - cost(cpu), depth: b.depth - 1, last: cpu });
+          yield { nmis: b.nmis - (nmi ? 1 : 0), preemptions: b.preemptions - cost(cpu), depth: b.depth - 1, last: cpu };
           path.pop();
           if (nmi) path.pop();
           m.restore(here);
-        };
+        }
         if (!reduce) {
           for (const c of m.enabled(b.nmis > 0 ? nmiCpus : [])) {
             if (c.kind === 'nmi') {
               m.take(c);
               path.push(c);
-              dfs({ ...b, nmis: b.nmis - 1 });
+              yield { ...b, nmis: b.nmis - 1 };
               path.pop();
               m.restore(here);
             } else if (cost(c.cpu) <= b.preemptions) {
-              go(c.cpu, false, false);
+              yield* go(c.cpu, false, false);
             }
           }
           return;
@@ -315,21 +331,21 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
         let runOn = false;
         if (lastEnabled) {
           runOn = step(b.last);
-          go(b.last, false, true);
+          yield* go(b.last, false, true);
         }
         for (const cpu of m.cpus.map((c) => c.id)) {
           if (cost(cpu) > b.preemptions || (runOn && cpu !== b.last)) continue;
-          if (cpu !== b.last && runnable.includes(cpu)) go(cpu, false, false);
+          if (cpu !== b.last && runnable.includes(cpu)) yield* go(cpu, false, false);
           if (nmiTo(cpu)) {
             m.take({ kind: 'nmi', cpu });
-            if (m.runnable(m.cpus[cpu])) go(cpu, true, false);
+            if (m.runnable(m.cpus[cpu])) yield* go(cpu, true, false);
             else m.restore(here);
           }
         }
-      };
+      }
       for (;;) {
         try {
-          dfs({ nmis: nb, preemptions: pb, depth: opts.maxDepth, last: -1 });
+          searchFrom(dfs({ nmis: nb, preemptions: pb, depth: opts.maxDepth, last: -1 }), dfs);
           break;
         } catch (e) {
           if (!(e instanceof RestartPass)) throw e;
@@ -354,6 +370,19 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     seconds: (Date.now() - t0) / 1000,
     bugs: list,
   };
+}
+
+/**
+ * Runs a depth-first search written as generators without recursion: each yielded
+ * budget starts a child search (`child(b)`), and its parent resumes when it returns.
+ */
+function searchFrom<B>(root: Generator<B, void, void>, child: (b: B) => Generator<B, void, void>): void {
+  const stack: Generator<B, void, void>[] = [root];
+  while (stack.length) {
+    const r = stack[stack.length - 1].next();
+    if (r.done) stack.pop();
+    else stack.push(child(r.value));
+  }
 }
 
 /** Replays a counterexample's choices on a machine in the state exploration started from. */

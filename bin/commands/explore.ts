@@ -15,6 +15,7 @@ export interface ExploreArgs {
   'cpus-nmi'?: string;
   'max-depth': number;
   from: string;
+  to: string;
   'max-schedules'?: number;
   'time-limit'?: number;
   json: boolean;
@@ -30,6 +31,7 @@ export function exploreCommand(y: Argv): Argv<ExploreArgs> {
     .option('cpus-nmi', { type: 'string', describe: 'comma-separated CPUs the NMIs may go to (default: all)' })
     .option('max-depth', { type: 'number', default: 200, describe: 'machine steps per schedule from the start point' })
     .option('from', { type: 'string', default: 'patch', describe: "start point: 'patch' (text_poke_state first changes), 'site:<op>' (bp_desc first holds a site of op), or a step number" })
+    .option('to', { type: 'string', default: 'patch-end', choices: ['patch-end', 'depth'], describe: "where a schedule ends: 'patch-end' (the patch request returned, every CPU back in its thread; sites checked) or only at --max-depth" })
     .option('max-schedules', { type: 'number', describe: 'stop after this many schedules' })
     .option('time-limit', { type: 'number', describe: 'stop after this many seconds' })
     .option('reduce', { type: 'boolean', default: true, describe: 'partial-order reduction (--no-reduce: every interleaving, for comparison)' })
@@ -59,7 +61,7 @@ export function runExplore(a: ExploreArgs): number {
     });
   }
   const { result, from: at } = exploreScenario(file, {
-    nmis, preemptions, nmiCpus, maxDepth, from, maxSchedules: a['max-schedules'], timeLimitSeconds: a['time-limit'], reduce: a.reduce,
+    nmis, preemptions, nmiCpus, maxDepth, from, to: a.to === 'depth' ? 'depth' : 'patch-end', maxSchedules: a['max-schedules'], timeLimitSeconds: a['time-limit'], reduce: a.reduce,
   });
   const replays = a.o ? writeReplays(a.o, file, at, result) : [];
   const out = {

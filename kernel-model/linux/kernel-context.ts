@@ -2,6 +2,7 @@
 // state in guest memory, the protocol options, the current patch plan, and a log of
 // what happened (sites patched, BUGs) for reports.
 
+import type { MutationName } from './mutations';
 import type { Machine } from '../../emu/machine';
 import type { KernelLayout } from './kernel-layout';
 import type { PatchForm } from './paravirt-patch';
@@ -105,6 +106,8 @@ export interface KernelContext {
   readonly L: KernelLayout;
   readonly ncpus: number;
   readonly variant: ProtocolVariant;
+  /** A seeded protocol bug (mutations.ts), or null. */
+  readonly mutation: MutationName | null;
   readonly log: KernelLog;
   /** Sites to patch in the current run (set by the patch request before stop_machine). */
   plan: PlannedSite[];

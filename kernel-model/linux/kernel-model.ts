@@ -3,6 +3,7 @@
 // the patch request), plans a runtime patch of pv ops, and keeps what reports need
 // (the log, lock ownership, the plan).
 
+import { type MutationName, mutated } from './mutations';
 import type { Machine } from '../../emu/machine';
 import type { HostContext, HostGen } from '../../emu/host';
 import type { KernelImage } from '../image/kernel-image';
@@ -71,6 +72,8 @@ export class PatchRequestError extends Error {}
 
 export interface KernelModelOptions {
   variant?: ProtocolVariant;
+  /** A seeded protocol bug (mutations.ts). */
+  mutate?: MutationName | null;
   /** Locks to track for reports: name -> symbol (default: shared_lock, nmi_lock, nmi_reason_lock when present). */
   locks?: Record<string, string>;
 }
@@ -87,6 +90,7 @@ export class KernelModel implements KernelContext {
   readonly L: KernelLayout;
   readonly ncpus: number;
   readonly variant: ProtocolVariant;
+  readonly mutation: MutationName | null;
   readonly log: KernelLog;
   readonly calls: KernelCalls;
   readonly pv: PvOps;
@@ -108,6 +112,7 @@ export class KernelModel implements KernelContext {
     this.ncpus = m.cpus.length;
     if (this.ncpus > this.L.maxCpus) throw new Error(`${img.path} supports at most ${this.L.maxCpus} CPUs`);
     this.variant = opts.variant ?? 'rfc';
+    this.mutation = opts.mutate ?? null;
     this.log = new KernelLog(m);
     this.calls = new KernelCalls(this.ncpus);
     this.pv = new PvOps(img);
@@ -183,7 +188,7 @@ export class KernelModel implements KernelContext {
     const ours = yield* pokeInt3Native(this, ctx.cpu, ip);
     if (!ours) return 0n;
     // Run the (now complete) new instruction on return.
-    yield* write(regs + BigInt(PT_REGS.rip), 8, ip, 'regs->ip -= 1');
+    if (!mutated(this, 'bp-no-rewind')) yield* write(regs + BigInt(PT_REGS.rip), 8, ip, 'regs->ip -= 1');
     return 1n;
   }
 

@@ -12,6 +12,7 @@ import type { HostContext } from '../../emu/host';
 import { type KernelContext, type PlannedSite, hexBytes, kernelBug } from './kernel-context';
 import { INT3, RET, CALL32, JMP32, JMP8, JCC8_BASE, emulateCc } from './text-poke-loc';
 import { PT_REGS } from './kernel-layout';
+import { mutated } from './mutations';
 import { type Step, read, write, writeBytes, waitUntil, xadd, wrmsr, serialize, atomicIncNotZero } from './hostlib';
 
 const MSR_X2APIC_ICR = 0x830;
@@ -39,6 +40,11 @@ export function* genericSmpCallFunctionInterrupt(k: KernelContext): Step {
   yield* xadd(k.L.csd.pending, 8, -1n & 0xffffffffffffffffn);
 }
 
+/** Phase 3: each site's first byte replaces its int3. */
+function* firstBytes(sites: PlannedSite[]): Step {
+  for (const s of sites) yield* write(s.address, 1, BigInt(s.new[0]), 'first byte');
+}
+
 function entryAddr(k: KernelContext, i: number, field: number): bigint {
   return k.L.tpVec.base + BigInt(i * k.L.tpVec.entrySize + field);
 }
@@ -62,7 +68,8 @@ export function* textPokeBpBatch(k: KernelContext, ctx: HostContext, sites: Plan
   yield* write(v.refs, 4, 1n, 'bp_desc.refs = 1 (published)');
   ctx.status = 'text_poke_bp_batch: phase 1 (int3)';
   for (const s of sites) yield* write(s.address, 1, 0xccn, 'int3');
-  yield* textPokeSync(k, cpu);
+  if (!mutated(k, 'batch-no-sync-1')) yield* textPokeSync(k, cpu);
+  if (mutated(k, 'first-byte-first')) yield* firstBytes(sites);
   ctx.status = 'text_poke_bp_batch: phase 2 (tails)';
   let wrote = false;
   for (const s of sites) {
@@ -72,10 +79,10 @@ export function* textPokeBpBatch(k: KernelContext, ctx: HostContext, sites: Plan
       wrote = true;
     }
   }
-  if (wrote) yield* textPokeSync(k, cpu);
+  if (wrote && !mutated(k, 'batch-no-sync-2')) yield* textPokeSync(k, cpu);
   ctx.status = 'text_poke_bp_batch: phase 3 (first bytes)';
-  for (const s of sites) yield* write(s.address, 1, BigInt(s.new[0]), 'first byte');
-  yield* textPokeSync(k, cpu);
+  if (!mutated(k, 'first-byte-first')) yield* firstBytes(sites);
+  if (!mutated(k, 'batch-no-sync-3')) yield* textPokeSync(k, cpu);
   // Drop our reference and wait for int3 handlers still looking at the vector.
   yield* xadd(v.refs, 4, -1n & 0xffffffffn);
   yield* waitUntil(v.refs, 4, (x) => x === 0n, 'int3 handlers to drop bp_desc');

@@ -18,6 +18,7 @@ import {
 } from './kernel-layout';
 import { type Step, read, write, writeBytes, waitUntil, lockOr, xadd, serialize, wrmsr, note, popcount, atomicIncNotZero } from './hostlib';
 import { stopMachine } from './stop-machine';
+import { mutated } from './mutations';
 import { registerNmiHandler, unregisterNmiHandler } from './nmi-chain';
 
 const MSR_X2APIC_ICR = 0x830;
@@ -101,9 +102,10 @@ function pokeSync(k: KernelContext, cpu: number, state: number, addr: bigint, by
 
 function* pokeSyncBody(k: KernelContext, cpu: number, state: number, addr: bigint, bytes: Uint8Array): Step {
   if (bytes.length) yield* textDoPoke(k, cpu, addr, bytes, `${PATCH_STATE_NAMES[state]} bytes`);
-  if (k.variant === 'fixed') yield* clearAcks(k);
+  const clearFirst = k.variant === 'fixed' && !mutated(k, 'publish-before-clear');
+  if (clearFirst) yield* clearAcks(k);
   yield* write(k.L.tps.state, 4, BigInt(state), `state = ${PATCH_STATE_NAMES[state]}`);
-  if (k.variant === 'rfc') yield* clearAcks(k);
+  if (!clearFirst) yield* clearAcks(k);
   yield* syncOne(k, cpu);
   yield* waitForAcks(k, cpu, PATCH_STATE_NAMES[state]);
 }
@@ -178,7 +180,7 @@ function* textPokeSyncSiteBody(k: KernelContext, cpu: number): Step {
     if (prev < BigInt(PATCH_SYNC_DONE)) {
       const mine = (yield* read(addr, 8)) & bit;
       if (mine === 0n) {
-        yield* syncOne(k, cpu);
+        if (!mutated(k, 'ack-without-serialize')) yield* syncOne(k, cpu);
         yield* lockOr(addr, 8, bit);
       }
     }
@@ -243,6 +245,7 @@ function* patchWorkerNmiBody(k: KernelContext, cpu: number): Step {
   yield* write(k.L.tps.nmiWork, 4, 1n, 'nmi_work = 1');
   const apicId = BigInt(k.m.cpu(cpu).apic.id);
   yield* wrmsr(MSR_X2APIC_ICR, (apicId << 32n) | BigInt(DM_NMI << 8));
+  if (mutated(k, 'no-wait-nmi-work')) return;
   yield* waitUntil(k.L.tps.nmiWork, 4, (v) => v === 0n, 'nmi_work to drop to 0 (the worker runs in this CPU\'s NMI)', () => ({
     cpus: [cpu],
     text: 'waiting for its own NMI to run the patch worker',
@@ -320,14 +323,14 @@ export function* textPokeLate(k: KernelContext, ctx: HostContext, opts: LateOpti
   const cpu = ctx.cpu;
   const t = k.L.tps;
   k.log.add(cpu, 'patch-start', `text_poke_late: ${k.plan.length} sites, nmi=${opts.nmi}, ${k.variant} ordering`);
-  yield* write(t.numAcks, 4, BigInt(k.ncpus), 'num_acks');
+  yield* write(t.numAcks, 4, BigInt(k.ncpus - (mutated(k, 'num-acks-short') ? 1 : 0)), 'num_acks');
   yield* write(t.state, 4, BigInt(PATCH_SYNC_DONE), 'state = PATCH_SYNC_DONE');
   yield* write(t.primaryCpu, 4, BigInt(cpu), 'primary_cpu');
   yield* write(t.nmiContext, 4, opts.nmi ? 1n : 0n, 'nmi_context');
   // The series never clears sync_ack_map here: a second run starts with the previous
   // run's acks still set. The corrected variant starts from an empty map.
   if (k.variant === 'fixed') yield* clearAcks(k);
-  if (opts.nmi) yield* registerNmiHandler(k, k.L.textPokeNmiAction, true);
+  if (opts.nmi) yield* registerNmiHandler(k, k.L.textPokeNmiAction, !mutated(k, 'nmi-handler-last'));
   ctx.status = 'stop_machine(patch_worker)';
   yield* stopMachine(k, cpu, function* (c: number): Step {
     yield* patchWorker(k, c, opts.nmi);

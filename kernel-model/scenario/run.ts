@@ -151,7 +151,7 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
   if (s.nmiHandlers) linkNmiHandlers(m, img, s.nmiHandlers, file);
   // The loader's word on the preemption model (fixtures/include/sched.inc).
   m.mem.writeU32(requireSymbol(img, 'preempt_model'), PREEMPTION_MODELS.indexOf(o.preemption ?? s.preemption));
-  const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc' });
+  const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc', mutate: s.mutate ?? null });
   if (s.patch) {
     k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi, again: s.patch.again, pokes: s.patch.pokes };
     k.check(k.request);

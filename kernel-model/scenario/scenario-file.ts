@@ -12,6 +12,7 @@ import type { Protocol, PokeRequest } from '../linux/kernel-model';
 import type { ProtocolVariant } from '../linux/kernel-context';
 import { PATCH_STATE_NAMES } from '../linux/kernel-layout';
 import { KERNEL_FUNCTIONS } from '../linux/text-poke-late';
+import { MUTATIONS, MUTATION_NAMES, type MutationName } from '../linux/mutations';
 
 export type Outcome = 'deadlock' | 'livelock' | 'completed' | 'step-limit' | 'xmc-violation' | 'oops';
 
@@ -71,6 +72,8 @@ export interface Scenario {
   schedule: Schedule;
   maxSteps: number;
   expect: { outcome?: Outcome; cycle?: number[] } | null;
+  /** A seeded protocol bug (kernel-model/linux/mutations.ts), or null. */
+  mutate?: MutationName | null;
 }
 
 export class ScenarioError extends Error {}
@@ -204,7 +207,7 @@ function parseAction(v: V, o: Record<string, Json>, path: string, ncpus: number)
 export function parseScenario(json: Json, file: string): Scenario {
   const v = new V(file);
   const o = v.obj(json, '(top level)');
-  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'preemption', 'nmiHandlers', 'memoryModel', 'rmw', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
+  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'preemption', 'nmiHandlers', 'memoryModel', 'rmw', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect', 'mutate']);
   const cpus = v.int(o.cpus, 'cpus', 1, 256);
   if (!Array.isArray(o.work)) v.fail('work', `expected an array with one {"entry", "arg"} per CPU, got ${show(o.work)}`);
   const workIn = o.work as Json[];
@@ -266,6 +269,13 @@ export function parseScenario(json: Json, file: string): Scenario {
       });
     });
   }
+  let mutate: MutationName | null = null;
+  if (o.mutate !== undefined) {
+    mutate = v.oneOf(o.mutate, 'mutate', MUTATION_NAMES);
+    const mu = MUTATIONS[mutate] as { protocol: string; nmi?: boolean };
+    if (patch?.protocol !== mu.protocol) v.fail('mutate', `'${mutate}' is a bug in the ${mu.protocol} protocol: patch.protocol must be "${mu.protocol}"`);
+    if (mu.nmi !== undefined && patch!.nmi !== mu.nmi) v.fail('mutate', `'${mutate}' shows only with patch.nmi ${mu.nmi}`);
+  }
   let expect: Scenario['expect'] = null;
   if (o.expect !== undefined) {
     const e = v.obj(o.expect, 'expect');
@@ -296,6 +306,7 @@ export function parseScenario(json: Json, file: string): Scenario {
     schedule: o.schedule === undefined ? { kind: 'round-robin', quantum: 1 } : parseSchedule(v, o.schedule, 'schedule', cpus),
     maxSteps: o.maxSteps === undefined ? 2_000_000 : v.int(o.maxSteps, 'maxSteps', 1, Number.MAX_SAFE_INTEGER),
     expect,
+    mutate,
   };
 }
 
