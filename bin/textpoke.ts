@@ -39,7 +39,7 @@ async function main(argv: string[]): Promise<number> {
     .command('disasm <image> <at>', 'objdump-style listing of a symbol or address, pv sites annotated with op and state', disasmCommand, wrap<DisasmArgs>(runDisasm))
     .command('patch [image]', 'runtime-patch pv ops on emulated CPUs (or --boot: boot-time patching) and write the patched image', patchCommand, wrap<PatchArgs>(runPatch))
     .command('verify [image]', 'check every pv site against what the alternatives engine generates for pv_ops (exit 1 on a mismatch)', verifyCommand, wrap<VerifyArgs>(runVerify))
-    .command('explore <scenario>', 'every schedule and NMI placement within a bound: minimal counterexamples, replay files (exit 1 on a bug)', exploreCommand, wrap<ExploreArgs>(runExplore))
+    .command('explore [scenario]', 'every schedule and NMI placement within a bound: minimal counterexamples, replay files (exit 1 on a bug)', exploreCommand, wrap<ExploreArgs>(runExplore))
     .command('step <target>', 'single-stepping console on a scenario or image (interactive, piped, or --cmd)', stepCommand, wrap<StepArgs>(runStep))
     .command('gdb <target>', 'a GDB remote stub on 127.0.0.1: each CPU a thread, breakpoints and watchpoints kept by the emulator', gdbCommand, wrap<GdbArgs>(runGdb))
     .command('coverage <file>', 'instruction coverage of kernel text: what the emulator implements, what is missing', coverageCommand, wrap<CoverageArgs>(runCoverage))

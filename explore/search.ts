@@ -213,6 +213,11 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     const sig = eventSignature(m, opts.observe);
     const host = c.hostFrames.length > 0;
     fp.clear();
+    // The instruction this step runs is read too: a step that fetches bytes another CPU
+    // later writes does not commute with that write (the footprint leaves fetches out,
+    // and a decoded instruction is not fetched again). Up to 15 bytes from RIP; a step
+    // that delivers an event instead changes event state and is not private anyway.
+    if (!host) fp.noteRange(c.rip, 15, false);
     m.mem.footprint = fp;
     // Cached pages would let an access bypass the slow path that records it.
     m.mem.flushTlb();

@@ -7,9 +7,11 @@ import { exploreScenario, writeReplays, type StartPoint } from '../../explore/sc
 import { checkInt, inputFile } from '../args';
 import { print, printJson } from '../output';
 import { UserError } from '../errors';
+import { MUTATIONS, MUTATION_NAMES, type Mutation } from '../../kernel-model/linux/mutations';
 
 export interface ExploreArgs {
-  scenario: string;
+  scenario?: string;
+  'list-mutations': boolean;
   nmis: number;
   preemptions: number;
   'cpus-nmi'?: string;
@@ -25,7 +27,8 @@ export interface ExploreArgs {
 
 export function exploreCommand(y: Argv): Argv<ExploreArgs> {
   return y
-    .positional('scenario', { type: 'string', demandOption: true, describe: 'scenario file (JSON)' })
+    .positional('scenario', { type: 'string', describe: 'scenario file (JSON)' })
+    .option('list-mutations', { type: 'boolean', default: false, describe: 'list the seeded protocol bugs a scenario can name in "mutate", one a line, and exit' })
     .option('nmis', { type: 'number', default: 0, describe: 'at most this many explorer NMIs per schedule' })
     .option('preemptions', { type: 'number', default: 1, describe: 'at most this many preemptions per schedule' })
     .option('cpus-nmi', { type: 'string', describe: 'comma-separated CPUs the NMIs may go to (default: all)' })
@@ -38,11 +41,21 @@ export function exploreCommand(y: Argv): Argv<ExploreArgs> {
     .option('json', { type: 'boolean', default: false, describe: 'one JSON object: outcome, complete, schedules, states, seconds, bugs' })
     .option('o', { type: 'string', describe: 'write one replay file per bug into this directory' })
     .example('$0 explore fixtures/scenarios/explore/deadlock-primary.json --nmis 1 --cpus-nmi 0 -o /tmp/bugs', 'search, write replays')
+    .example('$0 explore --list-mutations', 'the seeded protocol bugs')
     .example('$0 run fixtures/scenarios/explore/deadlock-primary.json --replay /tmp/bugs/bug-1-deadlock.json', 'reproduce one') as unknown as Argv<ExploreArgs>;
 }
 
 /** Exit 0 clean, 1 bug, 2 bad input. */
 export function runExplore(a: ExploreArgs): number {
+  if (a['list-mutations']) {
+    const w = Math.max(...MUTATION_NAMES.map((n) => n.length));
+    for (const n of MUTATION_NAMES) {
+      const mu: Mutation = MUTATIONS[n];
+      print(`${n.padEnd(w)}  ${mu.protocol}${mu.nmi !== undefined ? ` (nmi=${mu.nmi})` : ''}: ${mu.summary}`);
+    }
+    return 0;
+  }
+  if (a.scenario === undefined) throw new UserError('explore: expected a scenario file (or --list-mutations)');
   const file = inputFile(a.scenario, 'scenario');
   const nmis = checkInt(a.nmis, '--nmis', 0, 16)!;
   const preemptions = checkInt(a.preemptions, '--preemptions', 0, 16)!;

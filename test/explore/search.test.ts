@@ -4,7 +4,7 @@
 // with the fewest NMIs and preemptions; replaying a counterexample reproduces it; and
 // the choice-point API steps the same machine run() does.
 
-import { lockOrderMachine as machine } from '../helpers/explore-guests';
+import { lockOrderMachine as machine, xmcTwiceMachine } from '../helpers/explore-guests';
 import { explore, replay, terminalBug, type ExploreOptions } from '../../explore/search';
 
 function summary(r: ReturnType<typeof explore>): string[] {
@@ -31,6 +31,18 @@ describe('explore', () => {
       expect(reduced.bugs.map((x) => [x.nmis, x.preemptions])).toEqual(expected);
       expect(reduced.states).toBeLessThan(brute.states);
     }
+  }, 600_000);
+
+  it('cross-modifying code: a step that fetches bytes another CPU later writes is no private step (as brute force)', () => {
+    // Without the fetch in the footprint, CPU1's register-only steps ran on as private
+    // and the switch between its two runs of the rewritten jmp was never tried.
+    const b: ExploreOptions = { nmis: 0, preemptions: 1, maxDepth: 60 };
+    const brute = explore(xmcTwiceMachine().m, { ...b, stateful: false, reduce: false });
+    expect(brute.complete).toBe(true);
+    expect(brute.bugs.map((x) => [x.kind, x.preemptions])).toEqual([['deadlock', 1]]);
+    const reduced = explore(xmcTwiceMachine().m, { ...b, stateful: true, reduce: true });
+    expect(reduced.complete).toBe(true);
+    expect(summary(reduced)).toEqual(summary(brute));
   }, 600_000);
 
   let found: ReturnType<typeof explore> | null = null;

@@ -59,3 +59,51 @@ export function lockOrderMachine(): ReturnType<typeof guest> {
   return g;
 }
 
+
+/**
+ * Cross-modifying code: CPU1 runs `site` twice; CPU0 holds lock_a and rewrites `site`
+ * (a jmp over `inc %ebx`) into two NOPs. If CPU1 saw the old code once and the new
+ * code once (CPU0's write fell between its two runs), it takes lock_a and waits
+ * forever: a deadlock that only a switch between two of CPU1's register-only steps
+ * reaches.
+ */
+export const XMC_TWICE = `
+  .text
+  .globl cpu0
+cpu0:
+  movq $1, lock_a(%rip)
+  movw $0x9090, site(%rip)
+  hlt
+  .globl cpu1
+cpu1:
+  xor %ebx, %ebx
+  mov $2, %ecx
+again:
+site:
+  jmp skip
+  inc %ebx
+skip:
+  dec %ecx
+  jnz again
+  cmp $1, %ebx
+  jne done
+  lea lock_a(%rip), %rdi
+1:
+  mov $1, %eax
+  xchg %rax, (%rdi)
+  test %rax, %rax
+  jz done
+  pause
+  jmp 1b
+done:
+  hlt
+  .data
+lock_a: .quad 0
+`;
+
+/** Two CPUs at cpu0 and cpu1 of XMC_TWICE. */
+export function xmcTwiceMachine(): ReturnType<typeof guest> {
+  const g = guest(XMC_TWICE, { cpus: 2, entry: 'cpu0' });
+  g.m.cpu(1).setRipBig(g.sym('cpu1'));
+  return g;
+}
