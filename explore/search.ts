@@ -68,6 +68,12 @@ export interface ExploreResult {
   cut: number;
   /** Passes redone because a word the reduction took as private turned out shared. */
   restarts: number;
+  /**
+   * One entry per pass run (bounds grow NMIs first, then preemptions; each pass
+   * searches every schedule within its own bound): `complete` when that bound was
+   * exhausted (no limit, no schedule cut at maxDepth).
+   */
+  passes: { nmis: number; preemptions: number; schedules: number; states: number; seconds: number; complete: boolean }[];
   seconds: number;
   bugs: Counterexample[];
 }
@@ -184,6 +190,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   let states = 0;
   let cut = 0;
   let restarts = 0;
+  const passes: ExploreResult['passes'] = [];
   let limited = false;
   const path: Choice[] = [];
   const deadline = opts.timeLimitSeconds ? t0 + opts.timeLimitSeconds * 1000 : Infinity;
@@ -256,6 +263,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   for (let nb = 0; nb <= opts.nmis && !limited; nb++) {
     for (let pb = 0; pb <= opts.preemptions && !limited; pb++) {
       let visited = new Map<string, Budget[]>();
+      const pass0 = { schedules, states, cut, t: Date.now() };
       // A generator per state, driven by an explicit stack (searchFrom): a schedule can be
       // thousands of steps deep, more than the JS call stack holds. `yield b` searches
       // the child state with budget b and resumes here when it is done.
@@ -362,6 +370,10 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
         }
       }
       m.restore(root);
+      passes.push({
+        nmis: nb, preemptions: pb, schedules: schedules - pass0.schedules, states: states - pass0.states,
+        seconds: (Date.now() - pass0.t) / 1000, complete: !limited && cut === pass0.cut,
+      });
     }
   }
   const list = [...bugs.values()].sort((x, y) => x.nmis - y.nmis || x.preemptions - y.preemptions || x.steps - y.steps);
@@ -372,6 +384,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     states,
     cut,
     restarts,
+    passes,
     seconds: (Date.now() - t0) / 1000,
     bugs: list,
   };

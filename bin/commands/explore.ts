@@ -78,14 +78,20 @@ export function runExplore(a: ExploreArgs): number {
   });
   const replays = a.o ? writeReplays(a.o, file, at, result) : [];
   const out = {
-    outcome: result.outcome, complete: result.complete, schedules: result.schedules, states: result.states, restarts: result.restarts, seconds: result.seconds,
+    outcome: result.outcome, complete: result.complete, schedules: result.schedules, states: result.states, restarts: result.restarts, seconds: result.seconds, passes: result.passes,
     bugs: result.bugs.map((b, i) => ({ kind: b.kind, summary: b.summary, nmis: b.nmis, preemptions: b.preemptions, steps: b.steps, replay: replays[i] ?? null })),
   };
   if (a.json) printJson(out);
   else {
     const bound = `${nmis} NMI(s)${nmiCpus ? ` to CPU ${nmiCpus.join(',')}` : ''}, ${preemptions} preemption(s), ${maxDepth} steps from step ${at}`;
     if (result.outcome === 'clean' && result.complete) print(`clean to bound: ${bound}; ${result.schedules} schedules, ${result.states} states, ${result.seconds} s`);
-    else if (result.outcome !== 'bug') print(`no bug found, but the bound was not exhausted (${result.cut} schedules cut at the depth limit${result.outcome === 'limit' ? ', a schedule or time limit stopped the search' : ''}): ${bound}; ${result.schedules} schedules, ${result.states} states`);
+    else if (result.outcome !== 'bug') {
+      // A pass is every schedule within its bound: print the largest ones exhausted.
+      const done = result.passes.filter((p) => p.complete);
+      const top = done.filter((p) => !done.some((q) => q !== p && q.nmis >= p.nmis && q.preemptions >= p.preemptions));
+      for (const p of top) print(`clean to bound: ${p.nmis} NMI(s), ${p.preemptions} preemption(s) (exhausted: ${p.schedules} schedules, ${p.states} states, ${p.seconds} s)`);
+      print(`no bug found, but the bound was not exhausted (${result.cut} schedules cut at the depth limit${result.outcome === 'limit' ? ', a schedule or time limit stopped the search' : ''}): ${bound}; ${result.schedules} schedules, ${result.states} states`);
+    }
     for (const b of out.bugs) print(`${b.kind}: ${b.summary}\n  ${b.nmis} NMI(s), ${b.preemptions} preemption(s), ${b.steps} steps${b.replay ? `; replay: ${b.replay}` : ''}`);
   }
   return result.outcome === 'bug' ? 1 : 0;

@@ -1,0 +1,71 @@
+// Seeded protocol bugs (kernel-model/linux/mutations.ts): the explorer finds each one
+// from its scenario in fixtures/scenarios/explore/mutants/, within a small bound; the
+// same scenario without the mutation is clean to that bound (so the mutation is what
+// the explorer found); `explore --list-mutations` lists every mutation. Bounds are the
+// smallest that find each bug, so CI stays fast; README.md (explore/) has the table.
+
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { textpoke, ROOT } from '../cli/textpoke';
+import { exploreScenario, type ScenarioExploreOptions } from '../../explore/scenario';
+import { MUTATION_NAMES } from '../../kernel-model/linux/mutations';
+import type { BugKind } from '../../explore/search';
+
+const DIR = join(ROOT, 'fixtures', 'scenarios', 'explore', 'mutants');
+
+/** Each mutation: the bound that finds it, and the kind of bug found. */
+const CASES: [string, Partial<ScenarioExploreOptions>, BugKind][] = [
+  ['batch-no-sync-1', { preemptions: 3 }, 'xmc'],
+  ['batch-no-sync-2', { preemptions: 2 }, 'xmc'],
+  ['batch-no-sync-3', { preemptions: 0 }, 'invariant'],
+  ['first-byte-first', { preemptions: 2 }, 'xmc'],
+  ['publish-before-clear', { preemptions: 1 }, 'deadlock'],
+  ['ack-without-serialize', { preemptions: 0 }, 'xmc'],
+  ['bp-no-rewind', { nmis: 1, nmiCpus: [1], preemptions: 0, from: { site: 'lock.queued_spin_unlock' } }, 'assertion'],
+  ['num-acks-short', { preemptions: 0 }, 'xmc'],
+  ['nmi-handler-last', { nmis: 1, nmiCpus: [1], preemptions: 0, from: { site: 'lock.queued_spin_unlock' } }, 'deadlock'],
+];
+
+describe('seeded protocol bugs', () => {
+  let tmp = '';
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'textpoke-mutants-'));
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it.each(CASES)('%s: found, and the unmutated scenario is clean to the same bound', (name, bound, kind) => {
+    const file = join(DIR, `${name}.json`);
+    const o: ScenarioExploreOptions = { nmis: 0, preemptions: 0, maxDepth: 4000, ...bound };
+    const { result } = exploreScenario(file, o);
+    expect(result.bugs.map((b) => b.kind)).toContain(kind);
+    // The control: the same file without "mutate".
+    const plain = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    delete plain.mutate;
+    const control = join(tmp, `${name}.json`);
+    writeFileSync(control, JSON.stringify(plain));
+    const clean = exploreScenario(control, o).result;
+    expect(clean.bugs).toEqual([]);
+    expect(clean.complete).toBe(true);
+  }, 600_000);
+
+  it('every mutation has a case here, and --list-mutations lists each on one line', () => {
+    expect(CASES.map((c) => c[0]).sort()).toEqual(MUTATION_NAMES.filter((n) => n !== 'no-wait-nmi-work').sort());
+    const r = textpoke(['explore', '--list-mutations']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(MUTATION_NAMES);
+  });
+
+  it('a mutation the scenario cannot carry: one line naming the field, exit 2', () => {
+    const bad = join(tmp, 'bad-mutate.json');
+    const s = JSON.parse(readFileSync(join(DIR, 'batch-no-sync-1.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(bad, JSON.stringify({ ...s, mutate: 'publish-before-clear' }));
+    const r = textpoke(['explore', bad]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain('mutate');
+    writeFileSync(bad, JSON.stringify({ ...s, mutate: 'no-such-bug' }));
+    expect(textpoke(['explore', bad]).stderr).toContain('mutate');
+  });
+});
