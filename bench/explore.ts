@@ -1,8 +1,12 @@
 // Explorer speed: schedules and states per second of the bounded search on a small
 // guest program with a lock-order deadlock and an NMI self-deadlock
-// (test/helpers/explore-guests.ts), with and without visited-state skipping.
+// (test/helpers/explore-guests.ts), with and without visited-state skipping; and on
+// the fixture kernel, the corrected protocol from the patch's start to its end
+// (fixtures/scenarios/explore/), every schedule within the bound.
 
+import { join } from 'path';
 import { explore } from '../explore/search';
+import { exploreScenario, type ScenarioExploreOptions } from '../explore/scenario';
 import { lockOrderMachine } from '../test/helpers/explore-guests';
 import type { BenchOptions } from './util';
 
@@ -32,6 +36,20 @@ export function benchExplore(o: BenchOptions): ExploreFigure[] {
       });
       o.log(`explore: ${out[out.length - 1].label}: ${r.states} states in ${r.seconds} s`);
     }
+  }
+  const root = join(__dirname, '..', '..', 'fixtures', 'scenarios', 'explore');
+  const kernel: [string, string, Omit<ScenarioExploreOptions, 'maxDepth'>][] = [
+    ['fixed-2cpu', 'fixed variant, nmi=false, 2 CPUs, 0 NMIs, 1 preemption', { nmis: 0, preemptions: 1 }],
+    ...(o.quick ? [] : [['fixed-nmi-2cpu', 'fixed variant, nmi=true, 2 CPUs, 1 NMI to CPU1, 0 preemptions', { nmis: 1, nmiCpus: [1], preemptions: 0 }] as [string, string, Omit<ScenarioExploreOptions, 'maxDepth'>]]),
+  ];
+  for (const [file, label, b] of kernel) {
+    const { result: r } = exploreScenario(join(root, `${file}.json`), { ...b, maxDepth: 4000 });
+    out.push({
+      label: `fixture kernel, ${label}`, stateful: true, nmis: b.nmis, preemptions: b.preemptions,
+      schedules: r.schedules, states: r.states, seconds: r.seconds,
+      statesPerSecond: r.states / r.seconds, schedulesPerSecond: r.schedules / r.seconds, bugs: r.bugs.length,
+    });
+    o.log(`explore: ${out[out.length - 1].label}: ${r.states} states in ${r.seconds} s`);
   }
   return out;
 }

@@ -40,19 +40,33 @@ export function runToStart(run: ScenarioRun, from: StartPoint): number {
   const { m, k } = run;
   if (from === 'patch' && k.request?.protocol === 'batch') {
     // text_poke_bp_batch publishes its vector first (bp_desc.refs 0 -> 1).
-    m.run({ schedule: run.schedule, maxSteps: run.maxSteps, until: () => m.mem.readU32(k.L.tpVec.refs) !== 0 });
+    stepUntil(run, () => m.mem.readU32(k.L.tpVec.refs) !== 0);
   } else if (from === 'patch') {
     const at = k.L.tps.state;
     const first = m.mem.readU32(at);
-    m.run({ schedule: run.schedule, maxSteps: run.maxSteps, until: () => m.mem.readU32(at) !== first });
+    stepUntil(run, () => m.mem.readU32(at) !== first);
   } else if ('site' in from) {
     const sites = run.img.sites.filter((x) => x.op === from.site).map((x) => x.address);
     if (sites.length === 0) throw new ReplayFileError(`--from site:${from.site}: no site of that op in ${run.img.path}`);
-    m.run({ schedule: run.schedule, maxSteps: run.maxSteps, until: () => sites.includes(m.mem.readU64(k.L.bpDesc.addr)) });
+    stepUntil(run, () => sites.includes(m.mem.readU64(k.L.bpDesc.addr)));
   } else {
     m.run({ schedule: run.schedule, maxSteps: from.step });
   }
   return m.steps;
+}
+
+/**
+ * The scenario's schedule, one machine step at a time, until `cond` holds: run()'s own
+ * `until` is checked only after each slice, which would start the search up to a
+ * quantum late (past the very steps it should choose). A replay reaches the same step
+ * with `maxSteps`, since run() continues one schedule across calls.
+ */
+function stepUntil(run: ScenarioRun, cond: () => boolean): void {
+  const { m } = run;
+  while (!cond() && m.steps < run.maxSteps) {
+    const r = m.run({ schedule: run.schedule, maxSteps: m.steps + 1 });
+    if (r.stop !== 'step-limit') break;
+  }
 }
 
 /** Bugs the kernel model and the XMC checker report, beyond those already there at the start. */
