@@ -16,19 +16,23 @@ const DIR = join(ROOT, 'fixtures', 'scenarios', 'explore', 'mutants');
 
 /** Each mutation: the bound that finds it, and the kind of bug found. */
 const CASES: [string, Partial<ScenarioExploreOptions>, BugKind][] = [
-  ['batch-no-sync-1', { preemptions: 3 }, 'xmc'],
+  ['batch-no-sync-1', { preemptions: 1 }, 'xmc'],
   ['batch-no-sync-2', { preemptions: 2 }, 'xmc'],
   ['batch-no-sync-3', { preemptions: 0 }, 'invariant'],
   ['first-byte-first', { preemptions: 2 }, 'xmc'],
-  ['publish-before-clear', { preemptions: 1 }, 'deadlock'],
+  ['publish-before-clear', { preemptions: 0 }, 'deadlock'],
   ['ack-without-serialize', { preemptions: 0 }, 'xmc'],
   ['bp-no-rewind', { nmis: 1, nmiCpus: [1], preemptions: 0, from: { site: 'lock.queued_spin_unlock' } }, 'assertion'],
   ['num-acks-short', { preemptions: 0 }, 'xmc'],
-  ['nmi-handler-last', { nmis: 1, nmiCpus: [1], preemptions: 0, from: { site: 'lock.queued_spin_unlock' } }, 'deadlock'],
 ];
+
+/** Mutations the model cannot show (explore/README.md says why): listed, not found. */
+const NOT_OBSERVABLE: string[] = ['no-wait-nmi-work', 'nmi-handler-last'];
 
 describe('seeded protocol bugs', () => {
   let tmp = '';
+  // Several mutants share a base scenario and bound: search each control once.
+  const controls = new Map<string, ReturnType<typeof exploreScenario>['result']>();
   beforeAll(() => {
     tmp = mkdtempSync(join(tmpdir(), 'textpoke-mutants-'));
   });
@@ -44,13 +48,15 @@ describe('seeded protocol bugs', () => {
     delete plain.mutate;
     const control = join(tmp, `${name}.json`);
     writeFileSync(control, JSON.stringify(plain));
-    const clean = exploreScenario(control, o).result;
+    const key = JSON.stringify([{ ...plain, name: '', description: '' }, o]);
+    const clean = controls.get(key) ?? exploreScenario(control, o).result;
+    controls.set(key, clean);
     expect(clean.bugs).toEqual([]);
     expect(clean.complete).toBe(true);
   }, 600_000);
 
   it('every mutation has a case here, and --list-mutations lists each on one line', () => {
-    expect(CASES.map((c) => c[0]).sort()).toEqual(MUTATION_NAMES.filter((n) => n !== 'no-wait-nmi-work').sort());
+    expect(CASES.map((c) => c[0]).sort()).toEqual(MUTATION_NAMES.filter((n) => !NOT_OBSERVABLE.includes(n)).sort());
     const r = textpoke(['explore', '--list-mutations']);
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
