@@ -54,6 +54,11 @@ export interface Scenario {
   /** Memory model ('sc' or x86-TSO store buffers) and whether unlocked RMWs split (docs/notes/x86-tso.md). */
   memoryModel: MemoryModel;
   rmw: RmwMode;
+  /**
+   * Fixture images only: boot with page tables and poke through poking_mm (true), or
+   * keep the flat mapping (false, the default; real-kernel runs are always flat).
+   */
+  paging: boolean;
   /** pv ops set before boot-time patching (a paravirt guest's boot), op -> mode. */
   bootOps: { op: string; mode: OpMode }[];
   work: { entry: string; arg: bigint }[];
@@ -204,7 +209,7 @@ function parseAction(v: V, o: Record<string, Json>, path: string, ncpus: number)
 export function parseScenario(json: Json, file: string): Scenario {
   const v = new V(file);
   const o = v.obj(json, '(top level)');
-  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'preemption', 'nmiHandlers', 'memoryModel', 'rmw', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
+  v.known(o, '', ['name', 'description', 'image', 'cpus', 'fetchMode', 'preemption', 'nmiHandlers', 'memoryModel', 'rmw', 'paging', 'bootOps', 'work', 'patch', 'inject', 'schedule', 'maxSteps', 'expect']);
   const cpus = v.int(o.cpus, 'cpus', 1, 256);
   if (!Array.isArray(o.work)) v.fail('work', `expected an array with one {"entry", "arg"} per CPU, got ${show(o.work)}`);
   const workIn = o.work as Json[];
@@ -289,6 +294,7 @@ export function parseScenario(json: Json, file: string): Scenario {
     preemption: o.preemption === undefined ? 'voluntary' : v.oneOf(o.preemption, 'preemption', PREEMPTION_MODELS),
     memoryModel: o.memoryModel === undefined ? 'sc' : v.oneOf(o.memoryModel, 'memoryModel', MEMORY_MODELS),
     rmw: o.rmw === undefined ? 'atomic' : v.oneOf(o.rmw, 'rmw', RMW_MODES),
+    paging: o.paging === undefined ? false : v.bool(o.paging, 'paging'),
     bootOps,
     work,
     patch,
