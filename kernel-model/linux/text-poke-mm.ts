@@ -125,7 +125,14 @@ export function textPokeMap(k: KernelContext, cpu: number, addr: bigint, len: nu
 
 /** __text_do_poke(): the memcpy into the poking alias (re-entrant: the series' int3 path calls it too). */
 export function textDoPoke(k: KernelContext, cpu: number, addr: bigint, bytes: Uint8Array, what: string): Step {
-  return kfn(k, cpu, '__text_do_poke', writeBytes(pokeAddress(k, addr), bytes, what));
+  if (!k.poking) return kfn(k, cpu, '__text_do_poke', writeBytes(addr, bytes, what));
+  return kfn(k, cpu, '__text_do_poke', (function* (): Step {
+    // One store per byte, as writeBytes; traces name the text byte behind the alias.
+    for (let i = 0; i < bytes.length; i++) {
+      const at = addr + BigInt(i);
+      yield* write(pokeAddress(k, at), 1, BigInt(bytes[i]), `${what}, ${k.m.symbolize(at)} through poking_addr`);
+    }
+  })());
 }
 
 /**
