@@ -32,7 +32,7 @@ export function exploreCommand(y: Argv): Argv<ExploreArgs> {
     .option('nmis', { type: 'number', default: 0, describe: 'at most this many explorer NMIs per schedule' })
     .option('preemptions', { type: 'number', default: 1, describe: 'at most this many preemptions per schedule' })
     .option('cpus-nmi', { type: 'string', describe: 'comma-separated CPUs the NMIs may go to (default: all)' })
-    .option('max-depth', { type: 'number', default: 200, describe: 'machine steps per schedule from the start point' })
+    .option('max-depth', { type: 'number', default: 10000, describe: 'machine steps per schedule from the start point (a schedule cut there makes the search not exhaustive)' })
     .option('from', { type: 'string', default: 'patch', describe: "start point: 'patch' (text_poke_state first changes), 'site:<op>' (bp_desc first holds a site of op), or a step number" })
     .option('to', { type: 'string', default: 'patch-end', choices: ['patch-end', 'depth'], describe: "where a schedule ends: 'patch-end' (the patch request returned, every CPU back in its thread; sites checked) or only at --max-depth" })
     .option('max-schedules', { type: 'number', describe: 'stop after this many schedules' })
