@@ -1,5 +1,5 @@
 // The explorer on the fixture kernel, from a scenario that scripts no NMIs: it finds
-// the series' lost acknowledgement (README finding 1) with no NMI and one preemption,
+// the series' lost acknowledgement (README finding 1) with no NMI and no preemption,
 // and the replay file it writes reproduces the deadlock through `textpoke run --replay`.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'fs';
@@ -20,23 +20,26 @@ describe('textpoke explore', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('finds the lost acknowledgement with 0 NMIs and 1 preemption; run --replay reproduces it', () => {
+  it('finds the lost acknowledgement with no NMI (and, from the exact start, no preemption); run --replay reproduces it', () => {
     const r = textpoke(['explore', SCENARIO, '--preemptions', '1', '--max-depth', '60', '--json', '-o', dir]);
     expect(r.code).toBe(1);
     const out = JSON.parse(r.stdout) as { outcome: string; bugs: { kind: string; summary: string; nmis: number; preemptions: number; replay: string }[] };
     expect(out.outcome).toBe('bug');
     const lost = out.bugs.find((b) => b.summary.includes('acks for PATCH_SYNC'))!;
-    expect(lost).toMatchObject({ kind: 'deadlock', nmis: 0, preemptions: 1 });
+    // The start is the step where the state first changes: which CPU runs first from
+    // there is free, and CPU1 running first already loses the ack.
+    expect(lost).toMatchObject({ kind: 'deadlock', nmis: 0, preemptions: 0 });
     const run = textpoke(['run', SCENARIO, '--replay', lost.replay, '--json']);
     const rep = JSON.parse(run.stdout) as { outcome: string; cycle: number[] };
     expect(rep.outcome).toBe('deadlock');
     expect(rep.cycle).toEqual([0, 1]);
   });
 
-  it('with no preemptions the same scenario is clean to a short bound', () => {
-    const r = textpoke(['explore', SCENARIO, '--preemptions', '0', '--max-depth', '60', '--json']);
-    const out = JSON.parse(r.stdout) as { outcome: string; bugs: unknown[] };
+  it('the fixed variant is clean to 0 NMIs and 0 preemptions, to the patch\'s end, exhausted', () => {
+    const r = textpoke(['explore', join(ROOT, 'fixtures', 'scenarios', 'explore', 'fixed-2cpu.json'), '--preemptions', '0', '--json']);
+    const out = JSON.parse(r.stdout) as { outcome: string; complete: boolean; bugs: unknown[] };
     expect(out.bugs).toEqual([]);
+    expect(out.complete).toBe(true);
     expect(r.code).toBe(0);
   });
 
@@ -57,6 +60,9 @@ describe('textpoke explore', () => {
     const run = prepareScenario(loadScenario(SCENARIO), {}, SCENARIO);
     runToStart(run, { site: 'lock.queued_spin_unlock' });
     const m = run.m;
+    // The start is where bp_desc is published; the primary goes on to write the int3.
+    const site = run.img.sites.find((x) => x.op === 'lock.queued_spin_unlock')!.address;
+    while (m.mem.readBytes(site, 1)[0] !== 0xcc) m.take({ kind: 'step', cpu: 0 });
     m.take({ kind: 'nmi', cpu: 1 });
     while (m.runnable(m.cpus[1])) m.take({ kind: 'step', cpu: 1 });
     const r = explore(m, { nmis: 1, nmiCpus: [0], preemptions: 0, maxDepth: 100 });
