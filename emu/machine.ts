@@ -17,8 +17,8 @@ import { setHooked } from './breakpoints';
 import type { Insn } from './insn';
 import type { Probe } from './probe';
 import type { EventKind } from './events';
-import { runSlice, eventDeliverable } from './run';
-import { Scheduler, type Schedule, type SchedulerState } from './scheduler';
+import { runSlice, runOne, eventDeliverable } from './run';
+import { Scheduler, RoundRobin, type Schedule, type SchedulerState } from './scheduler';
 import { takeSnapshot, restoreSnapshot, type Snapshot, type SavesState } from './snapshot';
 import { toBig } from './u64';
 import { PortBus } from './ports';
@@ -539,7 +539,12 @@ export class Machine implements IpiBus {
     const runnable = (i: number): boolean => (only === undefined || i === only) && this.runnable(this.cpus[i]);
     const livelockSteps = opts.livelockSteps ?? 2_000_000;
     if (this.nextLivelockCheck === null) this.nextLivelockCheck = this.steps + LIVELOCK_CHECK_EVERY;
+    const fast = only === undefined && this.memoryModel !== 'tso' && sched instanceof RoundRobin ? sched : null;
     for (;;) {
+      if (fast !== null) {
+        const r = this.runRoundRobin(fast, maxSteps, livelockSteps, opts);
+        if (r !== null) return r;
+      }
       this.fireTimers();
       const req = this.pendingStop();
       if (req) return this.finish(req.reason, req.cpu);
@@ -600,6 +605,53 @@ export class Machine implements IpiBus {
       if (livelockSteps > 0 && this.steps >= this.nextLivelockCheck) {
         this.nextLivelockCheck = this.steps + LIVELOCK_CHECK_EVERY;
         if (this.livelocked(livelockSteps, only)) return this.finish('livelock', null);
+      }
+    }
+  }
+
+  /**
+   * run()'s fast path for round-robin schedules (the quantum-1 interleaving above all):
+   * the same slots, in the same order, as the general loop, with what it checks before
+   * a slot (timers, stop requests, the slot in progress, idle CPUs) reduced to a few
+   * compares and no allocation. Returns null as soon as anything needs the general
+   * loop, which then does one iteration; a result when the run ends.
+   */
+  private runRoundRobin(rr: RoundRobin, maxSteps: number, livelockSteps: number, opts: RunOptions): RunResult | null {
+    const cpus = this.cpus;
+    const n = cpus.length;
+    const q = rr.quantum;
+    for (;;) {
+      if (this.stopRequest !== null || this.slotLeft > 0 || this.steps + q > maxSteps) return null;
+      if (this.timers.length !== 0 && this.steps + q > this.timers[0].step) return null;
+      // RoundRobin.next without the Slot: the first runnable CPU from the cursor.
+      let c = rr.cursor;
+      let cpu = cpus[c];
+      let k = 0;
+      while (!(cpu.shutdown === null && !cpu.halted && cpu.blocked === null) && !this.runnable(cpu)) {
+        if (++k === n) return null;
+        c = c + 1 === n ? 0 : c + 1;
+        cpu = cpus[c];
+      }
+      rr.cursor = c + 1 === n ? 0 : c + 1;
+      this.sliceCpu = cpu;
+      this.sliceRetired = cpu.retired;
+      const ran = q === 1 ? runOne(cpu) : runSlice(cpu, q);
+      this.sliceCpu = null;
+      this.steps += ran;
+      this.slotCpu = c;
+      this.slotLeft = cpu.stoppedAt !== null && ran < q ? q - ran : 0;
+      if (opts.onProgress !== undefined) opts.onProgress(this.steps);
+      if (cpu.stoppedAt !== null) {
+        cpu.stoppedAt = null;
+        cpu.brk = this.stopBrk;
+        return this.finish('breakpoint', cpu.id);
+      }
+      if (cpu.shutdown) return this.finish('shutdown', cpu.id);
+      if (cpu.halted && opts.stopOnHlt) return this.finish('hlt', cpu.id);
+      if (opts.until !== undefined && opts.until()) return this.finish('until', null);
+      if (livelockSteps > 0 && this.steps >= this.nextLivelockCheck!) {
+        this.nextLivelockCheck = this.steps + LIVELOCK_CHECK_EVERY;
+        if (this.livelocked(livelockSteps, undefined)) return this.finish('livelock', null);
       }
     }
   }

@@ -122,6 +122,36 @@ function wakeForEvent(cpu: Cpu): void {
 }
 
 /**
+ * `runSlice(cpu, 1)` for the quantum-1 scheduler: when nothing is pending at the
+ * boundary (no event, shadow, halt, probe) it is one pass of the step loop, without
+ * the slice loop around it.
+ */
+export function runOne(cpu: Cpu): number {
+  if (cpu.brk || cpu.intShadow || cpu.halted || cpu.blocked !== null || cpu.shutdown !== null || cpu.machine.probe !== null) return runSlice(cpu, 1);
+  // execLoop(cpu, 1), unrolled.
+  let ins = cpu.insn;
+  try {
+    if (ins.xgen !== ins.page.gen) ins = revalidate(cpu, ins);
+    cpu.insn = ins;
+    ins = ins.exec(cpu, ins);
+    cpu.retired++;
+  } catch (e) {
+    cpu.retired++;
+    raise(cpu, e);
+    return 1;
+  }
+  if (!cpu.deferred) {
+    cpu.insn = ins;
+    return 1;
+  }
+  // A hook ended the slice in front of the instruction: the slice goes on as runSlice would.
+  cpu.deferred = false;
+  cpu.retired--;
+  cpu.insn = ins;
+  return cpu.stoppedAt !== null ? 0 : runSlice(cpu, 1);
+}
+
+/**
  * Runs one CPU for up to `budget` steps: delivers events at boundaries, honours the
  * one-instruction interrupt shadow after STI, stops early when the CPU halts, blocks,
  * shuts down or hits a breakpoint. Returns the steps run.
