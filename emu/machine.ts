@@ -23,6 +23,7 @@ import { takeSnapshot, restoreSnapshot, type Snapshot, type SavesState } from '.
 import { toBig } from './u64';
 import { PortBus } from './ports';
 import { CR0_PG } from './paging';
+import { BLOCK_HOT } from './block';
 
 export type FetchMode = 'coherent' | 'stale';
 
@@ -44,6 +45,10 @@ export interface MachineOptions {
   rmw?: RmwMode;
   /** Store-buffer entries per CPU under 'tso' before a store forces the oldest out (default 16). */
   storeBufferSize?: number;
+  /** Compile hot straight-line code into blocks (emu/block.ts; default true). false: step every instruction. */
+  blocks?: boolean;
+  /** Executions of an instruction before a block is compiled from it (default BLOCK_HOT; tests use 2). */
+  blockHot?: number;
 }
 
 export const MEMORY_MODELS = ['sc', 'tso'] as const;
@@ -211,11 +216,14 @@ export class Machine implements IpiBus {
     this.storeBufferSize = opts.storeBufferSize ?? 16;
     if (!Number.isInteger(this.storeBufferSize) || this.storeBufferSize < 1) throw new Error(`storeBufferSize must be a positive integer (got ${this.storeBufferSize})`);
     const x2 = (opts.apicMode ?? 'x2apic') === 'x2apic';
+    const blockHot = opts.blockHot ?? BLOCK_HOT;
+    if (!Number.isInteger(blockHot) || blockHot < 1) throw new Error(`blockHot must be a positive integer (got ${blockHot})`);
     for (let i = 0; i < n; i++) {
       const cpu = new Cpu(i, this, this.mem);
       cpu.apic = new LocalApic(i, i, this, x2);
       cpu.spin = new SpinTracker(cpu);
       cpu.tso = this.memoryModel === 'tso';
+      cpu.icache.blockHot = (opts.blocks ?? true) ? blockHot : 0;
       // With paging modelled, the guest turns it on itself (the flat reset state keeps PG set).
       if (this.pagingEnabled) cpu.cr0 &= ~CR0_PG;
       this.cpus.push(cpu);
@@ -309,6 +317,8 @@ export class Machine implements IpiBus {
     const [lo, hi] = splitAddr(a);
     const on = this.hasBreakpoint(lo, hi);
     for (const c of this.cpus) {
+      // Blocks bake in the exec they were compiled with.
+      c.icache.dropBlocks();
       const ins = c.icache.peek(lo, hi);
       if (ins) setHooked(ins, on);
     }
@@ -316,6 +326,7 @@ export class Machine implements IpiBus {
 
   /** After a restore put decodes back as they were: hooks are not machine state. */
   rehook(restored: Insn[]): void {
+    for (const c of this.cpus) c.icache.dropBlocks();
     for (const ins of restored) setHooked(ins, this.hasBreakpoint(ins.lo, ins.hi));
   }
 
@@ -326,7 +337,10 @@ export class Machine implements IpiBus {
 
   private forgetDecode(a: bigint): void {
     const [lo, hi] = splitAddr(a);
-    for (const c of this.cpus) c.icache.forget(lo, hi);
+    for (const c of this.cpus) {
+      c.icache.forget(lo, hi);
+      c.icache.dropBlocks();
+    }
   }
 
   // ---- Timers (scenario injections at a step) ----
