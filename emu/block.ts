@@ -6,10 +6,13 @@
 // them before the next instruction overwrites them.
 //
 // Exactness is by construction, not by checking afterwards:
-// - Only register-only forms are inlined (mov, the ALU ops, inc/dec, rol/ror/shl/shr
-//   by an immediate, lea, nop, and the jcc/jmp that ends a block). They cannot fault,
-//   touch no memory, read no clock and raise no event, so they are invisible to
-//   footprints, store buffers, paging, the XMC checker and other CPUs.
+// - Inlined are register forms (mov, movzx, the ALU ops, inc/dec, rol/ror/shl/shr by
+//   an immediate, lea, nop, and the jcc/jmp that ends a block), which cannot fault,
+//   touch no memory, read no clock and raise no event, and loads (mov, movzx, ALU
+//   sources) through the CPU's own accessors, so footprints, store forwarding, paging
+//   and MMIO see them as they see the interpreter's; a load is a fault point, made
+//   exact (flags stored, `cpu.insn`, `cpu.retired`) before it, and the block leaves
+//   after it if it set `cpu.brk`.
 // - Every other instruction runs its own compiled closure (the one the interpreter
 //   would run) from a call site of this block's own, with the state exact at its
 //   boundary: flags stored, `cpu.insn` and `cpu.retired` set as the step loop sets
@@ -112,6 +115,8 @@ const LOGIC_OP: Record<string, string> = { and: '&', or: '|', xor: '^', test: '&
 class Gen {
   readonly out: string[] = [];
   pend: Pending = null;
+  /** The instruction being inlined loaded from memory (set by emitLoad): its end is a boundary check. */
+  loadAt = -1;
 
   emit(s: string): void {
     this.out.push(s);
@@ -230,7 +235,16 @@ function generate(insns: Insn[], decs: Decoded[]): string {
     const d = decs[k];
     const last = k === n - 1;
     g.emit(`// ${d.name}`);
+    g.loadAt = -1;
     if (inline(g, d, k)) {
+      if (g.loadAt === k && !last) {
+        // As after a closure: leave if the load set brk (its flags are still pending: store them).
+        g.emit(`if (cpu.brk) {`);
+        const saved = g.pend;
+        g.flush();
+        g.pend = saved;
+        g.emit(`cpu.retired = R0 + ${k + 1}; return I[${k}].next ?? H.linkNext(cpu, I[${k}]); }`);
+      }
       if (last) {
         g.flush();
         g.emit(`cpu.retired = R0 + ${n};`);
@@ -284,6 +298,26 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
       g.emit(`r[${D}] = ${s.lo | 0}; r[${D + HI}] = ${dst.size === 64 ? s.hi | 0 : 0};`);
       return true;
     }
+    if (plainMem(s) && s.size === dst.size) {
+      emitLoad(g, s, dst.size, k);
+      g.emit(`r[${D}] = v${k}; r[${D + HI}] = ${dst.size === 64 ? `vh${k}` : '0'};`);
+      return true;
+    }
+    return false;
+  }
+  if (name === 'movzx' && ops.length === 2 && isReg(ops[0])) {
+    const D = ops[0].reg;
+    const s = ops[1];
+    if (s.k === 'reg' && (s.size === 8 || s.size === 16)) {
+      const v = s.high8 ? `((r[${s.reg}] >> 8) & 255)` : `(r[${s.reg}] & ${s.size === 8 ? 255 : 65535})`;
+      g.emit(`r[${D}] = ${v}; r[${D + HI}] = 0;`);
+      return true;
+    }
+    if (plainMem(s) && (s.size === 8 || s.size === 16)) {
+      emitLoad(g, s, s.size, k);
+      g.emit(`r[${D}] = v${k}; r[${D + HI}] = 0;`);
+      return true;
+    }
     return false;
   }
   const alu = ALU[name];
@@ -300,6 +334,10 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
     } else if (s.k === 'imm') {
       bl = String(s.lo | 0);
       bh = size === 64 ? String(s.hi | 0) : '0';
+    } else if (plainMem(s) && s.size === size) {
+      emitLoad(g, s, size, k);
+      bl = `v${k}`;
+      bh = size === 64 ? `vh${k}` : '0';
     } else return false;
     const al = `a${k}`;
     const ah = size === 64 ? `ah${k}` : '0';
@@ -426,6 +464,44 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
     return true;
   }
   return false;
+}
+
+/** Whether a memory operand's address is inlined: flat 64-bit addressing, no FS/GS base. */
+function plainMem(o: Operand): o is Extract<Operand, { k: 'mem' }> {
+  return o.k === 'mem' && !o.addr32 && o.seg === null;
+}
+
+/** Emits the effective address of `mo` into locals `e{k}` (low) and `eh{k}` (high), as compileEa computes it. */
+function emitEa(g: Gen, mo: Extract<Operand, { k: 'mem' }>, k: number): void {
+  const lo: string[] = [];
+  const hi: string[] = [];
+  if (mo.base >= 0) {
+    lo.push(`(r[${mo.base}] >>> 0)`);
+    hi.push(`r[${mo.base + HI}]`);
+  }
+  if (mo.index >= 0) {
+    lo.push(`(r[${mo.index}] >>> 0) * ${mo.scale}`);
+    hi.push(`Math.imul(r[${mo.index + HI}], ${mo.scale})`);
+  }
+  lo.push(String(mo.dispLo >>> 0));
+  hi.push(String(mo.dispHi | 0));
+  g.emit(`const es${k} = ${lo.join(' + ')};`);
+  g.emit(`const e${k} = es${k} | 0, eh${k} = (${hi.join(' + ')} + Math.floor(es${k} / 4294967296)) | 0;`);
+}
+
+/**
+ * Emits a load of `size` bits at `mo` into `v{k}` (and `vh{k}` for 64 bits) through the
+ * CPU's own accessors (data cache, paging, store forwarding, footprints, MMIO): a fault
+ * point, so the boundary is made exact first, and a step that may set `cpu.brk`
+ * (spin tracking, MMIO), after which the block leaves as the step loop would.
+ */
+function emitLoad(g: Gen, mo: Extract<Operand, { k: 'mem' }>, size: number, k: number): void {
+  emitEa(g, mo, k);
+  g.flush();
+  g.emit(`cpu.retired = R0 + ${k}; cpu.insn = I[${k}];`);
+  const fn = size === 64 ? 'rd64' : size === 32 ? 'rd32' : size === 16 ? 'rd16' : 'rd8';
+  g.emit(`const v${k} = cpu.${fn}(e${k}, eh${k})${size === 64 ? `, vh${k} = cpu.th` : ''};`);
+  g.loadAt = k;
 }
 
 /** A 64-bit shift or rotate of (lo, hi) by a constant 1..63, as expressions for the halves. */

@@ -45,10 +45,16 @@ export interface MachineOptions {
   rmw?: RmwMode;
   /** Store-buffer entries per CPU under 'tso' before a store forces the oldest out (default 16). */
   storeBufferSize?: number;
-  /** Compile hot straight-line code into blocks (emu/block.ts; default true). false: step every instruction. */
+  /** Compile hot straight-line code into blocks (emu/block.ts; default true, see setBlocksByDefault). false: step every instruction. */
   blocks?: boolean;
   /** Executions of an instruction before a block is compiled from it (default BLOCK_HOT; tests use 2). */
   blockHot?: number;
+}
+
+let blocksByDefault = true;
+/** The `blocks` option of machines that do not set it (the CLI's and the bench's --no-blocks). */
+export function setBlocksByDefault(on: boolean): void {
+  blocksByDefault = on;
 }
 
 export const MEMORY_MODELS = ['sc', 'tso'] as const;
@@ -223,7 +229,7 @@ export class Machine implements IpiBus {
       cpu.apic = new LocalApic(i, i, this, x2);
       cpu.spin = new SpinTracker(cpu);
       cpu.tso = this.memoryModel === 'tso';
-      cpu.icache.blockHot = (opts.blocks ?? true) ? blockHot : 0;
+      cpu.icache.blockHot = (opts.blocks ?? blocksByDefault) ? blockHot : 0;
       // With paging modelled, the guest turns it on itself (the flat reset state keeps PG set).
       if (this.pagingEnabled) cpu.cr0 &= ~CR0_PG;
       this.cpus.push(cpu);
