@@ -298,7 +298,7 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
       g.emit(`r[${D}] = ${s.lo | 0}; r[${D + HI}] = ${dst.size === 64 ? s.hi | 0 : 0};`);
       return true;
     }
-    if (plainMem(s) && s.size === dst.size) {
+    if (plainMem(s) && s.size * 8 === dst.size) {
       emitLoad(g, s, dst.size, k);
       g.emit(`r[${D}] = v${k}; r[${D + HI}] = ${dst.size === 64 ? `vh${k}` : '0'};`);
       return true;
@@ -313,8 +313,8 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
       g.emit(`r[${D}] = ${v}; r[${D + HI}] = 0;`);
       return true;
     }
-    if (plainMem(s) && (s.size === 8 || s.size === 16)) {
-      emitLoad(g, s, s.size, k);
+    if (plainMem(s) && (s.size === 1 || s.size === 2)) {
+      emitLoad(g, s, s.size * 8, k);
       g.emit(`r[${D}] = v${k}; r[${D + HI}] = 0;`);
       return true;
     }
@@ -334,7 +334,7 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
     } else if (s.k === 'imm') {
       bl = String(s.lo | 0);
       bh = size === 64 ? String(s.hi | 0) : '0';
-    } else if (plainMem(s) && s.size === size) {
+    } else if (plainMem(s) && s.size * 8 === size) {
       emitLoad(g, s, size, k);
       bl = `v${k}`;
       bh = size === 64 ? `vh${k}` : '0';
@@ -466,7 +466,7 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
   return false;
 }
 
-/** Whether a memory operand's address is inlined: flat 64-bit addressing, no FS/GS base. */
+/** Whether a memory operand's address is inlined: flat 64-bit addressing, no FS/GS base. (Its size is in bytes.) */
 function plainMem(o: Operand): o is Extract<Operand, { k: 'mem' }> {
   return o.k === 'mem' && !o.addr32 && o.seg === null;
 }
