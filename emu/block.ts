@@ -32,7 +32,8 @@ import type { Cpu } from './cpu';
 import type { Insn, Exec } from './insn';
 import { linkNext, linkTarget } from './insn';
 import { decodeOne, isDecodeFailure, type Decoded, type Operand } from './decode';
-import { getCF, testCondition, materializeKeepingSzap, parityFlag, LZ_ADD, LZ_SUB, LZ_LOGIC, LZ_INC, LZ_DEC, ARITH, CF, OF, PF, AF, ZF, SF } from './flags';
+import { getCF, testCondition, materializeKeepingSzap, parityFlag, LZ_ADD, LZ_SUB, LZ_LOGIC, LZ_INC, LZ_DEC, LZ_IMUL64, ARITH, CF, OF, PF, AF, ZF, SF } from './flags';
+import { mulHiU32, imulOverflows } from './ops/muldiv';
 
 /** Executions of an instruction before a block is compiled from it. */
 export const BLOCK_HOT = 32;
@@ -54,7 +55,7 @@ export interface Block {
 const ENDS = new Set(['jmp', 'call', 'ret', 'retf', 'iret', 'iretd', 'iretq', 'hlt', 'ud0', 'ud1', 'ud2', 'int', 'int1', 'int3', 'into', 'syscall', 'sysret', 'sysretq', 'sysenter', 'sysexit', 'sysexitq']);
 
 /** Helpers the generated code calls (passed in, so generated code imports nothing). */
-const HELPERS = { getCF, testCondition, materializeKeepingSzap, parityFlag, linkNext, linkTarget };
+const HELPERS = { getCF, testCondition, materializeKeepingSzap, parityFlag, linkNext, linkTarget, mulHiU32, imulOverflows };
 
 /**
  * Compiles the block starting at `entry` (decoded and validated at its page's current
@@ -170,12 +171,14 @@ class Gen {
       case PF:
         return `(H.parityFlag(${rl}) !== 0)`;
       case AF:
-        return op === LZ_LOGIC ? 'false' : `(((${al} ^ ${bl} ^ ${rl}) & 16) !== 0)`;
+        return op === LZ_LOGIC || op === LZ_IMUL64 ? 'false' : `(((${al} ^ ${bl} ^ ${rl}) & 16) !== 0)`;
       case CF:
+        if (op === LZ_IMUL64) return `H.imulOverflows(${al}, ${ah}, ${bl}, ${bh})`;
         if (op === LZ_LOGIC) return 'false';
         if (op === LZ_INC || op === LZ_DEC) return `(${p.c} !== 0)`;
         return op === LZ_ADD ? ult(rl, rh, al, ah) : ult(al, ah, bl, bh);
       case OF: {
+        if (op === LZ_IMUL64) return `H.imulOverflows(${al}, ${ah}, ${bl}, ${bh})`;
         if (op === LZ_LOGIC) return 'false';
         const [xl, xh] = op === LZ_ADD || op === LZ_INC ? [`((${al} ^ ${rl}) & (${bl} ^ ${rl}))`, `((${ah} ^ ${rh}) & (${bh} ^ ${rh}))`] : [`((${al} ^ ${bl}) & (${al} ^ ${rl}))`, `((${ah} ^ ${bh}) & (${ah} ^ ${rh}))`];
         return w ? `(${xh} < 0)` : `(${xl} < 0)`;
@@ -357,6 +360,32 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
     if (alu.store) g.emit(`r[${D}] = ${rl}; r[${D + HI}] = ${rh};`);
     // The previous pending flags are overwritten unread.
     g.pend = { kind: 'lazy', op: alu.op, size, al, ah, bl, bh, rl, rh, c: null };
+    return true;
+  }
+  if (name === 'imul' && (ops.length === 2 || ops.length === 3) && isReg(ops[0], 64)) {
+    // The truncated 64-bit product from 32-bit pieces; CF=OF lazily (LZ_IMUL64), as emu/ops/muldiv.ts.
+    const D = ops[0].reg;
+    const x = ops.length === 3 ? ops[1] : ops[0];
+    const y = ops.length === 3 ? ops[2] : ops[1];
+    if (!isReg(x, 64) || !(isReg(y, 64) || y.k === 'imm' || (plainMem(y) && y.size === 8))) return false;
+    let bl: string;
+    let bh: string;
+    if (y.k === 'imm') {
+      bl = String(y.lo | 0);
+      bh = String(y.hi | 0);
+    } else if (y.k === 'reg') {
+      g.emit(`const b${k} = r[${y.reg}], bh${k} = r[${y.reg + HI}];`);
+      bl = `b${k}`;
+      bh = `bh${k}`;
+    } else {
+      emitLoad(g, y as Extract<Operand, { k: 'mem' }>, 64, k);
+      bl = `v${k}`;
+      bh = `vh${k}`;
+    }
+    g.emit(`const a${k} = r[${x.reg}], ah${k} = r[${x.reg + HI}];`);
+    g.emit(`const l${k} = Math.imul(a${k}, ${bl}), h${k} = (H.mulHiU32(a${k}, ${bl}) + Math.imul(a${k}, ${bh}) + Math.imul(ah${k}, ${bl})) | 0;`);
+    g.emit(`r[${D}] = l${k}; r[${D + HI}] = h${k};`);
+    g.pend = { kind: 'lazy', op: LZ_IMUL64, size: 64, al: `a${k}`, ah: `ah${k}`, bl, bh, rl: `l${k}`, rh: `h${k}`, c: null };
     return true;
   }
   if ((name === 'inc' || name === 'dec') && ops.length === 1 && isReg(ops[0])) {

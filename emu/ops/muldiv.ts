@@ -31,7 +31,7 @@ const RDX = 2;
 let p0 = 0, p1 = 0, p2 = 0, p3 = 0;
 
 /** High word of the unsigned 32x32 product (the low word is Math.imul). */
-function mulHiU32(a: number, b: number): number {
+export function mulHiU32(a: number, b: number): number {
   const au = a >>> 0;
   // a * b = y * 2^16 + x, both below 2^48 and exact; so is the floor below (< 2^49).
   const x = au * (b & 0xffff);
@@ -232,7 +232,7 @@ function compileImulN(d: Decoded): Exec {
 }
 
 /** Whether the signed 64x64 product overflows 64 bits (CF=OF of IMUL, read lazily). */
-function imulOverflows(aLo: number, aHi: number, bLo: number, bHi: number): boolean {
+export function imulOverflows(aLo: number, aHi: number, bLo: number, bHi: number): boolean {
   // Both fit in 32 bits: the product fits in 64.
   if (aHi === aLo >> 31 && bHi === bLo >> 31) return false;
   mulS64(aLo, aHi, bLo, bHi);

@@ -97,7 +97,7 @@ describe('compiled blocks agree with the interpreter on the oracle cases', () =>
     byName.set(cases[0].name, cases);
     all.push(...cases);
   }
-  const INLINED = ['mov', 'add', 'sub', 'cmp', 'and', 'or', 'xor', 'test', 'inc', 'dec', 'rol', 'ror', 'shl', 'shr', 'lea'];
+  const INLINED = ['mov', 'add', 'sub', 'cmp', 'and', 'or', 'xor', 'test', 'inc', 'dec', 'rol', 'ror', 'shl', 'shr', 'lea', 'imul', 'movzx'];
   const inlined = INLINED.flatMap((n) => byName.get(n) ?? []);
   let compiled = 0;
   let total = 0;
