@@ -54,6 +54,17 @@ export interface Block {
 /** Mnemonics after which execution does not simply fall through: a block ends with them. */
 const ENDS = new Set(['jmp', 'call', 'ret', 'retf', 'iret', 'iretd', 'iretq', 'hlt', 'ud0', 'ud1', 'ud2', 'int', 'int1', 'int3', 'into', 'syscall', 'sysret', 'sysretq', 'sysenter', 'sysexit', 'sysexitq']);
 
+type Factory = (I: Insn[], E: Exec[], H: typeof HELPERS, G: number, pg: Insn['page']) => (cpu: Cpu) => Insn;
+
+/**
+ * Compiled factories by source. The source holds only the code's constants (the
+ * instructions, their closures and the page are arguments), so the same code on
+ * another machine, a fresh one per bench trial or explorer run, reuses the factory;
+ * its blocks then share V8's feedback and optimised code instead of warming up again.
+ */
+const FACTORIES = new Map<string, Factory>();
+const FACTORY_CACHE_MAX = 20_000;
+
 /** Helpers the generated code calls (passed in, so generated code imports nothing). */
 const HELPERS = { getCF, testCondition, materializeKeepingSzap, parityFlag, linkNext, linkTarget, mulHiU32, imulOverflows };
 
@@ -81,7 +92,12 @@ export function buildBlock(cpu: Cpu, entry: Insn): Block | null {
   }
   if (insns.length < 2) return null;
   const src = generate(insns, decs);
-  const factory = new Function('I', 'E', 'H', 'G', 'pg', src) as (I: Insn[], E: Exec[], H: typeof HELPERS, G: number, pg: typeof page) => (cpu: Cpu) => Insn;
+  let factory = FACTORIES.get(src);
+  if (factory === undefined) {
+    if (FACTORIES.size >= FACTORY_CACHE_MAX) FACTORIES.clear();
+    factory = new Function('I', 'E', 'H', 'G', 'pg', src) as Factory;
+    FACTORIES.set(src, factory);
+  }
   const run = factory(insns, insns.map((i) => i.exec), HELPERS, gen, page);
   return { run, len: insns.length, gen, epoch: cpu.icache.blockEpoch };
 }
