@@ -113,6 +113,14 @@ describe('textpoke run', () => {
     expect(j.steps).toBe(100);
   });
 
+  it('--paging / --no-paging override the scenario: both complete, the paged run pays for its CR3 switches', () => {
+    const paged = json<ReportJson>(textpoke(['run', scenario('nmi-safe-primary'), '--json']));
+    const flat = json<ReportJson>(textpoke(['run', scenario('nmi-safe-primary'), '--no-paging', '--json']));
+    expect([paged.outcome, flat.outcome]).toEqual(['completed', 'completed']);
+    expect(paged.steps).toBeGreaterThan(flat.steps);
+    expect(json<ReportJson>(textpoke(['run', scenario('naive-poke'), '--paging', '--json'])).steps).not.toBe(json<ReportJson>(textpoke(['run', scenario('naive-poke'), '--json'])).steps);
+  });
+
   it('--seed, --schedule and --fetch-mode override the scenario', () => {
     const seeded = json<ReportJson>(textpoke(['run', scenario('batch-poke'), '--seed', '7', '--json']));
     expect(seeded.schedule).toEqual({ kind: 'random', seed: 7, maxQuantum: 4 });
@@ -137,7 +145,8 @@ describe('textpoke run', () => {
     // text_poke_sync_site (its first step there, the wait on the state); the one to
     // CPU0 as CPU0 enters __text_do_poke for the site's next bytes.
     expect(byStep.get(toCpu1.step)).toMatch(/ cpu1 .*text_poke_state\.state to leave its value/);
-    expect(byStep.get(toCpu0.step)).toMatch(/ cpu0 .*write queued_spin_unlock\+0x1 = .*\(PATCH_SYNC_1 bytes\)$/);
+    // Through poking_mm: the write is to the alias at poking_addr, named after the text byte.
+    expect(byStep.get(toCpu0.step)).toMatch(/ cpu0 .*write 0x2aaaaaaab742 = .*\(PATCH_SYNC_1 bytes, queued_spin_unlock\+0x1 through poking_addr\)$/);
     expect(toCpu0.step - toCpu1.step).toBeGreaterThan(1);
     const text = textpoke(['run', scenario('nmi-deadlock-primary')]).stdout;
     expect(text).toContain(`injected at step ${toCpu1.step.toLocaleString('en-US')}: NMI to CPU1`);
