@@ -488,24 +488,12 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
     g.pend = { kind: 'flags', f: `f${k}` };
     return true;
   }
-  if (name === 'lea' && ops.length === 2 && isReg(ops[0]) && ops[1].k === 'mem' && !ops[1].addr32) {
-    const mo = ops[1];
+  if (name === 'lea' && ops.length === 2 && isReg(ops[0]) && plainMemAddress(ops[1])) {
+    // LEA takes the address without its segment base.
     const D = ops[0].reg;
-    const lo: string[] = [];
-    const hi: string[] = [];
-    if (mo.base >= 0) {
-      lo.push(`(r[${mo.base}] >>> 0)`);
-      hi.push(`r[${mo.base + HI}]`);
-    }
-    if (mo.index >= 0) {
-      lo.push(`(r[${mo.index}] >>> 0) * ${mo.scale}`);
-      hi.push(`Math.imul(r[${mo.index + HI}], ${mo.scale})`);
-    }
-    lo.push(String(mo.dispLo >>> 0));
-    hi.push(String(mo.dispHi | 0));
-    g.emit(`const s${k} = ${lo.join(' + ')};`);
-    if (ops[0].size === 64) g.emit(`r[${D + HI}] = (${hi.join(' + ')} + Math.floor(s${k} / 4294967296)) | 0; r[${D}] = s${k} | 0;`);
-    else g.emit(`r[${D}] = s${k} | 0; r[${D + HI}] = 0;`);
+    emitEa(g, ops[1], k);
+    if (ops[0].size === 64) g.emit(`r[${D}] = e${k}; r[${D + HI}] = eh${k};`);
+    else g.emit(`r[${D}] = e${k}; r[${D + HI}] = 0;`);
     return true;
   }
   return false;
@@ -514,6 +502,11 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
 /** Whether a memory operand's address is inlined: flat 64-bit addressing, no FS/GS base. (Its size is in bytes.) */
 function plainMem(o: Operand): o is Extract<Operand, { k: 'mem' }> {
   return o.k === 'mem' && !o.addr32 && o.seg === null;
+}
+
+/** A memory operand whose address (not its segment base) is computed inline: 64-bit addressing. */
+function plainMemAddress(o: Operand): o is Extract<Operand, { k: 'mem' }> {
+  return o.k === 'mem' && !o.addr32;
 }
 
 /** Emits the effective address of `mo` into locals `e{k}` (low) and `eh{k}` (high), as compileEa computes it. */

@@ -613,20 +613,27 @@ export class Machine implements IpiBus {
         this.slotCpu = cpuId;
         this.slotLeft = cut && rest > 0 ? rest : 0;
       }
-      opts.onProgress?.(this.steps);
-      if (cpu.stoppedAt !== null) {
-        cpu.stoppedAt = null;
-        cpu.brk = this.stopBrk;
-        return this.finish('breakpoint', cpu.id);
-      }
-      if (cpu.shutdown) return this.finish('shutdown', cpu.id);
-      if (cpu.halted && opts.stopOnHlt) return this.finish('hlt', cpu.id);
-      if (opts.until?.()) return this.finish('until', null);
-      if (livelockSteps > 0 && this.steps >= this.nextLivelockCheck) {
-        this.nextLivelockCheck = this.steps + LIVELOCK_CHECK_EVERY;
-        if (this.livelocked(livelockSteps, only)) return this.finish('livelock', null);
-      }
+      const end = this.afterSlice(cpu, opts, livelockSteps, only);
+      if (end !== null) return end;
     }
+  }
+
+  /** What ends a run after a slice of `cpu`: a breakpoint, shutdown, HLT, `until`, livelock; null to go on. */
+  private afterSlice(cpu: Cpu, opts: RunOptions, livelockSteps: number, only: number | undefined): RunResult | null {
+    if (opts.onProgress !== undefined) opts.onProgress(this.steps);
+    if (cpu.stoppedAt !== null) {
+      cpu.stoppedAt = null;
+      cpu.brk = this.stopBrk;
+      return this.finish('breakpoint', cpu.id);
+    }
+    if (cpu.shutdown) return this.finish('shutdown', cpu.id);
+    if (cpu.halted && opts.stopOnHlt) return this.finish('hlt', cpu.id);
+    if (opts.until !== undefined && opts.until()) return this.finish('until', null);
+    if (livelockSteps > 0 && this.steps >= this.nextLivelockCheck!) {
+      this.nextLivelockCheck = this.steps + LIVELOCK_CHECK_EVERY;
+      if (this.livelocked(livelockSteps, only)) return this.finish('livelock', null);
+    }
+    return null;
   }
 
   /**
@@ -660,19 +667,8 @@ export class Machine implements IpiBus {
       this.steps += ran;
       this.slotCpu = c;
       this.slotLeft = cpu.stoppedAt !== null && ran < q ? q - ran : 0;
-      if (opts.onProgress !== undefined) opts.onProgress(this.steps);
-      if (cpu.stoppedAt !== null) {
-        cpu.stoppedAt = null;
-        cpu.brk = this.stopBrk;
-        return this.finish('breakpoint', cpu.id);
-      }
-      if (cpu.shutdown) return this.finish('shutdown', cpu.id);
-      if (cpu.halted && opts.stopOnHlt) return this.finish('hlt', cpu.id);
-      if (opts.until !== undefined && opts.until()) return this.finish('until', null);
-      if (livelockSteps > 0 && this.steps >= this.nextLivelockCheck!) {
-        this.nextLivelockCheck = this.steps + LIVELOCK_CHECK_EVERY;
-        if (this.livelocked(livelockSteps, undefined)) return this.finish('livelock', null);
-      }
+      const end = this.afterSlice(cpu, opts, livelockSteps, undefined);
+      if (end !== null) return end;
     }
   }
 

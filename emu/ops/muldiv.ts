@@ -18,7 +18,7 @@ import { type Exec, linkNext } from '../insn';
 import { CF, OF, ZF, SF, ARITH, LZ_NONE, LZ_IMUL64, parityFlag, setImulOverflow } from '../flags';
 import { reader, sizeOf, Unsupported } from '../operands';
 import type { OpRow } from '../optable';
-import { lockUd } from './alu';
+import { lockUd, record } from './alu';
 import { writeReg } from '../operands';
 
 const TWO32 = 4294967296;
@@ -218,14 +218,7 @@ function compileImulN(d: Decoded): Exec {
         const r = cpu.r;
         r[i] = lo;
         r[ih] = hi;
-        cpu.lzOp = LZ_IMUL64;
-        cpu.lzSize = 64;
-        cpu.aLo = aLo;
-        cpu.aHi = aHi;
-        cpu.bLo = bLo;
-        cpu.bHi = bHi;
-        cpu.rLo = lo;
-        cpu.rHi = hi;
+        record(cpu, LZ_IMUL64, 64, aLo, aHi, bLo, bHi, lo, hi);
         return ins.next ?? linkNext(cpu, ins);
       };
   }
