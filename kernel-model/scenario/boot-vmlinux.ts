@@ -15,10 +15,21 @@ import { bootPatch61 } from '../linux/alternatives-6.1';
 import { bootPatch612 } from '../linux/alternatives-6.12';
 import { resolveCpu } from '../linux/boot-patch';
 import { bareMetalFeatures } from '../image/linux-6.1';
+import { readU64 } from '../linux/alternatives-common';
 
 /** Where the per-CPU copies go (the kernel's vmalloc area), and their stride. */
 export const PERCPU_AREA = 0xffffc90000000000n;
 export const PERCPU_STRIDE = 0x80000n;
+
+/** What boot patching wrote (address -> bytes) and each paravirt site's final bytes. Shared: never modify. */
+export interface HarnessBootPatch {
+  readonly writes: ReadonlyMap<bigint, Uint8Array>;
+  readonly sites: readonly { address: bigint; op: string; final: Uint8Array }[];
+}
+
+/** Boot patches kept per image, by slot vector (oldest dropped past BOOT_PATCH_MEMO). */
+const BOOT_PATCHES = new WeakMap<VmlinuxImage, Map<string, HarnessBootPatch>>();
+const BOOT_PATCH_MEMO = 4;
 
 export class KernelWithHarness implements KernelImage {
   readonly kind = 'vmlinux' as const;
@@ -125,16 +136,31 @@ export class KernelWithHarness implements KernelImage {
    * warns; and a paravirt site whose ALT_FLAG_DIRECT_CALL record 6.1's rules copy
    * verbatim calls BUG_func.
    */
-  bootPatch(slotValue: (op: string) => bigint | undefined): { writes: Map<bigint, Uint8Array>; sites: { address: bigint; op: string; final: Uint8Array }[] } {
+  bootPatch(slotValue: (op: string) => bigint | undefined): HarnessBootPatch {
+    // The same slot values give the same bytes: the boot, the runtime switch's plan and
+    // its report ask for one or two distinct patches, each ~1 s of host time on 6.12,
+    // so they are kept per image (for every harness on it) by the full slot vector.
+    const slots = this.pvOps.slots.map((op, i) => slotValue(op) ?? readU64(this.vm, this.pvOps.address + 8n * BigInt(i)));
+    const key = slots.map((v) => v.toString(16)).join(',');
+    let memo = BOOT_PATCHES.get(this.vm);
+    if (!memo) BOOT_PATCHES.set(this.vm, (memo = new Map()));
+    const hit = memo.get(key);
+    if (hit) return hit;
+    const value = (op: string): bigint => slots[this.pvOps.slots.indexOf(op)];
+    let out: HarnessBootPatch;
     if (this.vm.siteSource === 'altinstructions') {
       const cpu = resolveCpu(this.vm, undefined);
       const b = bootPatch612(this.vm, this.vm.vm, {
-        features: cpu?.features ?? bareMetalFeatures(), returnThunk: cpu?.returnThunk ?? '__x86_return_thunk', slotValue,
+        features: cpu?.features ?? bareMetalFeatures(), returnThunk: cpu?.returnThunk ?? '__x86_return_thunk', slotValue: value,
       });
-      return { writes: b.writes, sites: b.sites.map((s) => ({ address: s.site.address, op: s.site.op, final: s.final })) };
+      out = { writes: b.writes, sites: b.sites.map((s) => ({ address: s.site.address, op: s.site.op, final: s.final })) };
+    } else {
+      const b = bootPatch61(this, { alternatives: this.vm.vm.altinstructions(), slotValue: value });
+      out = { writes: b.writes, sites: b.sites.map((s) => ({ address: s.site.address, op: s.site.op, final: s.final })) };
     }
-    const b = bootPatch61(this, { alternatives: this.vm.vm.altinstructions(), slotValue });
-    return { writes: b.writes, sites: b.sites.map((s) => ({ address: s.site.address, op: s.site.op, final: s.final })) };
+    if (memo.size >= BOOT_PATCH_MEMO) memo.delete(memo.keys().next().value!);
+    memo.set(key, out);
+    return out;
   }
 
   /**
