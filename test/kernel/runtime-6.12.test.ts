@@ -6,10 +6,9 @@
 // checked against the same kernel booted natively in QEMU: what 6.12 itself wrote there.
 
 import { join } from 'path';
-import { testKernel, FETCH_TIMEOUT_MS } from './kernel';
+import { testKernel, FETCH_TIMEOUT_MS, expectSeedDeadlock, switchLockOpsToNative, LOCK_SWITCH_OPS } from './kernel';
 import { loadVmlinuxImage, type VmlinuxImage } from '../../kernel-model/image/vmlinux-image';
 import { bootDump, bootDumpKernel, readDumpText } from '../../kernel-model/image/boot-dump';
-import { runtimePatch } from '../../kernel-model/scenario/runtime-patch';
 import { withHarness, bootVmlinux } from '../../kernel-model/scenario/boot-vmlinux';
 import { loadScenario } from '../../kernel-model/scenario/scenario-file';
 import { runScenario } from '../../kernel-model/scenario/run';
@@ -18,9 +17,7 @@ import type { OpChange, Protocol } from '../../kernel-model/linux/kernel-model';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const SCENARIOS = join(__dirname, '..', '..', '..', 'fixtures', 'scenarios', 'kernel');
-const LOCK_OPS = ['lock.queued_spin_unlock', 'lock.vcpu_is_preempted'];
-const TO_NATIVE: OpChange[] = LOCK_OPS.map((op) => ({ op, mode: 'native' }));
-const GUEST_BOOT: OpChange[] = LOCK_OPS.map((op) => ({ op, mode: 'paravirt' }));
+const GUEST_BOOT: OpChange[] = LOCK_SWITCH_OPS.map((op) => ({ op, mode: 'paravirt' }));
 
 let img: VmlinuxImage;
 /** .text of the same kernel booted natively in QEMU (-cpu qemu64): address -> its bytes there. */
@@ -34,7 +31,7 @@ beforeAll(async () => {
 }, FETCH_TIMEOUT_MS);
 afterAll(() => img?.vm.close());
 
-const lockSites = (): { address: bigint; len: number; op: string }[] => img.sites.filter((s) => LOCK_OPS.includes(s.op) && s.address < img.vm.symbol('_etext'));
+const lockSites = (): { address: bigint; len: number; op: string }[] => img.sites.filter((s) => LOCK_SWITCH_OPS.includes(s.op) && s.address < img.vm.symbol('_etext'));
 
 describe('the vmlinux harness boots 6.12 by its own rules', () => {
   it('as a paravirt guest: the lock sites are direct calls to the pv implementations; per_cpu_ptr reaches every CPU', () => {
@@ -66,11 +63,7 @@ describe('runtime switch of the lock ops on 6.12', () => {
     [64, 'stop-machine', true],
   ];
   it.each(cases)('%i CPUs, %s, nmi=%s: every site of the ops patched, verified, and what 6.12 booted natively holds', (cpus, protocol, nmi) => {
-    const r = runtimePatch(img, { ops: TO_NATIVE, protocol, nmi, cpus, bootOps: GUEST_BOOT, iterations: 6, variant: 'fixed' });
-    expect(r.report.outcome).toBe('completed');
-    expect(r.report.sites.length).toBe(img.sites.filter((s) => LOCK_OPS.includes(s.op)).length);
-    for (const s of r.report.sites) expect(`${s.op}@${s.address.toString(16)}: ${s.verified}`).toBe(`${s.op}@${s.address.toString(16)}: true`);
-    for (const i of r.report.invariants) expect(`${i.name}: ${i.ok}`).toBe(`${i.name}: true`);
+    const r = switchLockOpsToNative(img, cpus, protocol, nmi);
     const sites = lockSites();
     expect(sites.length).toBeGreaterThan(40);
     if (protocol === 'stop-machine') {
@@ -86,18 +79,11 @@ describe('runtime switch of the lock ops on 6.12', () => {
 
 describe("the seed's deadlock on 6.12's own spinlock code", () => {
   it('nmi=false: CPU1 waits in #BP at _raw_spin_unlock+9 holding a real qspinlock; CPU0 spins on it in NMI', () => {
-    const r = runScenario(loadScenario(join(SCENARIOS, 'real-6.12-nmi-deadlock-primary.json')));
-    expect(r.expectation?.ok).toBe(true);
-    expect(r.cycle).toEqual([0, 1]);
-    expect(r.cpus[1].context).toEqual(['thread', 'stop_machine', 'NMI', '#BP']);
-    expect(r.cpus[1].status).toBe('#BP at _raw_spin_unlock+0x9');
-    expect(r.cpus[1].holds).toEqual(['nmi_lock']);
-    expect(r.cpus[0].context).toEqual(['thread', 'stop_machine', 'NMI']);
-    expect(r.cpus[0].symbol).toMatch(/^native_queued_spin_lock_slowpath\+0x/);
+    expectSeedDeadlock(runScenario(loadScenario(join(SCENARIOS, 'real-6.12-nmi-deadlock-primary.json')), { image: img }), '_raw_spin_unlock+0x9');
   });
 
   it('nmi=true: the same schedule and NMIs complete; every site verifies, counters exact', () => {
-    const r = runScenario(loadScenario(join(SCENARIOS, 'real-6.12-nmi-safe-primary.json')));
+    const r = runScenario(loadScenario(join(SCENARIOS, 'real-6.12-nmi-safe-primary.json')), { image: img });
     expect(r.outcome).toBe('completed');
     expect(r.sites.length).toBeGreaterThan(40);
     for (const s of r.sites) expect(s.verified).toBe(true);
@@ -105,7 +91,7 @@ describe("the seed's deadlock on 6.12's own spinlock code", () => {
   });
 
   it('the batch protocol retargets the call sites while four CPUs contend for the kernel qspinlock', () => {
-    const r = runScenario(loadScenario(join(SCENARIOS, 'real-6.12-batch-poke.json')));
+    const r = runScenario(loadScenario(join(SCENARIOS, 'real-6.12-batch-poke.json')), { image: img });
     expect(r.expectation?.detail).toBe('as expected');
   });
 });
