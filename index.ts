@@ -29,7 +29,7 @@ export { writePatchedImage } from './kernel-model/image/write';
 export { generatePatch } from './kernel-model/linux/paravirt-patch';
 
 // Scenarios and reports
-export { loadScenario, parseScenario, type Scenario, type Outcome } from './kernel-model/scenario/scenario-file';
+export { loadScenario, parseScenario, SCENARIO_SCHEMA, type Scenario, type Outcome } from './kernel-model/scenario/scenario-file';
 export { runScenario, prepareScenario, explain, type RunReport } from './kernel-model/scenario/run';
 export { KernelModel, type PatchRequest } from './kernel-model/linux/kernel-model';
 export { machineReport } from './kernel-model/scenario/report';

@@ -17,7 +17,6 @@ import type { ScenarioRun } from '../kernel-model/scenario/run';
 import { vectorNamer } from '../kernel-model/scenario/run';
 import { machineReport } from '../kernel-model/scenario/report';
 import { PATCH_STATE_NAMES } from '../kernel-model/linux/kernel-layout';
-import { toBig } from '../emu/u64';
 
 export type SpanKind = 'context' | 'host';
 
@@ -116,9 +115,10 @@ export class TimelineRecorder implements Probe {
     // Pokes: every CPU write to kernel text.
     for (const s of img.sections) {
       if (!(s.name === '.text' || s.name.startsWith('.text.') || s.name === '.noinstr.text') || s.size === 0) continue;
-      const id = m.mem.watch(s.address, s.size, (cpu, lo, hi, size) => {
+      const id = m.mem.watch(s.address, s.size, (cpu, _lo, _hi, size, at) => {
         if (cpu < 0) return;
-        const address = toBig(lo, hi);
+        // The text address, also when the write went through an alias (poking_mm).
+        const address = at;
         this.pokes.push({ cpu, step: m.currentStep(m.cpus[cpu]), address, symbol: m.symbolize(address), bytes: m.mem.readBytes(address, size) });
       });
       this.unwatch.push(() => m.mem.unwatch(id));

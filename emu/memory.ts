@@ -62,8 +62,13 @@ export class Footprint {
   }
 }
 
-/** Called after a watched byte range is written; `cpu` is the writer (-1 for the host API). */
-export type WatchFn = (cpu: number, lo: number, hi: number, size: number) => void;
+/**
+ * Called after a watched byte range is written; `cpu` is the writer (-1 for the host
+ * API), (lo, hi) the address it wrote. `at` is the same byte at the address the page
+ * was first mapped at: they differ when paging reaches the page through an alias
+ * (emu/page-tables.ts assignFrame; a poke through poking_mm).
+ */
+export type WatchFn = (cpu: number, lo: number, hi: number, size: number, at: bigint) => void;
 
 interface Watch {
   start: number; // offset in page
@@ -239,9 +244,10 @@ export class Memory {
     }
     if (pg.watches) {
       const end = off + size;
+      const at = (BigInt(pg.key) << 12n) | BigInt(off);
       // Copy: a callback may remove its own watch.
       for (const wt of pg.watches.slice()) {
-        if (wt.start < end && off < wt.end) wt.fn(cpu, lo, hi, size);
+        if (wt.start < end && off < wt.end) wt.fn(cpu, lo, hi, size, at);
       }
     }
   }
@@ -294,8 +300,9 @@ export class Memory {
   /** Calls the read watches of `pg` that overlap a read of `size` bytes at page offset `off`. */
   noteRead(pg: Page, off: number, size: number, cpu: number, lo: number, hi: number): void {
     const end = off + size;
+    const at = (BigInt(pg.key) << 12n) | BigInt(off);
     for (const wt of pg.readWatches?.slice() ?? []) {
-      if (wt.start < end && off < wt.end) wt.fn(cpu, lo, hi, size);
+      if (wt.start < end && off < wt.end) wt.fn(cpu, lo, hi, size, at);
     }
   }
 

@@ -64,3 +64,19 @@ export class PageTables {
     }
   }
 }
+
+/**
+ * Gives the RAM page loaded at page number `flat >> 12` a physical frame `phys` too:
+ * with paging, CPUs reach it through the frame their page tables name, while loaders,
+ * reports and tests keep using the address it was loaded at (a kernel image loaded
+ * at 0xffffffff81000000 needs a frame below MAXPHYADDR). One page, two keys: every
+ * write is seen under both.
+ */
+export function assignFrame(m: Machine, flat: bigint, phys: bigint): void {
+  const pg = m.mem.pages.get(Number(flat >> 12n));
+  if (!pg) throw new Error(`assignFrame: nothing is loaded at 0x${flat.toString(16)}`);
+  const key = Number(phys >> 12n);
+  const there = m.mem.pages.get(key);
+  if (there && there !== pg) throw new Error(`assignFrame: physical 0x${phys.toString(16)} already holds another page`);
+  m.mem.pages.set(key, pg);
+}

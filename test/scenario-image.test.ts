@@ -16,9 +16,9 @@ describe('scenario image', () => {
     const s = parseScenario({ ...base, image: { vmlinux: 'k/vmlinux', systemMap: '/abs/System.map' } }, '/tmp/sc/x.json');
     expect(s.image).toEqual({ vmlinux: '/tmp/sc/k/vmlinux', systemMap: '/abs/System.map' });
     expect(parseScenario({ ...base, image: 'debian-6.12' }, 'x.json').image).toBe('debian-6.12');
-    expect(() => parseScenario({ ...base, image: { vmlinux: 'v' } }, 'x.json')).toThrow(/^x\.json: image\.systemMap: missing \(the path of its System\.map\)$/);
+    expect(() => parseScenario({ ...base, image: { vmlinux: 'v' } }, 'x.json')).toThrow(/^x\.json: image\.systemMap: missing \(expected the path of its System\.map\)$/);
     expect(() => parseScenario({ ...base, image: { vmlinux: 'v', systemMap: 'm', kaslr: 1 } }, 'x.json')).toThrow(/^x\.json: image\.kaslr: unknown field/);
-    expect(() => parseScenario({ ...base, image: 7 }, 'x.json')).toThrow(/^x\.json: image: expected an object, got 7$/);
+    expect(() => parseScenario({ ...base, image: 7 }, 'x.json')).toThrow(/^x\.json: image: expected a fixture name, manifest path, .*, got 7$/);
   });
 
   it('local files that are missing are named', () => {

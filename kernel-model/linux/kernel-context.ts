@@ -7,6 +7,7 @@ import type { KernelLayout } from './kernel-layout';
 import type { PatchForm } from './paravirt-patch';
 import type { Int3Emulation } from './text-poke-loc';
 import type { HostOp, HostResult } from '../../emu/host';
+import type { PokingMm } from './text-poke-mm';
 
 /**
  * 'rfc': poke_sync in the series' order (write, publish state, clear acks, sync,
@@ -110,6 +111,8 @@ export interface KernelContext {
   plan: PlannedSite[];
   /** The function stop_machine() runs on every CPU, while one is in progress. */
   stopFn: ((cpu: number) => Generator<HostOp, void, HostResult>) | null;
+  /** poking_mm when the machine has page tables; null: pokes write the text directly (flat). */
+  readonly poking: PokingMm | null;
 }
 
 /** Reads guest memory without taking a step: for reports and wait-for descriptions only. */

@@ -20,6 +20,7 @@ import { multiCpuStop } from './stop-machine';
 import { type Step, read, write, writeBytes } from './hostlib';
 import { disasmInline } from '../image/disasm';
 import { textPokeLocInit, encodePokeInsn, TextPokeLocError } from './text-poke-loc';
+import { type PokingMm, textPoke } from './text-poke-mm';
 
 /** Whether bytes start with a 5-byte `call rel32` or the 5-byte NOP (what text_poke_bp emulates). */
 function firstInsnIsCallOrNop5(b: Uint8Array): boolean {
@@ -27,11 +28,16 @@ function firstInsnIsCallOrNop5(b: Uint8Array): boolean {
   return b[0] === 0x0f && b[1] === 0x1f && b[2] === 0x44 && b[3] === 0x00 && b[4] === 0x00;
 }
 
-/** Writes each site's new bytes with plain stores, no int3 and no sync: the hazard. */
+/**
+ * Writes each site's new bytes with plain stores, no int3 and no sync: the hazard.
+ * With page tables the text is read-only, so the stores go through one text_poke()
+ * per site (poking_mm), still byte by byte while other CPUs run.
+ */
 function* naivePoke(k: KernelModel, cpu: number, plan: PlannedSite[]): Step {
   k.log.add(cpu, 'patch-start', `naive poke: ${plan.length} sites, plain stores`);
   for (const s of plan) {
-    yield* writeBytes(s.address, s.new, 'memcpy into live text');
+    if (k.poking) yield* textPoke(k, cpu, s.address, s.new, 'memcpy into live text');
+    else yield* writeBytes(s.address, s.new, 'memcpy into live text');
     k.log.add(cpu, 'site-done', `${s.op} at 0x${s.address.toString(16)} (naive)`, s.address);
   }
   k.log.add(cpu, 'patch-done', 'naive poke finished');
@@ -73,6 +79,8 @@ export interface KernelModelOptions {
   variant?: ProtocolVariant;
   /** Locks to track for reports: name -> symbol (default: shared_lock, nmi_lock, nmi_reason_lock when present). */
   locks?: Record<string, string>;
+  /** poking_mm, when the machine booted with page tables (kernel-model/scenario/fixture-mm.ts); absent: flat. */
+  poking?: PokingMm | null;
 }
 
 interface KernelModelState {
@@ -93,6 +101,7 @@ export class KernelModel implements KernelContext {
   readonly locks: LockTracker;
   plan: PlannedSite[] = [];
   stopFn: ((cpu: number) => Step) | null = null;
+  readonly poking: PokingMm | null;
   request: PatchRequest | null = null;
   /** Set when the patch request has run to the end. */
   patchDone = false;
@@ -108,6 +117,7 @@ export class KernelModel implements KernelContext {
     this.ncpus = m.cpus.length;
     if (this.ncpus > this.L.maxCpus) throw new Error(`${img.path} supports at most ${this.L.maxCpus} CPUs`);
     this.variant = opts.variant ?? 'rfc';
+    this.poking = opts.poking ?? null;
     this.log = new KernelLog(m);
     this.calls = new KernelCalls(this.ncpus);
     this.pv = new PvOps(img);

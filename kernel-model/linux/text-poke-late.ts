@@ -19,6 +19,7 @@ import {
 import { type Step, read, write, writeBytes, waitUntil, lockOr, xadd, serialize, wrmsr, note, popcount, atomicIncNotZero } from './hostlib';
 import { stopMachine } from './stop-machine';
 import { registerNmiHandler, unregisterNmiHandler } from './nmi-chain';
+import { textPokeMap, textDoPoke, textPokeUnmap } from './text-poke-mm';
 
 const MSR_X2APIC_ICR = 0x830;
 const DM_NMI = 4;
@@ -108,11 +109,6 @@ function* pokeSyncBody(k: KernelContext, cpu: number, state: number, addr: bigin
   yield* waitForAcks(k, cpu, PATCH_STATE_NAMES[state]);
 }
 
-/** __text_do_poke(): the memcpy of new bytes into the text. */
-function textDoPoke(k: KernelContext, cpu: number, addr: bigint, bytes: Uint8Array, what: string): Step {
-  return kfn(k, cpu, '__text_do_poke', writeBytes(addr, bytes, what));
-}
-
 function* clearAcks(k: KernelContext): Step {
   for (let w = 0; w < k.L.ackMapWords(k.ncpus); w++) yield* write(k.L.tps.ackMap + BigInt(8 * w), 8, 0n, 'cpumask_clear(sync_ack_map)');
 }
@@ -124,6 +120,9 @@ function textPokeSite(k: KernelContext, cpu: number, site: PlannedSite): Step {
 
 function* textPokeSiteBody(k: KernelContext, cpu: number, site: PlannedSite): Step {
   const bd = k.L.bpDesc;
+  // __text_poke_map(): the site's page(s) at poking_addr in poking_mm, which this CPU
+  // keeps loaded for the whole site (text-poke-mm.ts); every write below goes there.
+  const map = yield* textPokeMap(k, cpu, site.address, site.len);
   // Fill a fresh descriptor (refs = 1), then publish the pointer to it
   // (smp_store_release(&bp_desc, &desc)): the int3 handler looks at the pointer.
   yield* write(bd.len, 1, BigInt(site.len));
@@ -141,14 +140,9 @@ function* textPokeSiteBody(k: KernelContext, cpu: number, site: PlannedSite): St
   yield* waitUntil(bd.refs, 4, (v) => v === 0n, 'int3 handlers to drop bp_desc');
   // The stack frame goes: nothing describes a site any more (reports read this).
   yield* write(bd.addr, 8, 0n, 'desc out of scope');
-  // The check __text_poke_unmap() makes: the text must now hold the new bytes.
-  const got = new Uint8Array(site.len);
-  for (let i = 0; i < site.len; i++) got[i] = Number(yield* read(site.address + BigInt(i), 1));
-  if (hexBytes(got) !== hexBytes(site.new)) {
-    yield* kernelBug(k, cpu, 'arch/x86/kernel/alternative.c:__text_poke_unmap', `BUG_ON(memcmp): 0x${site.address.toString(16)} holds ${hexBytes(got)}, expected ${hexBytes(site.new)}`);
-  } else {
-    k.log.add(cpu, 'site-done', `${site.op} at 0x${site.address.toString(16)}: ${hexBytes(site.old)} -> ${hexBytes(site.new)}`, site.address);
-  }
+  // __text_poke_unmap(): unmap, switch back, flush, and BUG_ON(memcmp) through the text mapping.
+  yield* textPokeUnmap(k, cpu, map, site.new, 'arch/x86/kernel/alternative.c:__text_poke_unmap');
+  k.log.add(cpu, 'site-done', `${site.op} at 0x${site.address.toString(16)}: ${hexBytes(site.old)} -> ${hexBytes(site.new)}`, site.address);
 }
 
 /** The worker: every planned site in turn (paravirt_worker). */
@@ -290,8 +284,9 @@ function* pokeInt3NativeBody(k: KernelContext, cpu: number, ip: bigint): Step<bo
     const len = Number(yield* read(bd.len, 1));
     const bytes = new Uint8Array(len);
     for (let i = 0; i < len; i++) bytes[i] = Number(yield* read(bd.opcode + BigInt(i), 1));
-    yield* writeBytes(site + 1n, bytes.subarray(1), 'primary finishes its own site: tail');
-    yield* writeBytes(site, bytes.subarray(0, 1), 'primary finishes its own site: first byte');
+    // Through the poking alias, still mapped: the primary is inside text_poke_site.
+    yield* textDoPoke(k, cpu, site + 1n, bytes.subarray(1), 'primary finishes its own site: tail');
+    yield* textDoPoke(k, cpu, site, bytes.subarray(0, 1), 'primary finishes its own site: first byte');
     yield* syncOne(k, cpu);
   } else {
     yield* textPokeSyncSite(k, cpu);

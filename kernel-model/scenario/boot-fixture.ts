@@ -1,12 +1,15 @@
 // Booting a fixture kernel on a machine: map the image, apply paravirt patching the
 // way the kernel does at boot (text_poke_early: plain writes before any CPU runs),
-// tell each CPU what to run after boot, and start every CPU at the entry point.
+// build the page tables when the machine has paging (fixture-mm.ts), tell each CPU
+// what to run after boot, and start every CPU at the entry point.
 
 import { Machine, type FetchMode, type MemoryModel, type RmwMode } from '../../emu/machine';
 import { FixtureImage } from '../image/fixture-image';
 import { requireSymbol } from '../image/kernel-image';
 import { PvOps } from '../linux/pv-ops';
 import { generatePatch, type PatchForm } from '../linux/paravirt-patch';
+import type { PokingMm } from '../linux/text-poke-mm';
+import { pokingInit } from './fixture-mm';
 
 export interface CpuWork {
   /** Symbol the CPU calls after boot (workload_locker, workload_patcher, workload_idle, …). */
@@ -25,6 +28,18 @@ export interface BootOptions {
   patchAtBoot?: boolean;
   /** pv_ops slots to set before boot-time patching: op -> target. */
   bootSlots?: Map<string, bigint>;
+  /**
+   * Boot with page tables (CR0.PG, CR3 = init_mm) and poke through poking_mm; false
+   * (the default) keeps the flat mapping, linear = physical, pokes write the text.
+   */
+  paging?: boolean;
+}
+
+const pokingMms = new WeakMap<Machine, PokingMm>();
+
+/** poking_mm of a fixture booted with paging (null: flat). */
+export function fixturePokingMm(m: Machine): PokingMm | null {
+  return pokingMms.get(m) ?? null;
 }
 
 export interface BootPatchedSite {
@@ -48,7 +63,7 @@ export function applyParavirt(m: Machine, img: FixtureImage, pv: PvOps): BootPat
 
 export function bootFixture(img: FixtureImage, opts: BootOptions): Machine {
   if (opts.cpus > img.maxCpus) throw new Error(`${img.path} supports at most ${img.maxCpus} CPUs (asked for ${opts.cpus})`);
-  const m = new Machine({ cpus: opts.cpus, fetchMode: opts.fetchMode, memoryModel: opts.memoryModel, rmw: opts.rmw });
+  const m = new Machine({ cpus: opts.cpus, fetchMode: opts.fetchMode, memoryModel: opts.memoryModel, rmw: opts.rmw, paging: opts.paging });
   img.mapInto(m);
   const pv = new PvOps(img);
   for (const [op, target] of opts.bootSlots ?? []) m.mem.writeU64(pv.slotAddress(op), target);
@@ -60,6 +75,7 @@ export function bootFixture(img: FixtureImage, opts: BootOptions): Machine {
     m.mem.writeU64(entryTable + 8n * BigInt(i), requireSymbol(img, w.entry));
     m.mem.writeU64(argTable + 8n * BigInt(i), w.arg ?? 0n);
   });
+  if (opts.paging) pokingMms.set(m, pokingInit(m, img));
   const start = requireSymbol(img, img.entry);
   for (const c of m.cpus) {
     c.setRipBig(start);

@@ -8,7 +8,7 @@ import type { Schedule } from '../../emu/scheduler';
 import type { Probe } from '../../emu/probe';
 import type { XmcViolation } from '../../emu/xmc';
 import { loadFixture, type FixtureImage } from '../image/fixture-image';
-import { bootFixture } from './boot-fixture';
+import { bootFixture, fixturePokingMm } from './boot-fixture';
 import type { KernelImage } from '../image/kernel-image';
 import { loadVmlinuxImage } from '../image/vmlinux-image';
 import { withHarness, bootVmlinux, checkHarnessCpus, KernelWithHarness } from './boot-vmlinux';
@@ -34,6 +34,8 @@ export interface RunOverrides {
   fetchMode?: FetchMode;
   memoryModel?: MemoryModel;
   rmw?: RmwMode;
+  /** Fixture images: boot with page tables and poke through poking_mm (default: the scenario's `paging`). */
+  paging?: boolean;
   variant?: ProtocolVariant;
   nmi?: boolean;
   preemption?: Preemption;
@@ -144,14 +146,14 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
     const fx = source as FixtureImage;
     for (const w of s.work) requireSymbol(fx, w.entry);
     img = fx;
-    m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, memoryModel, rmw, bootSlots: bootSlotsFor(fx) });
+    m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, memoryModel, rmw, bootSlots: bootSlotsFor(fx), paging: o.paging ?? s.paging });
   }
   // Nothing behind System Control Port B: the NMI reason (SERR, IOCHK) reads as 0.
   m.ports.claim(NMI_REASON_PORT, { in: () => 0, out: () => undefined });
   if (s.nmiHandlers) linkNmiHandlers(m, img, s.nmiHandlers, file);
   // The loader's word on the preemption model (fixtures/include/sched.inc).
   m.mem.writeU32(requireSymbol(img, 'preempt_model'), PREEMPTION_MODELS.indexOf(o.preemption ?? s.preemption));
-  const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc' });
+  const k = new KernelModel(m, img, { variant: o.variant ?? s.patch?.variant ?? 'rfc', poking: fixturePokingMm(m) });
   if (s.patch) {
     k.request = { ops: s.patch.ops, protocol: s.patch.protocol, nmi: o.nmi ?? s.patch.nmi, again: s.patch.again, pokes: s.patch.pokes };
     k.check(k.request);

@@ -48,6 +48,7 @@ export function runtimePatch(img: KernelImage, o: RuntimePatchOptions): RuntimeP
     fetchMode: o.fetchMode ?? 'coherent',
     preemption: 'voluntary',
     nmiHandlers: null,
+    paging: false,
     memoryModel: o.memoryModel ?? 'sc',
     rmw: o.rmw ?? 'atomic',
     bootOps: o.bootOps ?? [],

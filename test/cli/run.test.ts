@@ -137,7 +137,8 @@ describe('textpoke run', () => {
     // text_poke_sync_site (its first step there, the wait on the state); the one to
     // CPU0 as CPU0 enters __text_do_poke for the site's next bytes.
     expect(byStep.get(toCpu1.step)).toMatch(/ cpu1 .*text_poke_state\.state to leave its value/);
-    expect(byStep.get(toCpu0.step)).toMatch(/ cpu0 .*write queued_spin_unlock\+0x1 = .*\(PATCH_SYNC_1 bytes\)$/);
+    // Through poking_mm: the write is to the alias at poking_addr, named after the text byte.
+    expect(byStep.get(toCpu0.step)).toMatch(/ cpu0 .*write 0x2aaaaaaab742 = .*\(PATCH_SYNC_1 bytes, queued_spin_unlock\+0x1 through poking_addr\)$/);
     expect(toCpu0.step - toCpu1.step).toBeGreaterThan(1);
     const text = textpoke(['run', scenario('nmi-deadlock-primary')]).stdout;
     expect(text).toContain(`injected at step ${toCpu1.step.toLocaleString('en-US')}: NMI to CPU1`);
