@@ -25,6 +25,7 @@ export interface RunArgs {
   'fetch-mode'?: FetchMode;
   'memory-model'?: MemoryModel;
   rmw?: RmwMode;
+  paging?: boolean;
   nmi?: boolean;
   variant?: ProtocolVariant;
   trace?: string;
@@ -46,6 +47,7 @@ export function runCommand(y: Argv): Argv<RunArgs> {
     .option('fetch-mode', { choices: ['coherent', 'stale'] as const, describe: "how other CPUs' code writes reach a CPU (default: the scenario's)" })
     .option('memory-model', { choices: MEMORY_MODELS, describe: "sc, or tso for x86-TSO store buffers (default: the scenario's)" })
     .option('rmw', { choices: RMW_MODES, describe: "atomic, or split: an unlocked read-modify-write is a load step and a store step (default: the scenario's)" })
+    .option('paging', { type: 'boolean', describe: "fixture kernels: boot with page tables and poke through poking_mm (--paging / --no-paging; default: the scenario's)" })
     .option('nmi', { type: 'boolean', describe: "override the scenario's patch.nmi (--nmi / --no-nmi)" })
     .option('variant', { choices: ['rfc', 'fixed'] as const, describe: 'protocol variant: the series as posted, or with the ack-ordering fix' })
     .option('trace', { type: 'string', describe: 'write one line per executed instruction or host-routine step to this file' })
@@ -71,6 +73,7 @@ export function runRun(a: RunArgs): number {
     fetchMode: a['fetch-mode'],
     memoryModel: a['memory-model'],
     rmw: a.rmw,
+    paging: a.paging,
     variant: a.variant,
     nmi: a.nmi,
   };

@@ -140,6 +140,8 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
   if (source.kind === 'vmlinux') {
     const k = source instanceof KernelWithHarness ? source : withHarness(source as VmlinuxImage);
     for (const w of s.work) requireSymbol(k.harness, w.entry);
+    // Page tables are built for fixture kernels only; a real kernel runs flat-mapped.
+    if (o.paging ?? s.paging) throw new ImageError(`${s.name}: paging: page tables are built for fixture kernels only; ${k.path} runs flat-mapped (pokes write the text directly)`);
     img = k;
     m = bootVmlinux(k, { cpus: s.cpus, work: s.work, fetchMode, memoryModel, rmw, bootSlots: bootSlotsFor(k) });
   } else {

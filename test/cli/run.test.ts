@@ -113,6 +113,14 @@ describe('textpoke run', () => {
     expect(j.steps).toBe(100);
   });
 
+  it('--paging / --no-paging override the scenario: both complete, the paged run pays for its CR3 switches', () => {
+    const paged = json<ReportJson>(textpoke(['run', scenario('nmi-safe-primary'), '--json']));
+    const flat = json<ReportJson>(textpoke(['run', scenario('nmi-safe-primary'), '--no-paging', '--json']));
+    expect([paged.outcome, flat.outcome]).toEqual(['completed', 'completed']);
+    expect(paged.steps).toBeGreaterThan(flat.steps);
+    expect(json<ReportJson>(textpoke(['run', scenario('naive-poke'), '--paging', '--json'])).steps).not.toBe(json<ReportJson>(textpoke(['run', scenario('naive-poke'), '--json'])).steps);
+  });
+
   it('--seed, --schedule and --fetch-mode override the scenario', () => {
     const seeded = json<ReportJson>(textpoke(['run', scenario('batch-poke'), '--seed', '7', '--json']));
     expect(seeded.schedule).toEqual({ kind: 'random', seed: 7, maxQuantum: 4 });
