@@ -1,8 +1,10 @@
 // A distribution vmlinux running on the machine, with the vmlinux-harness fixture
 // beside it: the kernel's .text and data at their link addresses, the harness in
-// module space, and one copy of the kernel's per-CPU image per CPU (GS base), filled
-// in as a booted kernel would have them. The result is one KernelImage: the kernel's
-// pv_ops and paravirt sites, the harness's symbols, constants and host routines.
+// module space, and one copy of the kernel's per-CPU image per CPU (GS base,
+// __per_cpu_offset[]), filled in as a booted kernel would have them, and the text
+// boot-patched by the release's own rules (6.1's, or 6.12's for kernels whose paravirt
+// sites are alternatives). The result is one KernelImage: the kernel's pv_ops and
+// paravirt sites, the harness's symbols, constants and host routines.
 
 import type { Machine, FetchMode, MemoryModel, RmwMode } from '../../emu/machine';
 import { Machine as MachineClass } from '../../emu/machine';
