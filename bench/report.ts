@@ -229,11 +229,11 @@ export function formatKernel(k: KernelResults | KernelSkipped): string {
   if (g.bootError) out.push(`  boot failed: ${g.bootError}`);
   else out.push(table(['-cpu', 'boot s', 'guest s', 'dump s', 'total s'], g.boots.map((b) => [b.cpu, fix(b.bootSeconds), fix(b.guestSeconds), fix(b.dumpSeconds), fix(b.totalSeconds)]), [0]));
   out.push('');
-  if (g.ftraceError || !g.ftrace) out.push(`  ftrace: failed: ${g.ftraceError}`);
-  else {
-    const f = g.ftrace;
+  for (const e of g.ftraceErrors) out.push(`  ftrace: failed: ${e}`);
+  if (g.ftrace.length) out.push('  ftrace (echo function > current_tracer, then nop; every run timed with its harness boot and ftrace_init):');
+  for (const f of g.ftrace) {
     out.push(
-      `  ftrace (echo function > current_tracer, then nop): ${int(f.sites)} __fentry__ sites on ${f.cpus} CPUs, ${int(f.batches)} text_poke_bp_batch calls, ` +
+      `    ${f.release} (${f.kernel}): ${int(f.sites)} of ${int(f.mcountSites)} __fentry__ sites on ${f.cpus} CPUs, ${int(f.batches)} text_poke_bp_batch calls, ` +
         `${int(Number(f.rounds))} worker rounds, ${int(f.int3s)} int3s emulated, ${int(f.steps)} steps: ${fix(f.seconds)} s (${f.outcome}${f.failed.length ? `: ${f.failed.join('; ')}` : ''})`,
     );
   }
