@@ -21,6 +21,7 @@ import { benchKernel, type KernelResults, type KernelSkipped } from './kernel';
 import { benchPeer, type PeerResults } from './peer';
 import { formatEmulator, formatPeer, formatScenarios, formatPatching, formatKernel, fix } from './report';
 import { benchOptions, errorText, now, seconds } from './util';
+import { setBlocksByDefault } from '../emu/machine';
 
 export const SECTIONS = ['emulator', 'peer', 'scenarios', 'patching', 'kernel', 'snapshot', 'explore'] as const;
 export type Section = (typeof SECTIONS)[number];
@@ -30,24 +31,31 @@ const USAGE =
   `  --quick      short runs (a smoke test; figures not meaningful, results.json not written)\n` +
   `  --json       one JSON object on stdout instead of tables\n` +
   `  --no-kernel  skip the real-kernel section (no download; results.json not written)\n` +
-  `  --only LIST  run only these sections: ${SECTIONS.join(', ')} (results.json not written)`;
+  `  --only LIST  run only these sections: ${SECTIONS.join(', ')} (results.json not written)\n` +
+  `  --no-blocks  step every instruction (no compiled blocks), for comparison (results.json not written)`;
 
 export interface BenchArgs {
   quick: boolean;
   json: boolean;
   sections: Section[];
-  /** Partial runs (--only, --no-kernel) are reported but do not replace the committed bench/results.json. */
+  /** Partial runs (--only, --no-kernel, --no-blocks) are reported but do not replace the committed bench/results.json. */
   partial: boolean;
+  /** Compiled blocks on (the default) or off (--no-blocks). */
+  blocks: boolean;
 }
 
 export function parseArgs(argv: string[]): BenchArgs {
-  const a: BenchArgs = { quick: false, json: false, sections: [...SECTIONS], partial: false };
+  const a: BenchArgs = { quick: false, json: false, sections: [...SECTIONS], partial: false, blocks: true };
   let noKernel = false;
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i];
     if (x === '--quick') a.quick = true;
     else if (x === '--json') a.json = true;
     else if (x === '--no-kernel') noKernel = true;
+    else if (x === '--no-blocks') {
+      a.blocks = false;
+      a.partial = true;
+    }
     else if (x === '--only' || x.startsWith('--only=')) {
       const v = x === '--only' ? argv[++i] : x.slice('--only='.length);
       if (!v) throw new Error(`--only needs a list of sections\n${USAGE}`);
@@ -119,11 +127,12 @@ function meta(a: BenchArgs): BenchMeta {
 /** Runs the chosen sections; `print` receives each section's table as it finishes. */
 export async function runBench(a: BenchArgs, print: (text: string) => void, log: (line: string) => void): Promise<BenchResults> {
   const t0 = now();
+  setBlocksByDefault(a.blocks);
   const o = benchOptions(a.quick, log);
   const res: BenchResults = { meta: meta(a), errors: {}, totalSeconds: 0 };
   const m = res.meta;
   print(
-    `textpoke bench${a.quick ? ' (--quick: short runs, figures not meaningful)' : ''}: ${m.date}, commit ${m.commit ?? '?'}, ` +
+    `textpoke bench${a.quick ? ' (--quick: short runs, figures not meaningful)' : ''}${a.blocks ? '' : ' (--no-blocks)'}: ${m.date}, commit ${m.commit ?? '?'}, ` +
       `node ${m.node}, ${m.host.cpu} × ${m.host.cores}, load average ${fix(m.loadAverage.start, 2)}`,
   );
   if (m.loadAverage.start > m.host.cores / 2) log(`the host is busy (load average ${fix(m.loadAverage.start, 2)} on ${m.host.cores} cores): figures will be low`);

@@ -17,6 +17,7 @@ import { exploreCommand, runExplore, type ExploreArgs } from './commands/explore
 import { coverageCommand, runCoverage, type CoverageArgs } from './commands/coverage';
 import { gdbCommand, runGdb, type GdbArgs } from './commands/gdb';
 import { reportError, UserError } from './errors';
+import { setBlocksByDefault } from '../emu/machine';
 
 async function main(argv: string[]): Promise<number> {
   let code = 0;
@@ -46,6 +47,8 @@ async function main(argv: string[]): Promise<number> {
     .command('exec', 'run bytes on one CPU until hlt, the step limit or an unhandled exception', execCommand, wrap<ExecArgs>(runExec))
     .option('color', { type: 'boolean', describe: 'colour output (default: only on a terminal; never with NO_COLOR)' })
     .option('debug', { type: 'boolean', default: false, describe: 'show stack traces for errors' })
+    .option('blocks', { type: 'boolean', default: true, describe: 'compile hot code into blocks (--no-blocks: step every instruction, for comparison)' })
+    .middleware((a) => setBlocksByDefault(a.blocks !== false))
     .demandCommand(1, 'name a command')
     .strict()
     .fail((msg, err) => {

@@ -37,6 +37,20 @@ export const LZ_INC = 4;
 export const LZ_DEC = 5;
 export const LZ_ADC = 6;
 export const LZ_SBB = 7;
+/**
+ * A 64-bit two/three-operand IMUL: the result is truncated, CF=OF say whether the
+ * signed product overflowed, computed from the operands only if read (emu/ops/muldiv.ts).
+ * SF/ZF/PF follow the 64-bit result and AF is clear, as the eager multiplies model them.
+ */
+export const LZ_IMUL64 = 8;
+
+/** Whether the signed 128-bit product of two 64-bit values differs from its truncation (set by muldiv). */
+let imulOverflow: (aLo: number, aHi: number, bLo: number, bHi: number) => boolean = () => {
+  throw new Error('internal: emu/ops/muldiv.ts not loaded');
+};
+export function setImulOverflow(fn: typeof imulOverflow): void {
+  imulOverflow = fn;
+}
 
 /** The slice of CPU state this module works on. */
 export interface FlagState {
@@ -106,6 +120,8 @@ export function getCF(s: FlagState): number {
     case LZ_INC:
     case LZ_DEC:
       return s.lzC;
+    case LZ_IMUL64:
+      return imulOverflow(s.aLo, s.aHi, s.bLo, s.bHi) ? 1 : 0;
     default:
       return 0;
   }
@@ -132,6 +148,8 @@ export function getOF(s: FlagState): boolean {
     case LZ_SBB:
     case LZ_DEC:
       return signBit((s.aLo ^ s.bLo) & (s.aLo ^ s.rLo), (s.aHi ^ s.bHi) & (s.aHi ^ s.rHi), z) !== 0;
+    case LZ_IMUL64:
+      return imulOverflow(s.aLo, s.aHi, s.bLo, s.bHi);
     default:
       return false;
   }
@@ -143,7 +161,7 @@ export function getPF(s: FlagState): boolean {
 
 export function getAF(s: FlagState): boolean {
   if (s.lzOp === LZ_NONE) return (s.flags & AF) !== 0;
-  if (s.lzOp === LZ_LOGIC) return false;
+  if (s.lzOp === LZ_LOGIC || s.lzOp === LZ_IMUL64) return false;
   return ((s.aLo ^ s.bLo ^ s.rLo) & 0x10) !== 0;
 }
 
@@ -164,6 +182,22 @@ export function readFlags(s: FlagState): number {
 export function materialize(s: FlagState): void {
   if (s.lzOp === LZ_NONE) return;
   s.flags = readFlags(s);
+  s.lzOp = LZ_NONE;
+}
+
+/**
+ * Folds the lazy state into `flags` except CF and OF, for an instruction that writes
+ * those two and keeps the other four (rotates): the costly part of most lazy
+ * operations, the carry and overflow, is never computed.
+ */
+export function materializeKeepingSzap(s: FlagState): void {
+  if (s.lzOp === LZ_NONE) return;
+  let f = s.flags & ~ARITH;
+  f |= PARITY[s.rLo & 0xff];
+  if (getAF(s)) f |= AF;
+  if ((s.rLo | s.rHi) === 0) f |= ZF;
+  if (signBit(s.rLo, s.rHi, s.lzSize) !== 0) f |= SF;
+  s.flags = f;
   s.lzOp = LZ_NONE;
 }
 

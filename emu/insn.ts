@@ -13,6 +13,7 @@ import { pageKey } from './u64';
 import { compileAt } from './compile';
 import { overlayBytes } from './store-buffer';
 import type { Cpu } from './cpu';
+import type { Block } from './block';
 
 /** Executes one instruction and returns the next one to run. */
 export type Exec = (cpu: Cpu, ins: Insn) => Insn;
@@ -45,6 +46,9 @@ export class Insn {
   name = '';
   /** The journal epoch in which this decode was last saved (emu/journal.ts). */
   jepoch = 0;
+  /** The compiled block starting here (emu/block.ts), and how often it ran before one was tried. */
+  block: Block | null = null;
+  heat = 0;
   constructor(
     readonly lo: number,
     readonly hi: number,
@@ -65,6 +69,13 @@ export class InsnCache {
   private lastArr: (Insn | undefined)[] = [];
   /** Stale-mode instructions kept despite a foreign write; re-checked on serialization. */
   private staleKept: Insn[] = [];
+  /** Executions of an instruction before a block is compiled from it; 0: never (machine options `blocks`, `blockHot`). */
+  blockHot = 0;
+  /**
+   * Moves whenever a decode this CPU holds is dropped, re-fetched or kept stale, or the
+   * machine is restored: blocks compiled in an earlier epoch are dropped (emu/block.ts).
+   */
+  blockEpoch = 0;
 
   constructor(private readonly cpu: Cpu) {}
 
@@ -102,6 +113,7 @@ export class InsnCache {
     if (ins) {
       journalInsn(this.cpu, ins);
       resetInsn(ins);
+      this.blockEpoch++;
     }
   }
 
@@ -109,6 +121,7 @@ export class InsnCache {
   forgetPage(lo: number, hi: number): void {
     const arr = this.pages.get(pageKey(lo, hi));
     if (!arr) return;
+    this.blockEpoch++;
     for (const ins of arr) {
       if (!ins) continue;
       journalInsn(this.cpu, ins);
@@ -118,6 +131,7 @@ export class InsnCache {
 
   /** Forgets every decode (fetch mode or bindings changed wholesale). */
   forgetAll(): void {
+    this.blockEpoch++;
     for (const arr of this.pages.values()) {
       for (const ins of arr) {
         if (!ins) continue;
@@ -131,6 +145,7 @@ export class InsnCache {
   /** The CPU serialized: stale instructions must be fetched again. */
   afterSerialize(): void {
     if (this.staleKept.length === 0) return;
+    this.blockEpoch++;
     for (const ins of this.staleKept) {
       journalInsn(this.cpu, ins);
       ins.xgen = -1;
@@ -155,6 +170,12 @@ export class InsnCache {
 
   keepStale(ins: Insn): void {
     this.staleKept.push(ins);
+    this.blockEpoch++;
+  }
+
+  /** Drops every compiled block (hooks or bindings changed, or the machine was restored). */
+  dropBlocks(): void {
+    this.blockEpoch++;
   }
 
   get cpuRef(): Cpu {
@@ -169,6 +190,8 @@ function journalInsn(cpu: Cpu, ins: Insn): void {
 }
 
 function resetInsn(ins: Insn): void {
+  ins.block = null;
+  ins.heat = 0;
   ins.len = 0;
   ins.page = UNDECODED;
   ins.xgen = -1;
@@ -243,6 +266,7 @@ export function revalidate(cpu: Cpu, ins: Insn): Insn {
   }
   // The checker judges the instruction that will run: the one decoded from the new bytes.
   resetInsn(ins);
+  cpu.icache.dropBlocks();
   decodeInto(cpu, ins, cur);
   machine.xmc.check(cpu, ins);
   return ins;

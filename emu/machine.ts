@@ -17,12 +17,13 @@ import { setHooked } from './breakpoints';
 import type { Insn } from './insn';
 import type { Probe } from './probe';
 import type { EventKind } from './events';
-import { runSlice, eventDeliverable } from './run';
-import { Scheduler, type Schedule, type SchedulerState } from './scheduler';
+import { runSlice, runOne, eventDeliverable } from './run';
+import { Scheduler, RoundRobin, type Schedule, type SchedulerState } from './scheduler';
 import { takeSnapshot, restoreSnapshot, type Snapshot, type SavesState } from './snapshot';
 import { toBig } from './u64';
 import { PortBus } from './ports';
 import { CR0_PG } from './paging';
+import { BLOCK_HOT } from './block';
 
 export type FetchMode = 'coherent' | 'stale';
 
@@ -44,6 +45,16 @@ export interface MachineOptions {
   rmw?: RmwMode;
   /** Store-buffer entries per CPU under 'tso' before a store forces the oldest out (default 16). */
   storeBufferSize?: number;
+  /** Compile hot straight-line code into blocks (emu/block.ts; default true, see setBlocksByDefault). false: step every instruction. */
+  blocks?: boolean;
+  /** Executions of an instruction before a block is compiled from it (default BLOCK_HOT; tests use 2). */
+  blockHot?: number;
+}
+
+let blocksByDefault = true;
+/** The `blocks` option of machines that do not set it (the CLI's and the bench's --no-blocks). */
+export function setBlocksByDefault(on: boolean): void {
+  blocksByDefault = on;
 }
 
 export const MEMORY_MODELS = ['sc', 'tso'] as const;
@@ -211,11 +222,14 @@ export class Machine implements IpiBus {
     this.storeBufferSize = opts.storeBufferSize ?? 16;
     if (!Number.isInteger(this.storeBufferSize) || this.storeBufferSize < 1) throw new Error(`storeBufferSize must be a positive integer (got ${this.storeBufferSize})`);
     const x2 = (opts.apicMode ?? 'x2apic') === 'x2apic';
+    const blockHot = opts.blockHot ?? BLOCK_HOT;
+    if (!Number.isInteger(blockHot) || blockHot < 1) throw new Error(`blockHot must be a positive integer (got ${blockHot})`);
     for (let i = 0; i < n; i++) {
       const cpu = new Cpu(i, this, this.mem);
       cpu.apic = new LocalApic(i, i, this, x2);
       cpu.spin = new SpinTracker(cpu);
       cpu.tso = this.memoryModel === 'tso';
+      cpu.icache.blockHot = (opts.blocks ?? blocksByDefault) ? blockHot : 0;
       // With paging modelled, the guest turns it on itself (the flat reset state keeps PG set).
       if (this.pagingEnabled) cpu.cr0 &= ~CR0_PG;
       this.cpus.push(cpu);
@@ -309,6 +323,8 @@ export class Machine implements IpiBus {
     const [lo, hi] = splitAddr(a);
     const on = this.hasBreakpoint(lo, hi);
     for (const c of this.cpus) {
+      // Blocks bake in the exec they were compiled with.
+      c.icache.dropBlocks();
       const ins = c.icache.peek(lo, hi);
       if (ins) setHooked(ins, on);
     }
@@ -316,6 +332,7 @@ export class Machine implements IpiBus {
 
   /** After a restore put decodes back as they were: hooks are not machine state. */
   rehook(restored: Insn[]): void {
+    for (const c of this.cpus) c.icache.dropBlocks();
     for (const ins of restored) setHooked(ins, this.hasBreakpoint(ins.lo, ins.hi));
   }
 
@@ -326,7 +343,10 @@ export class Machine implements IpiBus {
 
   private forgetDecode(a: bigint): void {
     const [lo, hi] = splitAddr(a);
-    for (const c of this.cpus) c.icache.forget(lo, hi);
+    for (const c of this.cpus) {
+      c.icache.forget(lo, hi);
+      c.icache.dropBlocks();
+    }
   }
 
   // ---- Timers (scenario injections at a step) ----
@@ -539,7 +559,12 @@ export class Machine implements IpiBus {
     const runnable = (i: number): boolean => (only === undefined || i === only) && this.runnable(this.cpus[i]);
     const livelockSteps = opts.livelockSteps ?? 2_000_000;
     if (this.nextLivelockCheck === null) this.nextLivelockCheck = this.steps + LIVELOCK_CHECK_EVERY;
+    const fast = only === undefined && this.memoryModel !== 'tso' && sched instanceof RoundRobin ? sched : null;
     for (;;) {
+      if (fast !== null) {
+        const r = this.runRoundRobin(fast, maxSteps, livelockSteps, opts);
+        if (r !== null) return r;
+      }
       this.fireTimers();
       const req = this.pendingStop();
       if (req) return this.finish(req.reason, req.cpu);
@@ -588,19 +613,62 @@ export class Machine implements IpiBus {
         this.slotCpu = cpuId;
         this.slotLeft = cut && rest > 0 ? rest : 0;
       }
-      opts.onProgress?.(this.steps);
-      if (cpu.stoppedAt !== null) {
-        cpu.stoppedAt = null;
-        cpu.brk = this.stopBrk;
-        return this.finish('breakpoint', cpu.id);
+      const end = this.afterSlice(cpu, opts, livelockSteps, only);
+      if (end !== null) return end;
+    }
+  }
+
+  /** What ends a run after a slice of `cpu`: a breakpoint, shutdown, HLT, `until`, livelock; null to go on. */
+  private afterSlice(cpu: Cpu, opts: RunOptions, livelockSteps: number, only: number | undefined): RunResult | null {
+    if (opts.onProgress !== undefined) opts.onProgress(this.steps);
+    if (cpu.stoppedAt !== null) {
+      cpu.stoppedAt = null;
+      cpu.brk = this.stopBrk;
+      return this.finish('breakpoint', cpu.id);
+    }
+    if (cpu.shutdown) return this.finish('shutdown', cpu.id);
+    if (cpu.halted && opts.stopOnHlt) return this.finish('hlt', cpu.id);
+    if (opts.until !== undefined && opts.until()) return this.finish('until', null);
+    if (livelockSteps > 0 && this.steps >= this.nextLivelockCheck!) {
+      this.nextLivelockCheck = this.steps + LIVELOCK_CHECK_EVERY;
+      if (this.livelocked(livelockSteps, only)) return this.finish('livelock', null);
+    }
+    return null;
+  }
+
+  /**
+   * run()'s fast path for round-robin schedules (the quantum-1 interleaving above all):
+   * the same slots, in the same order, as the general loop, with what it checks before
+   * a slot (timers, stop requests, the slot in progress, idle CPUs) reduced to a few
+   * compares and no allocation. Returns null as soon as anything needs the general
+   * loop, which then does one iteration; a result when the run ends.
+   */
+  private runRoundRobin(rr: RoundRobin, maxSteps: number, livelockSteps: number, opts: RunOptions): RunResult | null {
+    const cpus = this.cpus;
+    const n = cpus.length;
+    const q = rr.quantum;
+    for (;;) {
+      if (this.stopRequest !== null || this.slotLeft > 0 || this.steps + q > maxSteps) return null;
+      if (this.timers.length !== 0 && this.steps + q > this.timers[0].step) return null;
+      // RoundRobin.next without the Slot: the first runnable CPU from the cursor.
+      let c = rr.cursor;
+      let cpu = cpus[c];
+      let k = 0;
+      while (!(cpu.shutdown === null && !cpu.halted && cpu.blocked === null) && !this.runnable(cpu)) {
+        if (++k === n) return null;
+        c = c + 1 === n ? 0 : c + 1;
+        cpu = cpus[c];
       }
-      if (cpu.shutdown) return this.finish('shutdown', cpu.id);
-      if (cpu.halted && opts.stopOnHlt) return this.finish('hlt', cpu.id);
-      if (opts.until?.()) return this.finish('until', null);
-      if (livelockSteps > 0 && this.steps >= this.nextLivelockCheck) {
-        this.nextLivelockCheck = this.steps + LIVELOCK_CHECK_EVERY;
-        if (this.livelocked(livelockSteps, only)) return this.finish('livelock', null);
-      }
+      rr.cursor = c + 1 === n ? 0 : c + 1;
+      this.sliceCpu = cpu;
+      this.sliceRetired = cpu.retired;
+      const ran = q === 1 ? runOne(cpu) : runSlice(cpu, q);
+      this.sliceCpu = null;
+      this.steps += ran;
+      this.slotCpu = c;
+      this.slotLeft = cpu.stoppedAt !== null && ran < q ? q - ran : 0;
+      const end = this.afterSlice(cpu, opts, livelockSteps, undefined);
+      if (end !== null) return end;
     }
   }
 

@@ -1,7 +1,9 @@
 // The step loop: runs one CPU for up to a budget of instructions, delivering pending
 // events at instruction boundaries. The inner loop is the emulator's hot path: one
-// generation compare, one indirect call, one flag test per instruction. Tracing uses a
-// second copy of the loop, so a machine without a probe pays nothing for it.
+// generation compare, one indirect call, one flag test per instruction, or per block
+// where hot code was compiled (emu/block.ts) and the budget covers the block. Tracing
+// uses a second copy of the loop without blocks, so a machine without a probe pays
+// nothing for it.
 
 import type { Cpu } from './cpu';
 import { GuestException } from './fault';
@@ -9,6 +11,7 @@ import { PageFault } from './memory';
 import { revalidate, type Insn } from './insn';
 import { deliver, pageFaultCode, VEC_PF } from './events';
 import { IF } from './flags';
+import { buildBlock } from './block';
 
 /** Runs up to `budget` instructions without looking at events. Returns the count run. */
 function execLoop(cpu: Cpu, budget: number): number {
@@ -19,6 +22,24 @@ function execLoop(cpu: Cpu, budget: number): number {
     // cpu.retired counts as it goes, so the TSC and currentStep() are exact mid-slice.
     while (cpu.retired < end) {
       if (ins.xgen !== ins.page.gen) ins = revalidate(cpu, ins);
+      const b = ins.block;
+      if (b !== null) {
+        if (b.gen === ins.page.gen && b.epoch === cpu.icache.blockEpoch) {
+          if (b.len <= end - cpu.retired) {
+            cpu.insn = ins;
+            ins = b.run(cpu);
+            if (cpu.brk) break;
+            continue;
+          }
+        } else {
+          ins.block = null;
+          ins.heat = 0;
+        }
+      } else if (++ins.heat === cpu.icache.blockHot) {
+        ins.block = buildBlock(cpu, ins);
+        // Compiled: run it from here.
+        if (ins.block !== null) continue;
+      }
       cpu.insn = ins;
       ins = ins.exec(cpu, ins);
       cpu.retired++;
@@ -119,6 +140,36 @@ function wakeForEvent(cpu: Cpu): void {
   cpu.halted = false;
   if (cpu.blocked) cpu.machine.unblock(cpu);
   cpu.spin?.reset();
+}
+
+/**
+ * `runSlice(cpu, 1)` for the quantum-1 scheduler: when nothing is pending at the
+ * boundary (no event, shadow, halt, probe) it is one pass of the step loop, without
+ * the slice loop around it.
+ */
+export function runOne(cpu: Cpu): number {
+  if (cpu.brk || cpu.intShadow || cpu.halted || cpu.blocked !== null || cpu.shutdown !== null || cpu.machine.probe !== null) return runSlice(cpu, 1);
+  // execLoop(cpu, 1), unrolled.
+  let ins = cpu.insn;
+  try {
+    if (ins.xgen !== ins.page.gen) ins = revalidate(cpu, ins);
+    cpu.insn = ins;
+    ins = ins.exec(cpu, ins);
+    cpu.retired++;
+  } catch (e) {
+    cpu.retired++;
+    raise(cpu, e);
+    return 1;
+  }
+  if (!cpu.deferred) {
+    cpu.insn = ins;
+    return 1;
+  }
+  // A hook ended the slice in front of the instruction: the slice goes on as runSlice would.
+  cpu.deferred = false;
+  cpu.retired--;
+  cpu.insn = ins;
+  return cpu.stoppedAt !== null ? 0 : runSlice(cpu, 1);
 }
 
 /**

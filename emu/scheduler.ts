@@ -77,9 +77,10 @@ export abstract class Scheduler {
   }
 }
 
-class RoundRobin extends Scheduler {
-  private cursor = 0;
-  constructor(private readonly quantum: number) {
+export class RoundRobin extends Scheduler {
+  /** The CPU the next slot starts looking from (Machine.run's fast path advances it itself). */
+  cursor = 0;
+  constructor(readonly quantum: number) {
     super();
     if (!(quantum >= 1)) throw new Error('round-robin quantum must be at least 1');
   }

@@ -88,7 +88,8 @@ describe('bench smoke (--quick)', () => {
   });
 
   it('parses its command line', () => {
-    expect(parseArgs([])).toEqual({ quick: false, json: false, sections: [...SECTIONS], partial: false });
+    expect(parseArgs([])).toEqual({ quick: false, json: false, sections: [...SECTIONS], partial: false, blocks: true });
+    expect(parseArgs(['--no-blocks'])).toMatchObject({ blocks: false, partial: true });
     expect(parseArgs(['--quick', '--json', '--no-kernel'])).toMatchObject({ quick: true, json: true, partial: true, sections: SECTIONS.filter((s) => s !== 'kernel') });
     expect(parseArgs(['--only', 'emulator,kernel']).sections).toEqual(['emulator', 'kernel']);
     expect(() => parseArgs(['--only=bogus'])).toThrow(/unknown section 'bogus'/);

@@ -15,7 +15,8 @@ import { GuestException } from '../fault';
 /** An ALU operation: computes, records lazy flags, returns lo (hi in cpu.th). */
 export type AluFn = (cpu: Cpu, size: number, aLo: number, aHi: number, bLo: number, bHi: number) => number;
 
-function record(cpu: Cpu, op: number, size: number, aLo: number, aHi: number, bLo: number, bHi: number, lo: number, hi: number): number {
+/** Records a lazy-flags result (emu/flags.ts) and returns lo, hi left in cpu.th (the multiplies use it too). */
+export function record(cpu: Cpu, op: number, size: number, aLo: number, aHi: number, bLo: number, bHi: number, lo: number, hi: number): number {
   cpu.lzOp = op;
   cpu.lzSize = size;
   cpu.aLo = aLo;

@@ -15,10 +15,10 @@ import type { Cpu } from '../cpu';
 import { HI, GuestException } from '../cpu';
 import type { Decoded } from '../decode';
 import { type Exec, linkNext } from '../insn';
-import { CF, OF, ZF, SF, ARITH, LZ_NONE, parityFlag } from '../flags';
+import { CF, OF, ZF, SF, ARITH, LZ_NONE, LZ_IMUL64, parityFlag, setImulOverflow } from '../flags';
 import { reader, sizeOf, Unsupported } from '../operands';
 import type { OpRow } from '../optable';
-import { lockUd } from './alu';
+import { lockUd, record } from './alu';
 import { writeReg } from '../operands';
 
 const TWO32 = 4294967296;
@@ -30,30 +30,24 @@ const RDX = 2;
 /** The 128-bit product as four 32-bit words, least significant first. */
 let p0 = 0, p1 = 0, p2 = 0, p3 = 0;
 
-/** Unsigned 64x64 -> 128 into p0..p3. */
+/** High word of the unsigned 32x32 product (the low word is Math.imul). */
+export function mulHiU32(a: number, b: number): number {
+  const au = a >>> 0;
+  // a * b = y * 2^16 + x, both below 2^48 and exact; so is the floor below (< 2^49).
+  const x = au * (b & 0xffff);
+  const y = au * (b >>> 16);
+  return Math.floor((y + Math.floor(x / 65536)) / 65536) | 0;
+}
+
+/** Unsigned 64x64 -> 128 into p0..p3, from four 32x32 products (column sums stay below 2^34). */
 function mulU64(aLo: number, aHi: number, bLo: number, bHi: number): void {
-  const a0 = aLo & 0xffff, a1 = aLo >>> 16, a2 = aHi & 0xffff, a3 = aHi >>> 16;
-  const b0 = bLo & 0xffff, b1 = bLo >>> 16, b2 = bHi & 0xffff, b3 = bHi >>> 16;
-  // Column sums of 16-bit limb products stay below 2^35, so carries are exact.
-  let t = a0 * b0;
-  const l0 = t % 65536;
-  t = Math.floor(t / 65536) + a0 * b1 + a1 * b0;
-  const l1 = t % 65536;
-  t = Math.floor(t / 65536) + a0 * b2 + a1 * b1 + a2 * b0;
-  const l2 = t % 65536;
-  t = Math.floor(t / 65536) + a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0;
-  const l3 = t % 65536;
-  t = Math.floor(t / 65536) + a1 * b3 + a2 * b2 + a3 * b1;
-  const l4 = t % 65536;
-  t = Math.floor(t / 65536) + a2 * b3 + a3 * b2;
-  const l5 = t % 65536;
-  t = Math.floor(t / 65536) + a3 * b3;
-  const l6 = t % 65536;
-  const l7 = Math.floor(t / 65536);
-  p0 = l0 | (l1 << 16);
-  p1 = l2 | (l3 << 16);
-  p2 = l4 | (l5 << 16);
-  p3 = l6 | (l7 << 16);
+  const hLL = mulHiU32(aLo, bLo);
+  const s1 = (hLL >>> 0) + (Math.imul(aLo, bHi) >>> 0) + (Math.imul(aHi, bLo) >>> 0);
+  const s2 = (mulHiU32(aLo, bHi) >>> 0) + (mulHiU32(aHi, bLo) >>> 0) + (Math.imul(aHi, bHi) >>> 0) + Math.floor(s1 / TWO32);
+  p0 = Math.imul(aLo, bLo);
+  p1 = s1 | 0;
+  p2 = s2 | 0;
+  p3 = (mulHiU32(aHi, bHi) + Math.floor(s2 / TWO32)) | 0;
 }
 
 /** Signed 64x64 -> 128 into p0..p3: the unsigned product, corrected for negative inputs. */
@@ -72,12 +66,7 @@ function subHigh(lo: number, hi: number): void {
 
 /** Unsigned 32x32 -> 64: returns the low word, high word in p1. */
 function mulU32(a: number, b: number): number {
-  const au = a >>> 0;
-  const bu = b >>> 0;
-  const lowPart = au * (bu & 0xffff);
-  const highPart = au * (bu >>> 16);
-  // product = highPart * 2^16 + lowPart; both parts are below 2^48.
-  p1 = (Math.floor(highPart / 65536) + Math.floor(((highPart % 65536) * 65536 + lowPart) / TWO32)) | 0;
+  p1 = mulHiU32(a, b);
   return Math.imul(a, b);
 }
 
@@ -96,11 +85,11 @@ function mulS32(a: number, b: number): number {
  * rule on the host (AMD); we derive SF/ZF/PF from the low half and clear AF, so all
  * six are written and the lazy state need not be folded in first.
  */
-function setMulFlags(cpu: Cpu, overflow: boolean, lo: number, signBit: number): void {
+function setMulFlags(cpu: Cpu, overflow: boolean, lo: number, signBit: number, hi = 0): void {
   let f = (cpu.flags & ~ARITH) | parityFlag(lo);
   if (overflow) f |= CF | OF;
   if (signBit) f |= SF;
-  if (lo === 0) f |= ZF;
+  if ((lo | hi) === 0) f |= ZF;
   cpu.flags = f;
   cpu.lzOp = LZ_NONE;
 }
@@ -175,7 +164,7 @@ function compileMul1(d: Decoded, signed: boolean): Exec {
         r[RDX] = p2;
         r[RDX + HI] = p3;
         const ext = signed ? p1 >> 31 : 0;
-        setMulFlags(cpu, p2 !== ext || p3 !== ext, p0, p1 >>> 31);
+        setMulFlags(cpu, p2 !== ext || p3 !== ext, p0, p1 >>> 31, p1);
         return ins.next ?? linkNext(cpu, ins);
       };
   }
@@ -222,29 +211,28 @@ function compileImulN(d: Decoded): Exec {
         const aHi = cpu.th;
         const bLo = srcB(cpu);
         const bHi = cpu.th;
-        let lo: number;
-        let hi: number;
-        let of: boolean;
-        if (aHi === aLo >> 31 && bHi === bLo >> 31) {
-          // Both fit in 32 bits: the product fits in 64.
-          lo = mulS32(aLo, bLo);
-          hi = p1;
-          of = false;
-        } else {
-          mulS64(aLo, aHi, bLo, bHi);
-          lo = p0;
-          hi = p1;
-          const ext = hi >> 31;
-          of = p2 !== ext || p3 !== ext;
-        }
+        // The truncated product from 32-bit pieces; CF=OF (the full product's high
+        // half) only if something reads them: hashes multiply and never look.
+        const lo = Math.imul(aLo, bLo);
+        const hi = (mulHiU32(aLo, bLo) + Math.imul(aLo, bHi) + Math.imul(aHi, bLo)) | 0;
         const r = cpu.r;
         r[i] = lo;
         r[ih] = hi;
-        setMulFlags(cpu, of, lo, hi >>> 31);
+        record(cpu, LZ_IMUL64, 64, aLo, aHi, bLo, bHi, lo, hi);
         return ins.next ?? linkNext(cpu, ins);
       };
   }
 }
+
+/** Whether the signed 64x64 product overflows 64 bits (CF=OF of IMUL, read lazily). */
+export function imulOverflows(aLo: number, aHi: number, bLo: number, bHi: number): boolean {
+  // Both fit in 32 bits: the product fits in 64.
+  if (aHi === aLo >> 31 && bHi === bLo >> 31) return false;
+  mulS64(aLo, aHi, bLo, bHi);
+  const ext = p1 >> 31;
+  return p2 !== ext || p3 !== ext;
+}
+setImulOverflow(imulOverflows);
 
 function compileImul(d: Decoded): Exec {
   return d.ops.length === 1 ? compileMul1(d, true) : compileImulN(d);

@@ -15,7 +15,7 @@ import type { Cpu } from '../cpu';
 import { HI } from '../cpu';
 import type { Decoded } from '../decode';
 import { type Exec, linkNext } from '../insn';
-import { CF, AF, ZF, SF, OF, ARITH, LZ_NONE, materialize, parityFlag } from '../flags';
+import { CF, AF, ZF, SF, OF, ARITH, LZ_NONE, materialize, materializeKeepingSzap, parityFlag } from '../flags';
 import { compileEa, memRead, memWrite, reader, sizeOf, maskOf, Unsupported } from '../operands';
 import type { OpRow } from '../optable';
 import { lockUd } from './alu';
@@ -90,7 +90,7 @@ function setShiftFlags(cpu: Cpu, size: number, lo: number, hi: number, cf: numbe
 
 /** Flags after a rotate: only CF and OF change. */
 function setRotateFlags(cpu: Cpu, cf: number, of: number): void {
-  materialize(cpu);
+  materializeKeepingSzap(cpu);
   cpu.flags = (cpu.flags & ~(CF | OF)) | cf | (of ? OF : 0);
 }
 

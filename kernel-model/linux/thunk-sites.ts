@@ -10,7 +10,7 @@ import { ImageError } from '../image/kernel-image';
 import type { Vmlinux } from '../image/vmlinux';
 import { RETPOLINE_THUNK_SIZE, STATIC_CALL_TRAMP_UD } from '../image/linux-6.12';
 import { X86_NOPS_64 } from './nops';
-import { TextOverlay, decodeInsn, optimizeNops612, INT3, JMP32, CALL } from './alternatives-common';
+import { TextOverlay, decodeInsn, optimizeNops612, INT3, JMP32, CALL, type Insn } from './alternatives-common';
 
 export interface ThunkFeatures {
   retpoline: boolean;
@@ -81,6 +81,12 @@ export function applyRetpolines(img: KernelImage, vm: Vmlinux, text: TextOverlay
   return n;
 }
 
+/** `jmp rel32` at the start of `b`, as decodeInsn describes it. */
+function jmp32(b: Uint8Array): Insn {
+  const value = new DataView(b.buffer, b.byteOffset + 1, 4).getInt32(0, true);
+  return { len: 5, op0: JMP32, op1: b[1], prefix0: 0, imm: { offset: 1, size: 4, value }, ripDisp: null };
+}
+
 /**
  * apply_returns(): `jmp __x86_return_thunk` becomes `ret; int3…`, or a jump to
  * x86_return_thunk where the CPU wants one (with its_return_thunk, only in the lower
@@ -94,7 +100,9 @@ export function applyReturns(img: KernelImage, vm: Vmlinux, text: TextOverlay, f
   const n: PassCount = { sites: 0, runtime: 0 };
   for (const addr of relTable(vm, '.return_sites')) {
     n.sites++;
-    const insn = decodeInsn(text.readUpTo(addr, 16), addr);
+    const head = text.readUpTo(addr, 16);
+    // Nearly every entry is the compiler's `jmp rel32` (e9): no need for the decoder there.
+    const insn = head[0] === JMP32 && head.length >= 5 ? jmp32(head) : decodeInsn(head, addr);
     if (!insn) continue;
     const tail = text.readUpTo(addr + 5n, 3);
     if (tail.length === 3 && tail.every((b, i) => b === STATIC_CALL_TRAMP_UD[i])) {

@@ -1,8 +1,10 @@
 // A distribution vmlinux running on the machine, with the vmlinux-harness fixture
 // beside it: the kernel's .text and data at their link addresses, the harness in
-// module space, and one copy of the kernel's per-CPU image per CPU (GS base), filled
-// in as a booted kernel would have them. The result is one KernelImage: the kernel's
-// pv_ops and paravirt sites, the harness's symbols, constants and host routines.
+// module space, and one copy of the kernel's per-CPU image per CPU (GS base,
+// __per_cpu_offset[]), filled in as a booted kernel would have them, and the text
+// boot-patched by the release's own rules (6.1's, or 6.12's for kernels whose paravirt
+// sites are alternatives). The result is one KernelImage: the kernel's pv_ops and
+// paravirt sites, the harness's symbols, constants and host routines.
 
 import type { Machine, FetchMode, MemoryModel, RmwMode } from '../../emu/machine';
 import { Machine as MachineClass } from '../../emu/machine';
@@ -12,10 +14,24 @@ import { ImageError, requireSymbol } from '../image/kernel-image';
 import { loadFixture, type FixtureImage } from '../image/fixture-image';
 import type { VmlinuxImage } from '../image/vmlinux-image';
 import { bootPatch61 } from '../linux/alternatives-6.1';
+import { bootPatch612 } from '../linux/alternatives-6.12';
+import { resolveCpu } from '../linux/boot-patch';
+import { bareMetalFeatures } from '../image/linux-6.1';
+import { readU64 } from '../linux/alternatives-common';
 
 /** Where the per-CPU copies go (the kernel's vmalloc area), and their stride. */
 export const PERCPU_AREA = 0xffffc90000000000n;
 export const PERCPU_STRIDE = 0x80000n;
+
+/** What boot patching wrote (address -> bytes) and each paravirt site's final bytes. Shared: never modify. */
+export interface HarnessBootPatch {
+  readonly writes: ReadonlyMap<bigint, Uint8Array>;
+  readonly sites: readonly { address: bigint; op: string; final: Uint8Array }[];
+}
+
+/** Boot patches kept per image, by slot vector (oldest dropped past BOOT_PATCH_MEMO). */
+const BOOT_PATCHES = new WeakMap<VmlinuxImage, Map<string, HarnessBootPatch>>();
+const BOOT_PATCH_MEMO = 4;
 
 export class KernelWithHarness implements KernelImage {
   readonly kind = 'vmlinux' as const;
@@ -75,11 +91,17 @@ export class KernelWithHarness implements KernelImage {
     // The per-CPU image as mapped at its load address (its link address is 0).
     const image = m.mem.readBytes(this.percpuImage.address, this.percpuImage.size);
     const span = this.constants.HPCPU + this.constants.HPCPU_SIZE;
+    // setup_per_cpu_areas() also fills __per_cpu_offset[], which per_cpu_ptr() reads to
+    // reach another CPU's variables (the qspinlock's MCS queue links a waiter into its
+    // predecessor's qnode that way). Left at its link-time value, every CPU's entry is
+    // the load image, and a third waiter links itself into a node nobody watches.
+    const offsets = requireSymbol(this.vm, '__per_cpu_offset');
     for (const c of m.cpus) {
       const base = this.percpuBase(c.id);
       m.mem.map(base, span);
       m.mem.writeBytes(base, image);
       m.mem.writeU64(requireSymbol(this.harness, 'percpu_base') + 8n * BigInt(c.id), base);
+      m.mem.writeU64(offsets + 8n * BigInt(c.id), base);
     }
     const set = (slot: string, value: bigint): void => m.mem.writeU64(requireSymbol(this.harness, slot), value);
     const k = (name: string): bigint => requireSymbol(this.vm, name);
@@ -107,16 +129,50 @@ export class KernelWithHarness implements KernelImage {
   }
 
   /**
-   * The bytes Linux 6.1's rules give the sites of the ops in `targets`, with those
+   * What the kernel's boot patching writes into its text when the pv_ops slots hold
+   * `slotValue` (the image's own values elsewhere), by the kernel's own rules: 6.1's
+   * apply_paravirt + apply_alternatives (bare metal, as the harness has always run it),
+   * or 6.12's alternative_instructions() for the release's default CPU profile. 6.12
+   * must have all of it: since 6.9 the default return thunk is itself an ALWAYS
+   * alternative, `jmp warn_thunk_thunk`, so a return apply_returns() did not patch
+   * warns; and a paravirt site whose ALT_FLAG_DIRECT_CALL record 6.1's rules copy
+   * verbatim calls BUG_func.
+   */
+  bootPatch(slotValue: (op: string) => bigint | undefined): HarnessBootPatch {
+    // The same slot values give the same bytes: the boot, the runtime switch's plan and
+    // its report ask for one or two distinct patches, each ~1 s of host time on 6.12,
+    // so they are kept per image (for every harness on it) by the full slot vector.
+    const slots = this.pvOps.slots.map((op, i) => slotValue(op) ?? readU64(this.vm, this.pvOps.address + 8n * BigInt(i)));
+    const key = slots.map((v) => v.toString(16)).join(',');
+    let memo = BOOT_PATCHES.get(this.vm);
+    if (!memo) BOOT_PATCHES.set(this.vm, (memo = new Map()));
+    const hit = memo.get(key);
+    if (hit) return hit;
+    const value = (op: string): bigint => slots[this.pvOps.slots.indexOf(op)];
+    let out: HarnessBootPatch;
+    if (this.vm.siteSource === 'altinstructions') {
+      const cpu = resolveCpu(this.vm, undefined);
+      const b = bootPatch612(this.vm, this.vm.vm, {
+        features: cpu?.features ?? bareMetalFeatures(), returnThunk: cpu?.returnThunk ?? '__x86_return_thunk', slotValue: value,
+      });
+      out = { writes: b.writes, sites: b.sites.map((s) => ({ address: s.site.address, op: s.site.op, final: s.final })) };
+    } else {
+      const b = bootPatch61(this, { alternatives: this.vm.vm.altinstructions(), slotValue: value });
+      out = { writes: b.writes, sites: b.sites.map((s) => ({ address: s.site.address, op: s.site.op, final: s.final })) };
+    }
+    if (memo.size >= BOOT_PATCH_MEMO) memo.delete(memo.keys().next().value!);
+    memo.set(key, out);
+    return out;
+  }
+
+  /**
+   * The bytes the kernel's rules give the sites of the ops in `targets`, with those
    * pv_ops slots set to the given targets (the other slots as in `current`).
    */
   generateSites(targets: Map<string, bigint>, current: (op: string) => bigint): Map<bigint, Uint8Array> {
-    const b = bootPatch61(this, {
-      alternatives: this.vm.vm.altinstructions(),
-      slotValue: (op) => targets.get(op) ?? current(op),
-    });
+    const b = this.bootPatch((op) => targets.get(op) ?? current(op));
     const out = new Map<bigint, Uint8Array>();
-    for (const s of b.sites) if (targets.has(s.site.op)) out.set(s.site.address, s.final);
+    for (const s of b.sites) if (targets.has(s.op)) out.set(s.address, s.final);
     return out;
   }
 }
@@ -142,7 +198,7 @@ export function bootVmlinux(img: KernelWithHarness, opts: VmlinuxBootOptions): M
   img.mapInto(m);
   const slots = opts.bootSlots ?? new Map<string, bigint>();
   for (const [op, target] of slots) m.mem.writeU64(img.pvOps.address + 8n * BigInt(img.pvOps.slots.indexOf(op)), target);
-  const boot = bootPatch61(img, { alternatives: img.vm.vm.altinstructions(), slotValue: (op) => slots.get(op) });
+  const boot = img.bootPatch((op) => slots.get(op));
   for (const [a, bytes] of boot.writes) m.mem.writeBytes(a, bytes);
   const entries = requireSymbol(img.harness, 'cpu_entry');
   const args = requireSymbol(img.harness, 'cpu_arg');

@@ -36,6 +36,9 @@ const FTRACE_DONE = 4n;
  */
 export const FTRACE_SCHEDULE: Schedule = { kind: 'round-robin', quantum: 1000 };
 
+/** Machine steps between two checks for an oops or a BUG. */
+const BROKEN_CHECK_STEPS = 1000;
+
 export interface FtraceOptions {
   cpus: number;
   /** Rounds per exact window on each worker (each round calls the four watched functions once). */
@@ -155,8 +158,17 @@ export function runFtrace(img: VmlinuxImage, o: FtraceOptions): FtraceReport {
     })(),
   );
 
-  // An oops or a BUG ends the run at once: nothing after it would mean anything.
-  const broken = (): boolean => km.log.bugs().length > 0 || km.oopses().length > 0;
+  // An oops or a BUG ends the run: nothing after it would mean anything. The check
+  // reads every CPU's oops field, and slices are short while CPUs wait on the
+  // patcher, so it runs once per BROKEN_CHECK_STEPS machine steps (an oopsing CPU
+  // stops for good, so the others run at most that much longer; the step it ends at
+  // is still a function of the schedule alone).
+  let nextCheck = 0;
+  const broken = (): boolean => {
+    if (m.steps < nextCheck) return false;
+    nextCheck = m.steps + BROKEN_CHECK_STEPS;
+    return km.log.bugs().length > 0 || km.oopses().length > 0;
+  };
   const r = m.run({ schedule: o.schedule ?? FTRACE_SCHEDULE, maxSteps: o.maxSteps ?? 500_000_000, until: broken });
 
   // What the run left.

@@ -5,7 +5,7 @@
 import { join } from 'path';
 import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
-import { testKernel, FETCH_TIMEOUT_MS } from './kernel';
+import { testKernel, FETCH_TIMEOUT_MS, expectSeedDeadlock, switchLockOpsToNative } from './kernel';
 import { loadVmlinuxImage, type VmlinuxImage } from '../../kernel-model/image/vmlinux-image';
 import { bootPatch61, bootPatchCounts, type BootPatch } from '../../kernel-model/linux/alternatives-6.1';
 import { X86_NOPS } from '../../kernel-model/linux/nops';
@@ -15,7 +15,7 @@ import { bootPatchImage } from '../../kernel-model/linux/boot-patch';
 import { verifyImage } from '../../kernel-model/linux/verify-image';
 import { loadScenario } from '../../kernel-model/scenario/scenario-file';
 import { runScenario } from '../../kernel-model/scenario/run';
-import type { OpChange, Protocol } from '../../kernel-model/linux/kernel-model';
+import type { Protocol } from '../../kernel-model/linux/kernel-model';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const SCENARIOS = join(__dirname, '..', '..', '..', 'fixtures', 'scenarios', 'kernel');
@@ -95,11 +95,6 @@ function checkBootPatchedCopy(out: string): void {
 }
 
 describe('runtime patching of the lock ops on the emulated machine', () => {
-  const TO_NATIVE: OpChange[] = [
-    { op: 'lock.queued_spin_unlock', mode: 'native' },
-    { op: 'lock.vcpu_is_preempted', mode: 'native' },
-  ];
-  const GUEST_BOOT: OpChange[] = TO_NATIVE.map((c) => ({ op: c.op, mode: 'paravirt' }));
   const cases: [number, Protocol, boolean][] = [
     [2, 'stop-machine', false],
     [2, 'stop-machine', true],
@@ -111,12 +106,7 @@ describe('runtime patching of the lock ops on the emulated machine', () => {
     [64, 'batch', false],
   ];
   it.each(cases)('%i CPUs, %s, nmi=%s: every site of the ops patched and verified', (cpus, protocol, nmi) => {
-    const r = runtimePatch(img, { ops: TO_NATIVE, protocol, nmi, cpus, bootOps: GUEST_BOOT, iterations: 6, variant: 'fixed' });
-    expect(r.report.outcome).toBe('completed');
-    const expected = img.sites.filter((s) => s.op === 'lock.queued_spin_unlock' || s.op === 'lock.vcpu_is_preempted').length;
-    expect(r.report.sites.length).toBe(expected);
-    for (const s of r.report.sites) expect(`${s.op}@${s.address.toString(16)}: ${s.verified}`).toBe(`${s.op}@${s.address.toString(16)}: true`);
-    for (const i of r.report.invariants) expect(`${i.name}: ${i.ok}`).toBe(`${i.name}: true`);
+    switchLockOpsToNative(img, cpus, protocol, nmi);
   });
 
   it('the batch protocol refuses to replace inline code (it can only emulate a call or NOP)', () => {
@@ -128,14 +118,7 @@ describe('runtime patching of the lock ops on the emulated machine', () => {
 
 describe("the seed's deadlock on the kernel's own spinlock code", () => {
   it('nmi=false: CPU1 waits in #BP at _raw_spin_unlock+5 holding a real qspinlock; CPU0 spins on it in NMI', () => {
-    const r = runScenario(loadScenario(join(SCENARIOS, 'real-nmi-deadlock-primary.json')));
-    expect(r.expectation?.ok).toBe(true);
-    expect(r.cycle).toEqual([0, 1]);
-    expect(r.cpus[1].context).toEqual(['thread', 'stop_machine', 'NMI', '#BP']);
-    expect(r.cpus[1].status).toBe('#BP at _raw_spin_unlock+0x5');
-    expect(r.cpus[1].holds).toEqual(['nmi_lock']);
-    expect(r.cpus[0].context).toEqual(['thread', 'stop_machine', 'NMI']);
-    expect(r.cpus[0].symbol).toMatch(/^native_queued_spin_lock_slowpath\+0x/);
+    expectSeedDeadlock(runScenario(loadScenario(join(SCENARIOS, 'real-nmi-deadlock-primary.json'))), '_raw_spin_unlock+0x5');
   });
 
   it('nmi=true: the same schedule and NMIs complete; every site verifies, counters exact', () => {
