@@ -10,6 +10,7 @@ import { exploreScenario, runToStart } from '../../explore/scenario';
 import { explore } from '../../explore/search';
 import { loadScenario } from '../../kernel-model/scenario/scenario-file';
 import { prepareScenario } from '../../kernel-model/scenario/run';
+import { PATCH_SYNC_0 } from '../../kernel-model/linux/kernel-layout';
 
 const SCENARIO = join(ROOT, 'fixtures', 'scenarios', 'explore', 'deadlock-primary.json');
 
@@ -60,11 +61,12 @@ describe('textpoke explore', () => {
     const run = prepareScenario(loadScenario(SCENARIO), {}, SCENARIO);
     runToStart(run, { site: 'lock.queued_spin_unlock' });
     const m = run.m;
-    // The start is where bp_desc is published; the primary goes on to write the int3.
-    const site = run.img.sites.find((x) => x.op === 'lock.queued_spin_unlock')!.address;
-    while (m.mem.readBytes(site, 1)[0] !== 0xcc) m.take({ kind: 'step', cpu: 0 });
+    // The start is where bp_desc is published; the primary goes on to write the int3
+    // and publish PATCH_SYNC_0.
+    for (let i = 0; i < 1000 && m.mem.readU32(run.k.L.tps.state) !== PATCH_SYNC_0; i++) m.take({ kind: 'step', cpu: 0 });
     m.take({ kind: 'nmi', cpu: 1 });
-    while (m.runnable(m.cpus[1])) m.take({ kind: 'step', cpu: 1 });
+    for (let i = 0; i < 5000 && m.runnable(m.cpus[1]); i++) m.take({ kind: 'step', cpu: 1 });
+    expect(m.cpus[1].blocked?.detail).toContain('PATCH_SYNC_0');
     const r = explore(m, { nmis: 1, nmiCpus: [0], preemptions: 0, maxDepth: 100 });
     const seed = r.bugs.find((b) => b.summary.includes('spinning with PAUSE on nmi_lock'))!;
     expect(seed).toMatchObject({ kind: 'deadlock', nmis: 1, preemptions: 0 });
