@@ -21,6 +21,7 @@ interface PageUndo {
   flags: number;
   writer: Int16Array | null;
   seq: Float64Array | null;
+  ver: number;
 }
 
 /** A page mapped after the mark: undone by unmapping it. */
@@ -71,6 +72,8 @@ export class Journal {
   /** Pages and instructions whose `jepoch` equals this were saved since the last mark. */
   epoch = 1;
   private readonly entries: Undo[] = [];
+  /** Last page content version handed out (Page.ver). */
+  private vers = 0;
 
   /** Number of saved entries (for benches and tests). */
   get size(): number {
@@ -82,8 +85,9 @@ export class Journal {
     pg.jepoch = this.epoch;
     this.entries.push({
       kind: 'page', page: pg, data: pg.data.slice(), gen: pg.gen, flags: pg.flags,
-      writer: pg.writer ? pg.writer.slice() : null, seq: pg.seq ? pg.seq.slice() : null,
+      writer: pg.writer ? pg.writer.slice() : null, seq: pg.seq ? pg.seq.slice() : null, ver: pg.ver,
     });
+    pg.ver = ++this.vers;
   }
 
   savedMap(key: number, unmap: (key: number) => void): void {
@@ -125,6 +129,7 @@ export class Journal {
         pg.flags = (u.flags & ~KEEP_FLAGS) | (pg.flags & KEEP_FLAGS);
         pg.writer = u.writer;
         pg.seq = u.seq;
+        pg.ver = u.ver;
       } else if (u.kind === 'map') {
         u.unmap(u.key);
       } else {

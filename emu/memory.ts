@@ -95,6 +95,13 @@ export class Page {
   readWatches: Watch[] | null = null;
   /** The journal epoch in which this page was last saved (emu/journal.ts). */
   jepoch = 0;
+  /**
+   * Content version: a fresh number each time the journal saves the page (before a
+   * change), put back by an undo. While a journal exists, the same version is the same
+   * bytes as long as a mark separates a reader from the next write (the explorer hashes
+   * a page once per version).
+   */
+  ver = 0;
   constructor(readonly key: number) {}
 }
 

@@ -9,7 +9,7 @@
 import type { Machine, Choice } from '../emu/machine';
 import type { Snapshot } from '../emu/snapshot';
 import { readFlags } from '../emu/flags';
-import { Footprint } from '../emu/memory';
+import { Footprint, type Page } from '../emu/memory';
 
 export type BugKind = 'deadlock' | 'livelock' | 'invariant' | 'xmc' | 'assertion';
 
@@ -134,13 +134,34 @@ export function stateHash(m: Machine, rootMark: number): string {
   const pages = m.mem.journal!.pagesSince(rootMark).sort((x, y) => x.key - y.key);
   for (const pg of pages) {
     a = mix(a, pg.key);
-    const w = new Int32Array(pg.data.buffer);
-    for (let i = 0; i < w.length; i++) {
-      a = mix(a, w[i]);
-      b = mix(b, w[i] + i);
-    }
+    const h = pageHash(pg);
+    a = mix(a, h[0]);
+    b = mix(b, h[1]);
   }
   return `${a >>> 0}:${b >>> 0}`;
+}
+
+/**
+ * Each page's hash, once per content version (Page.ver: the journal gives a page a new
+ * version whenever it saves it before a change, and puts the old one back on undo; the
+ * search hashes a state only right before it snapshots it, so no write can follow a
+ * hash in the same journal epoch).
+ */
+const pageHashes = new WeakMap<Page, { ver: number; h: [number, number] }>();
+
+function pageHash(pg: Page): [number, number] {
+  const c = pageHashes.get(pg);
+  if (c && c.ver === pg.ver) return c.h;
+  let a = 2166136261;
+  let b = 0x9747b28c;
+  const w = new Int32Array(pg.data.buffer, pg.data.byteOffset, pg.data.byteLength >> 2);
+  for (let i = 0; i < w.length; i++) {
+    a = mix(a, w[i]);
+    b = mix(b, w[i] + i);
+  }
+  const h: [number, number] = [a, b];
+  pageHashes.set(pg, { ver: pg.ver, h });
+  return h;
 }
 
 interface Budget {
@@ -313,26 +334,61 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           else visited.set(h, [{ ...b }]);
         }
         const lastEnabled = runnable.includes(b.last);
-        const here: Snapshot = m.snapshot();
+        const nmiOk = m.cpus.map((c) => nmiTo(c.id));
+        // A state with one choice is never come back to: no snapshot (the journal still
+        // starts a new epoch, so the page hashes' versions stay exact: pageHash).
+        let others = 0;
+        for (const c of m.cpus) if (c.id !== b.last) others += (runnable.includes(c.id) ? 1 : 0) + (nmiOk[c.id] ? 1 : 0);
+        const choices = reduce
+          ? lastEnabled ? 1 + (nmiOk[b.last] ? 1 : 0) + (b.preemptions > 0 ? others : 0) : others + (nmiOk[b.last] ? 1 : 0)
+          : 2;
+        let here: Snapshot | null = null;
+        if (choices > 1) here = m.snapshot();
+        else {
+          m.mem.journal!.mark();
+          m.mem.flushTlb();
+        }
+        // The machine is put back to `here` only before the next choice from it, not
+        // after each child: a state whose last child has been searched leaves that to
+        // its parent, so a chain of single-choice states costs one restore, not one each
+        // (a restore re-creates the host routines' generators that moved).
+        let away = false;
+        const back = (): void => {
+          if (away) m.restore(here!);
+          away = false;
+        };
         const cost = (cpu: number): number => (lastEnabled && cpu !== b.last ? 1 : 0);
-        /** Takes `cpu`'s step (after an NMI to it if `nmi`) unless `ran`, searches on, comes back. */
+        /**
+         * Takes an NMI to `cpu` if `nmi` and `cpu`'s step, unless `ran` (the step was
+         * taken already, from `here`), and searches on.
+         */
         function* go(cpu: number, nmi: boolean, ran: boolean): Generator<Budget, void, void> {
+          if (!ran) {
+            back();
+            if (nmi) {
+              m.take({ kind: 'nmi', cpu });
+              away = true;
+              if (!m.runnable(m.cpus[cpu])) return;
+            }
+            away = true;
+            step(cpu);
+          }
+          away = true;
           if (nmi) path.push({ kind: 'nmi', cpu });
           path.push({ kind: 'step', cpu });
-          if (!ran) step(cpu);
           yield { nmis: b.nmis - (nmi ? 1 : 0), preemptions: b.preemptions - cost(cpu), depth: b.depth - 1, last: cpu };
           path.pop();
           if (nmi) path.pop();
-          m.restore(here);
         }
         if (!reduce) {
           for (const c of m.enabled(b.nmis > 0 ? nmiCpus : [])) {
             if (c.kind === 'nmi') {
+              back();
               m.take(c);
+              away = true;
               path.push(c);
               yield { ...b, nmis: b.nmis - 1 };
               path.pop();
-              m.restore(here);
             } else if (cost(c.cpu) <= b.preemptions) {
               yield* go(c.cpu, false, false);
             }
@@ -343,17 +399,14 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
         // other CPUs' steps); a private step of the last CPU is the only step choice.
         let runOn = false;
         if (lastEnabled) {
+          away = true;
           runOn = step(b.last);
           yield* go(b.last, false, true);
         }
         for (const cpu of m.cpus.map((c) => c.id)) {
           if (cost(cpu) > b.preemptions || (runOn && cpu !== b.last)) continue;
           if (cpu !== b.last && runnable.includes(cpu)) yield* go(cpu, false, false);
-          if (nmiTo(cpu)) {
-            m.take({ kind: 'nmi', cpu });
-            if (m.runnable(m.cpus[cpu])) yield* go(cpu, true, false);
-            else m.restore(here);
-          }
+          if (nmiOk[cpu]) yield* go(cpu, true, false);
         }
       }
       for (;;) {
