@@ -129,6 +129,11 @@ export function stateHash(m: Machine, rootMark: number): string {
         b = mix(b, v ^ 0x55);
       }
       a = mix(a, f.hist.inputs.length);
+      // Between two generator steps: a wait still to be re-read, a guest call in
+      // progress, the value the next step will be fed (a satisfied wait's).
+      const r = f.resume === undefined ? -1 : Number(BigInt.asUintN(32, f.resume));
+      a = mix(a, (f.pending ? 1 : 0) | (f.calling ? 2 : 0));
+      b = mix(b, r);
     }
   }
   const pages = m.mem.journal!.pagesSince(rootMark).sort((x, y) => x.key - y.key);
@@ -169,6 +174,11 @@ interface Budget {
   preemptions: number;
   depth: number;
   last: number;
+}
+
+/** A visited state's budget, and the pass that searched it. */
+interface Seen extends Budget {
+  pass: number;
 }
 
 /** Who has touched one 8-byte word during the search (see README: private steps). */
@@ -280,10 +290,16 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     return priv;
   };
 
+  // States already searched, with the budget they had left, across passes: a state
+  // searched with at least as much left in every dimension (an earlier pass's bound is
+  // smaller, so what it had left is what a later pass has left after spending more
+  // on the way) has every schedule the new visit has, and its bugs were reported at a
+  // cost no higher (README: visited states).
+  const visited = new Map<string, Seen[]>();
+  let pass = 0;
   // One pass per bound (nmis, preemptions), smallest first.
   for (let nb = 0; nb <= opts.nmis && !limited; nb++) {
     for (let pb = 0; pb <= opts.preemptions && !limited; pb++) {
-      let visited = new Map<string, Budget[]>();
       const pass0 = { schedules, states, cut, t: Date.now() };
       // A generator per state, driven by an explicit stack (searchFrom): a schedule can be
       // thousands of steps deep, more than the JS call stack holds. `yield b` searches
@@ -305,7 +321,12 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           return;
         }
         const runnable = m.enabled().map((c) => c.cpu);
-        const nmiTo = (cpu: number): boolean => b.nmis > 0 && nmiCpus.includes(cpu) && !m.cpus[cpu].nmiPending && !m.cpus[cpu].shutdown;
+        // Reduced: no NMI arrives while its CPU blocks NMIs (in an NMI handler). It
+        // would only set the latch, which nothing reads before the CPU's iret; the
+        // arrival just after that iret, fused with the CPU's next step, is the same
+        // execution (README: reductions, 4).
+        const nmiTo = (cpu: number): boolean =>
+          b.nmis > 0 && nmiCpus.includes(cpu) && !m.cpus[cpu].nmiPending && !m.cpus[cpu].shutdown && !(reduce && m.cpus[cpu].nmiBlocked);
         if (runnable.length === 0) {
           // The schedule can end here (a deadlock if anything waits); with NMIs left,
           // the reduced search also tries waking a CPU with one.
@@ -324,14 +345,23 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           return;
         }
         if (stateful) {
+          // Whose turn was last matters only while that CPU can run (cost()); a state
+          // reached when it cannot is the same search whoever ran last (last -1, which
+          // covers every last CPU: each switch from it is free).
+          const key: Budget = runnable.includes(b.last) ? b : { ...b, last: -1 };
           const h = stateHash(m, rootMark);
           const seen = visited.get(h);
-          if (seen?.some((s) => s.nmis >= b.nmis && s.preemptions >= b.preemptions && s.depth >= b.depth && s.last === b.last)) {
+          const covers = (s: Budget, t: Budget): boolean =>
+            s.nmis >= t.nmis && s.preemptions >= t.preemptions && s.depth >= t.depth && (s.last === t.last || s.last === -1);
+          if (seen?.some((s) => covers(s, key))) {
             schedules++;
             return;
           }
-          if (seen) seen.push({ ...b });
-          else visited.set(h, [{ ...b }]);
+          if (seen) {
+            const kept = seen.filter((s) => !covers(key, s));
+            kept.push({ ...key, pass });
+            visited.set(h, kept);
+          } else visited.set(h, [{ ...key, pass }]);
         }
         const lastEnabled = runnable.includes(b.last);
         const nmiOk = m.cpus.map((c) => nmiTo(c.id));
@@ -418,7 +448,13 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           // A word thought private turned out shared: redo this pass knowing it.
           restarts++;
           path.length = 0;
-          visited = new Map();
+          // Earlier passes' states stay: each was searched completely within its
+          // budget (no word turned shared there, README: private steps).
+          for (const [h, list] of visited) {
+            const kept = list.filter((s) => s.pass !== pass);
+            if (kept.length) visited.set(h, kept);
+            else visited.delete(h);
+          }
           m.restore(root);
         }
       }
@@ -427,6 +463,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
         nmis: nb, preemptions: pb, schedules: schedules - pass0.schedules, states: states - pass0.states,
         seconds: (Date.now() - pass0.t) / 1000, complete: !limited && cut === pass0.cut,
       });
+      pass++;
     }
   }
   const list = [...bugs.values()].sort((x, y) => x.nmis - y.nmis || x.preemptions - y.preemptions || x.steps - y.steps);

@@ -107,3 +107,56 @@ export function xmcTwiceMachine(): ReturnType<typeof guest> {
   g.m.cpu(1).setRipBig(g.sym('cpu1'));
   return g;
 }
+
+/**
+ * Two NMIs needed: CPU0 polls `count` a few times and, if it ever reads 2, takes
+ * lock_a (held from the start) and waits forever; each NMI's handler increments
+ * `count`. A second NMI that arrives while the first handler runs is latched and
+ * taken at its iret: the explorer's reduction tries it there instead, and must still
+ * find the deadlock, exactly as brute force does.
+ */
+export const TWO_NMIS = `
+  .text
+  .globl cpu0
+cpu0:
+  mov $3, %ecx
+1:
+  mov count(%rip), %rax
+  cmp $2, %rax
+  je stuck
+  dec %ecx
+  jnz 1b
+4:
+  hlt
+  jmp 4b
+stuck:
+  lea lock_a(%rip), %rdi
+2:
+  mov $1, %eax
+  xchg %rax, (%rdi)
+  test %rax, %rax
+  jz 3f
+  pause
+  jmp 2b
+3:
+  hlt
+  .globl cpu1
+cpu1:
+  hlt
+  jmp cpu1
+nmi_handler:
+  lock incq count(%rip)
+  lock incq seen(%rip)
+  iretq
+  .data
+lock_a: .quad 1
+count: .quad 0
+seen: .quad 0
+`;
+
+/** Two CPUs at cpu0 and cpu1 of TWO_NMIS, with the NMI gate installed. */
+export function twoNmisMachine(): ReturnType<typeof guest> {
+  const g = guest(TWO_NMIS, { cpus: 2, entry: 'cpu0', gates: { 2: ['nmi_handler', 0] } });
+  g.m.cpu(1).setRipBig(g.sym('cpu1'));
+  return g;
+}
