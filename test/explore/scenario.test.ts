@@ -7,7 +7,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { textpoke, ROOT } from '../cli/textpoke';
 import { exploreScenario, runToStart } from '../../explore/scenario';
-import { explore } from '../../explore/search';
+import { explore, stateHash } from '../../explore/search';
 import { loadScenario } from '../../kernel-model/scenario/scenario-file';
 import { prepareScenario } from '../../kernel-model/scenario/run';
 import { PATCH_SYNC_0 } from '../../kernel-model/linux/kernel-layout';
@@ -72,6 +72,28 @@ describe('textpoke explore', () => {
     expect(seed).toMatchObject({ kind: 'deadlock', nmis: 1, preemptions: 0 });
     expect(seed.summary).toContain('text_poke_state.state to leave PATCH_SYNC_0');
   }, 600_000);
+
+  it('the state hash tells a host routine waiting from one fed its wait\'s value (same generator step)', () => {
+    // A wait re-read or satisfied does not advance the generator: only the frame's
+    // pending wait and resume value differ. The hash once left them out, and a state
+    // reached later matched the start (which covers every last CPU) and was pruned.
+    const file = join(ROOT, 'fixtures', 'scenarios', 'explore', 'fixed-2cpu.json');
+    const run = prepareScenario(loadScenario(file), {}, file);
+    runToStart(run, 'patch');
+    const m = run.m;
+    const root = m.snapshot();
+    for (let i = 0; i < 100 && m.runnable(m.cpus[0]); i++) m.take({ kind: 'step', cpu: 0 });
+    const f = m.cpus[0].hostFrames.find((x) => x.pending !== null)!;
+    expect(f).toBeDefined();
+    const waiting = stateHash(m, root.mark);
+    const w = f.pending;
+    f.pending = null;
+    f.resume = 1n;
+    expect(stateHash(m, root.mark)).not.toBe(waiting);
+    f.pending = w;
+    f.resume = undefined;
+    expect(stateHash(m, root.mark)).toBe(waiting);
+  });
 
   it('bad input: one line, exit 2', () => {
     const bad = join(dir, 'bad-replay.json');
