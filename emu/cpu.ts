@@ -147,6 +147,8 @@ export class Cpu implements FlagState, DataCache {
   readonly wtlbKey = newKeys();
   readonly wtlbPage = newPages();
   aliased = false;
+  /** Some entry may be filled since the last flush (a flush of an empty cache is skipped). */
+  cached = false;
   readonly tlb = new Tlb();
   paging = false;
   /** Scratch from `xlate`: the page may enter the data cache for this access. */
@@ -398,6 +400,7 @@ export class Cpu implements FlagState, DataCache {
     const vpn = (hi >>> 0) * 1048576 + (lo >>> 12);
     this.tlbKey[i] = vpn;
     this.tlbPage[i] = pg;
+    this.cached = true;
     if (vpn !== pg.key) this.aliased = true;
   }
 
@@ -406,6 +409,7 @@ export class Cpu implements FlagState, DataCache {
     const vpn = (hi >>> 0) * 1048576 + (lo >>> 12);
     this.wtlbKey[i] = vpn;
     this.wtlbPage[i] = pg;
+    this.cached = true;
     if (vpn !== pg.key) this.aliased = true;
   }
 

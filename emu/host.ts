@@ -357,30 +357,32 @@ function sym(cpu: Cpu, a: bigint): string {
 
 /** Whether a replayed operation is the recorded one (closures aside: they are re-created). */
 function sameOp(a: HostOp, b: HostOp): boolean {
-  const x = a as unknown as Record<string, unknown>;
-  const y = b as unknown as Record<string, unknown>;
-  for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) {
-    const u = x[k];
-    const v = y[k];
-    if (typeof u === 'function' || typeof v === 'function') continue;
-    if (Array.isArray(u) && Array.isArray(v)) {
-      if (u.length !== v.length) return false;
-      for (let i = 0; i < u.length; i++) {
-        const p = u[i] as unknown;
-        const q = v[i] as unknown;
-        if (typeof p === 'object' && p !== null && typeof q === 'object' && q !== null) {
-          if (JSON.stringify(p, big) !== JSON.stringify(q, big)) return false;
-        } else if (p !== q) return false;
-      }
-      continue;
-    }
-    if (u !== v) return false;
-  }
-  return true;
+  // Runs for every step a restore replays: no allocation (the explorer restores often).
+  return sameValue(a, b, 0);
 }
 
-function big(_k: string, v: unknown): unknown {
-  return typeof v === 'bigint' ? v.toString() : v;
+/**
+ * Structural equality of plain data: bigints and other primitives by value, arrays and
+ * records by their elements; a function (a closure re-created on replay) matches
+ * anything below the top level.
+ */
+function sameValue(u: unknown, v: unknown, depth: number): boolean {
+  if (u === v) return true;
+  if (typeof u === 'function' || typeof v === 'function') return depth > 0;
+  if (typeof u !== 'object' || typeof v !== 'object' || u === null || v === null) return false;
+  if (Array.isArray(u) !== Array.isArray(v)) return false;
+  if (Array.isArray(u)) {
+    const w = v as unknown[];
+    if (u.length !== w.length) return false;
+    for (let i = 0; i < u.length; i++) if (!sameValue(u[i], w[i], depth + 1)) return false;
+    return true;
+  }
+  const x = u as Record<string, unknown>;
+  const y = v as Record<string, unknown>;
+  for (const k in x) if (!sameValue(x[k], y[k], depth + 1)) return false;
+  // Keys only y has: equal only if what x lacks is nothing (or a closure).
+  for (const k in y) if (!(k in x) && !sameValue(undefined, y[k], depth + 1)) return false;
+  return true;
 }
 
 /**

@@ -92,7 +92,7 @@ const CPU_FIELDS: Record<string, 'plain' | 'special' | 'skip'> = {
   // Memory ordering and translation: the TLB, store buffer and split-RMW state join as
   // the machine's 'cpu-memory' part (Cpu.saveMemoryState); the data caches are flushed.
   tlb: 'special', stores: 'special', rmw: 'special',
-  tlbKey: 'skip', tlbPage: 'skip', wtlbKey: 'skip', wtlbPage: 'skip', xc: 'skip',
+  tlbKey: 'skip', tlbPage: 'skip', wtlbKey: 'skip', wtlbPage: 'skip', xc: 'skip', cached: 'skip',
 };
 
 const plainKeys = new WeakMap<object, string[]>();

@@ -99,6 +99,8 @@ export interface DataCache {
   readonly wtlbPage: (Page | null)[];
   /** Some entry maps a linear page to a different physical page (paging on). */
   aliased: boolean;
+  /** Some entry may be set since the last flush (false: the flush has nothing to do). */
+  cached: boolean;
 }
 
 export function newKeys(): Float64Array {
@@ -110,6 +112,9 @@ export function newPages(): (Page | null)[] {
 }
 
 export function flushCache(c: DataCache): void {
+  // The explorer flushes before every step it records (the footprint mode fills nothing).
+  if (!c.cached) return;
+  c.cached = false;
   c.tlbKey.fill(-1);
   c.wtlbKey.fill(-1);
   c.tlbPage.fill(null);

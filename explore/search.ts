@@ -25,6 +25,8 @@ export interface Counterexample extends Bug {
   nmis: number;
   preemptions: number;
   steps: number;
+  /** Seconds into the search when this counterexample (the best so far) was found. */
+  seconds: number;
 }
 
 export interface ExploreOptions {
@@ -233,7 +235,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     const old = bugs.get(key);
     const steps = path.filter((c) => c.kind === 'step').length;
     if (old && (old.nmis < used.nmis || (old.nmis === used.nmis && (old.preemptions < used.preemptions || (old.preemptions === used.preemptions && old.steps <= steps))))) return;
-    bugs.set(key, { ...bug, choices: path.slice(), nmis: used.nmis, preemptions: used.preemptions, steps });
+    bugs.set(key, { ...bug, choices: path.slice(), nmis: used.nmis, preemptions: used.preemptions, steps, seconds: (Date.now() - t0) / 1000 });
   };
 
   /**

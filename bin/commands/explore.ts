@@ -79,7 +79,7 @@ export function runExplore(a: ExploreArgs): number {
   const replays = a.o ? writeReplays(a.o, file, at, result) : [];
   const out = {
     outcome: result.outcome, complete: result.complete, schedules: result.schedules, states: result.states, restarts: result.restarts, seconds: result.seconds, passes: result.passes,
-    bugs: result.bugs.map((b, i) => ({ kind: b.kind, summary: b.summary, nmis: b.nmis, preemptions: b.preemptions, steps: b.steps, replay: replays[i] ?? null })),
+    bugs: result.bugs.map((b, i) => ({ kind: b.kind, summary: b.summary, nmis: b.nmis, preemptions: b.preemptions, steps: b.steps, seconds: b.seconds, replay: replays[i] ?? null })),
   };
   if (a.json) printJson(out);
   else {
@@ -92,7 +92,7 @@ export function runExplore(a: ExploreArgs): number {
       for (const p of top) print(`clean to bound: ${p.nmis} NMI(s), ${p.preemptions} preemption(s) (exhausted: ${p.schedules} schedules, ${p.states} states, ${p.seconds} s)`);
       print(`no bug found, but the bound was not exhausted (${result.cut} schedules cut at the depth limit${result.outcome === 'limit' ? ', a schedule or time limit stopped the search' : ''}): ${bound}; ${result.schedules} schedules, ${result.states} states`);
     }
-    for (const b of out.bugs) print(`${b.kind}: ${b.summary}\n  ${b.nmis} NMI(s), ${b.preemptions} preemption(s), ${b.steps} steps${b.replay ? `; replay: ${b.replay}` : ''}`);
+    for (const b of out.bugs) print(`${b.kind}: ${b.summary}\n  ${b.nmis} NMI(s), ${b.preemptions} preemption(s), ${b.steps} steps, found after ${b.seconds} s${b.replay ? `; replay: ${b.replay}` : ''}`);
   }
   return result.outcome === 'bug' ? 1 : 0;
 }
