@@ -206,6 +206,18 @@ function eventSignature(m: Machine, observe: ((m: Machine) => number) | undefine
   return h;
 }
 
+/** What another CPU can make pending on this one: a latched NMI, the APIC's requested vectors. */
+function pendingSignature(c: Machine['cpus'][number]): number {
+  let h = c.nmiPending ? 1 : 0;
+  for (const v of c.apic.irr) h = mix(h, v);
+  return h;
+}
+
+/** The ownership map's key for a CPU's pending events (negative: no memory word has it). */
+function pendingWord(cpu: number): number {
+  return -1 - cpu;
+}
+
 class RestartPass extends Error {}
 
 /** Explores every schedule within the bound from the machine's current state; leaves the machine there. */
@@ -251,6 +263,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     }
     const c = m.cpus[cpu];
     const sig = eventSignature(m, opts.observe);
+    const pendingBefore = m.cpus.map(pendingSignature);
     const host = c.hostFrames.length > 0;
     fp.clear();
     // The instruction this step runs is read too: a step that fetches bytes another CPU
@@ -282,10 +295,21 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
         if (!wasShared && u.used) broken = true;
       }
     };
+    // Interrupts other CPUs can send it (an IPI, an NMI by ICR) are taken at a CPU's
+    // step boundary: every step reads that CPU's pending-event word, and a step that
+    // makes an interrupt pending on another CPU writes that CPU's. So once some CPU
+    // sends another an interrupt, that CPU's steps are no longer private, and where the
+    // interrupt lands among them is a choice again (the explorer's own NMIs are choices
+    // already: 2).
+    touch(pendingWord(cpu), false);
+    m.cpus.forEach((o, i) => {
+      if (i !== cpu && pendingSignature(o) !== pendingBefore[i]) touch(pendingWord(i), true);
+    });
     for (const k of fp.reads) touch(k, false);
     for (const k of fp.writes) touch(k, true);
     if (broken) throw new RestartPass();
     if (priv) {
+      words.get(pendingWord(cpu))!.used = true;
       for (const k of fp.reads) words.get(k)!.used = true;
       for (const k of fp.writes) words.get(k)!.used = true;
     }

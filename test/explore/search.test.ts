@@ -4,7 +4,7 @@
 // with the fewest NMIs and preemptions; replaying a counterexample reproduces it; and
 // the choice-point API steps the same machine run() does.
 
-import { lockOrderMachine as machine, xmcTwiceMachine, twoNmisMachine } from '../helpers/explore-guests';
+import { lockOrderMachine as machine, xmcTwiceMachine, twoNmisMachine, ipiLandsMachine } from '../helpers/explore-guests';
 import { explore, replay, terminalBug, type ExploreOptions } from '../../explore/search';
 
 function summary(r: ReturnType<typeof explore>): string[] {
@@ -44,6 +44,18 @@ describe('explore', () => {
     expect(reduced.complete).toBe(true);
     expect(summary(reduced)).toEqual(summary(brute));
   }, 600_000);
+
+  it('an interrupt another CPU sends lands between private steps (as brute force)', () => {
+    // Without the pending-event word in the footprint, CPU1's register-only steps ran
+    // on as private and CPU0's NMI by ICR could only land where CPU1 halts: no bug.
+    const b: ExploreOptions = { nmis: 0, preemptions: 1, maxDepth: 60 };
+    const brute = explore(ipiLandsMachine().m, { ...b, stateful: false, reduce: false });
+    expect(brute.complete).toBe(true);
+    expect(brute.bugs.map((x) => [x.kind, x.preemptions])).toEqual([['deadlock', 1]]);
+    const reduced = explore(ipiLandsMachine().m, { ...b, stateful: true, reduce: true });
+    expect(reduced.complete).toBe(true);
+    expect(summary(reduced)).toEqual(summary(brute));
+  });
 
   it('two NMIs, the second arriving while the first handler runs: found exactly as brute force', () => {
     // The reduction sends no NMI to a CPU inside its NMI handler (the latch is read

@@ -160,3 +160,55 @@ export function twoNmisMachine(): ReturnType<typeof guest> {
   g.m.cpu(1).setRipBig(g.sym('cpu1'));
   return g;
 }
+
+/**
+ * An interrupt another CPU sends: CPU0 sends CPU1 an NMI through the x2APIC ICR; CPU1
+ * runs register-only steps (each private to it) and then halts. The NMI handler
+ * deadlocks (lock_a is held from the start) only if it interrupts CPU1 while %ebx is
+ * 2, between two of those private steps: found only if the search lets the IPI land
+ * there, which needs CPU1's steps to stop counting as private once another CPU can
+ * make an interrupt pending on it.
+ */
+export const IPI_LANDS = `
+  .text
+  .globl cpu0
+cpu0:
+  mov $0x830, %ecx
+  mov $0x400, %eax
+  mov $1, %edx
+  wrmsr
+1:
+  hlt
+  jmp 1b
+  .globl cpu1
+cpu1:
+  xor %ebx, %ebx
+  inc %ebx
+  inc %ebx
+  xor %ebx, %ebx
+2:
+  hlt
+  jmp 2b
+nmi_handler:
+  cmp $2, %ebx
+  jne 4f
+  lea lock_a(%rip), %rdi
+3:
+  mov $1, %eax
+  xchg %rax, (%rdi)
+  test %rax, %rax
+  jz 4f
+  pause
+  jmp 3b
+4:
+  iretq
+  .data
+lock_a: .quad 1
+`;
+
+/** Two CPUs at cpu0 and cpu1 of IPI_LANDS, with the NMI gate installed. */
+export function ipiLandsMachine(): ReturnType<typeof guest> {
+  const g = guest(IPI_LANDS, { cpus: 2, entry: 'cpu0', gates: { 2: ['nmi_handler', 0] } });
+  g.m.cpu(1).setRipBig(g.sym('cpu1'));
+  return g;
+}
