@@ -27,6 +27,8 @@ export interface Counterexample extends Bug {
   steps: number;
   /** Seconds into the search when this counterexample (the best so far) was found. */
   seconds: number;
+  /** The same in this process's CPU time (user + system): on a shared host, wall time is 2–6× more. */
+  cpuSeconds: number;
 }
 
 export interface ExploreOptions {
@@ -49,6 +51,12 @@ export interface ExploreOptions {
    * private step of the CPU that ran last is not a choice point (README.md).
    */
   reduce?: boolean;
+  /**
+   * Search order (not what is searched): at each state, the NMI to the CPU that ran
+   * last before that CPU's step, so schedules with early NMIs come first (default
+   * false: steps first, NMIs last). Every pass still searches every schedule.
+   */
+  nmisFirst?: boolean;
   /** A number that changes whenever the checker's own state changes (its log of BUGs). */
   observe?: (m: Machine) => number;
   /**
@@ -75,8 +83,10 @@ export interface ExploreResult {
    * searches every schedule within its own bound): `complete` when that bound was
    * exhausted (no limit, no schedule cut at maxDepth).
    */
-  passes: { nmis: number; preemptions: number; schedules: number; states: number; seconds: number; complete: boolean }[];
+  passes: { nmis: number; preemptions: number; schedules: number; states: number; seconds: number; cpuSeconds: number; complete: boolean }[];
   seconds: number;
+  /** CPU time (user + system) of this process during the search. */
+  cpuSeconds: number;
   bugs: Counterexample[];
 }
 
@@ -223,8 +233,10 @@ class RestartPass extends Error {}
 /** Explores every schedule within the bound from the machine's current state; leaves the machine there. */
 export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   const t0 = Date.now();
+  const cpu0 = process.cpuUsage();
   const nmiCpus = opts.nmiCpus ?? (opts.nmis > 0 ? m.cpus.map((c) => c.id) : []);
   const stateful = opts.stateful ?? true;
+  const nmisFirst = opts.nmisFirst ?? false;
   // Buffered stores (x86-TSO) reach memory in a later step than the one that made
   // them, so footprints would be misattributed: no reduction under TSO.
   const reduce = (opts.reduce ?? true) && !m.cpus.some((c) => c.tso);
@@ -247,7 +259,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     const old = bugs.get(key);
     const steps = path.filter((c) => c.kind === 'step').length;
     if (old && (old.nmis < used.nmis || (old.nmis === used.nmis && (old.preemptions < used.preemptions || (old.preemptions === used.preemptions && old.steps <= steps))))) return;
-    bugs.set(key, { ...bug, choices: path.slice(), nmis: used.nmis, preemptions: used.preemptions, steps, seconds: (Date.now() - t0) / 1000 });
+    bugs.set(key, { ...bug, choices: path.slice(), nmis: used.nmis, preemptions: used.preemptions, steps, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpuSince(cpu0) });
   };
 
   /**
@@ -326,7 +338,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   // One pass per bound (nmis, preemptions), smallest first.
   for (let nb = 0; nb <= opts.nmis && !limited; nb++) {
     for (let pb = 0; pb <= opts.preemptions && !limited; pb++) {
-      const pass0 = { schedules, states, cut, t: Date.now() };
+      const pass0 = { schedules, states, cut, t: Date.now(), cpu: process.cpuUsage() };
       // A generator per state, driven by an explicit stack (searchFrom): a schedule can be
       // thousands of steps deep, more than the JS call stack holds. `yield b` searches
       // the child state with budget b and resumes here when it is done.
@@ -453,8 +465,13 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
         }
         // Reduced: an NMI arrives fused with its CPU's next step (arrivals commute with
         // other CPUs' steps); a private step of the last CPU is the only step choice.
+        // Order only (the same choices): with `nmisFirst` the NMI to the last CPU is
+        // tried before its step, so early arrivals are searched first.
+        const lastNmiFirst = nmisFirst && b.last >= 0 && nmiOk[b.last];
+        if (lastNmiFirst) yield* go(b.last, true, false);
         let runOn = false;
         if (lastEnabled) {
+          back();
           away = true;
           runOn = step(b.last);
           yield* go(b.last, false, true);
@@ -462,7 +479,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
         for (const cpu of m.cpus.map((c) => c.id)) {
           if (cost(cpu) > b.preemptions || (runOn && cpu !== b.last)) continue;
           if (cpu !== b.last && runnable.includes(cpu)) yield* go(cpu, false, false);
-          if (nmiOk[cpu]) yield* go(cpu, true, false);
+          if (nmiOk[cpu] && !(lastNmiFirst && cpu === b.last)) yield* go(cpu, true, false);
         }
       }
       for (;;) {
@@ -487,7 +504,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       m.restore(root);
       passes.push({
         nmis: nb, preemptions: pb, schedules: schedules - pass0.schedules, states: states - pass0.states,
-        seconds: (Date.now() - pass0.t) / 1000, complete: !limited && cut === pass0.cut,
+        seconds: (Date.now() - pass0.t) / 1000, cpuSeconds: cpuSince(pass0.cpu), complete: !limited && cut === pass0.cut,
       });
       pass++;
     }
@@ -502,8 +519,15 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     restarts,
     passes,
     seconds: (Date.now() - t0) / 1000,
+    cpuSeconds: cpuSince(cpu0),
     bugs: list,
   };
+}
+
+/** CPU seconds (user + system) of this process since `from`. */
+function cpuSince(from: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(from);
+  return Math.round((d.user + d.system) / 1000) / 1000;
 }
 
 /**

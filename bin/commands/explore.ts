@@ -22,6 +22,7 @@ export interface ExploreArgs {
   'time-limit'?: number;
   json: boolean;
   reduce: boolean;
+  'nmis-first': boolean;
   o?: string;
 }
 
@@ -38,6 +39,7 @@ export function exploreCommand(y: Argv): Argv<ExploreArgs> {
     .option('max-schedules', { type: 'number', describe: 'stop after this many schedules' })
     .option('time-limit', { type: 'number', describe: 'stop after this many seconds' })
     .option('reduce', { type: 'boolean', default: true, describe: 'partial-order reduction (--no-reduce: every interleaving, for comparison)' })
+    .option('nmis-first', { type: 'boolean', default: false, describe: 'search order: at each state the NMI to the CPU that ran last before its step (early NMIs first; the same schedules are searched)' })
     .option('json', { type: 'boolean', default: false, describe: 'one JSON object: outcome, complete, schedules, states, seconds, bugs' })
     .option('o', { type: 'string', describe: 'write one replay file per bug into this directory' })
     .example('$0 explore fixtures/scenarios/explore/deadlock-primary.json --nmis 1 --cpus-nmi 0 -o /tmp/bugs', 'search, write replays')
@@ -74,12 +76,12 @@ export function runExplore(a: ExploreArgs): number {
     });
   }
   const { result, from: at } = exploreScenario(file, {
-    nmis, preemptions, nmiCpus, maxDepth, from, to: a.to === 'depth' ? 'depth' : 'patch-end', maxSchedules: a['max-schedules'], timeLimitSeconds: a['time-limit'], reduce: a.reduce,
+    nmis, preemptions, nmiCpus, maxDepth, from, to: a.to === 'depth' ? 'depth' : 'patch-end', maxSchedules: a['max-schedules'], timeLimitSeconds: a['time-limit'], reduce: a.reduce, nmisFirst: a['nmis-first'],
   });
   const replays = a.o ? writeReplays(a.o, file, at, result) : [];
   const out = {
-    outcome: result.outcome, complete: result.complete, schedules: result.schedules, states: result.states, restarts: result.restarts, seconds: result.seconds, passes: result.passes,
-    bugs: result.bugs.map((b, i) => ({ kind: b.kind, summary: b.summary, nmis: b.nmis, preemptions: b.preemptions, steps: b.steps, seconds: b.seconds, replay: replays[i] ?? null })),
+    outcome: result.outcome, complete: result.complete, schedules: result.schedules, states: result.states, restarts: result.restarts, seconds: result.seconds, cpuSeconds: result.cpuSeconds, passes: result.passes,
+    bugs: result.bugs.map((b, i) => ({ kind: b.kind, summary: b.summary, nmis: b.nmis, preemptions: b.preemptions, steps: b.steps, seconds: b.seconds, cpuSeconds: b.cpuSeconds, replay: replays[i] ?? null })),
   };
   if (a.json) printJson(out);
   else {
@@ -92,7 +94,7 @@ export function runExplore(a: ExploreArgs): number {
       for (const p of top) print(`clean to bound: ${p.nmis} NMI(s), ${p.preemptions} preemption(s) (exhausted: ${p.schedules} schedules, ${p.states} states, ${p.seconds} s)`);
       print(`no bug found, but the bound was not exhausted (${result.cut} schedules cut at the depth limit${result.outcome === 'limit' ? ', a schedule or time limit stopped the search' : ''}): ${bound}; ${result.schedules} schedules, ${result.states} states`);
     }
-    for (const b of out.bugs) print(`${b.kind}: ${b.summary}\n  ${b.nmis} NMI(s), ${b.preemptions} preemption(s), ${b.steps} steps, found after ${b.seconds} s${b.replay ? `; replay: ${b.replay}` : ''}`);
+    for (const b of out.bugs) print(`${b.kind}: ${b.summary}\n  ${b.nmis} NMI(s), ${b.preemptions} preemption(s), ${b.steps} steps, found after ${b.seconds} s (${b.cpuSeconds} s CPU)${b.replay ? `; replay: ${b.replay}` : ''}`);
   }
   return result.outcome === 'bug' ? 1 : 0;
 }
