@@ -1,13 +1,13 @@
-// Explorer speed: schedules and states per second of the bounded search on a small
-// guest program with a lock-order deadlock and an NMI self-deadlock
-// (test/helpers/explore-guests.ts), with and without visited-state skipping; and on
+// Explorer speed: schedules and states per second (wall and CPU) of the bounded search
+// on small guest programs (test/helpers/explore-guests.ts: a lock-order deadlock and an
+// NMI self-deadlock; a deadlock that needs two NMIs), reduced and brute force; and on
 // the fixture kernel, the corrected protocol from the patch's start to its end
 // (fixtures/scenarios/explore/), every schedule within the bound.
 
 import { join } from 'path';
 import { explore } from '../explore/search';
 import { exploreScenario, type ScenarioExploreOptions } from '../explore/scenario';
-import { lockOrderMachine } from '../test/helpers/explore-guests';
+import { lockOrderMachine, twoNmisMachine } from '../test/helpers/explore-guests';
 import type { BenchOptions } from './util';
 
 export interface ExploreFigure {
@@ -18,7 +18,11 @@ export interface ExploreFigure {
   schedules: number;
   states: number;
   seconds: number;
+  /** CPU time of the search (user + system): on a shared host, wall seconds are several times more. */
+  cpuSeconds: number;
   statesPerSecond: number;
+  /** States per CPU second: the figure that compares across host loads. */
+  statesPerCpuSecond: number;
   schedulesPerSecond: number;
   bugs: number;
 }
@@ -26,13 +30,15 @@ export interface ExploreFigure {
 export function benchExplore(o: BenchOptions): ExploreFigure[] {
   const bounds = o.quick ? [{ nmis: 0, preemptions: 1 }] : [{ nmis: 0, preemptions: 1 }, { nmis: 1, preemptions: 1 }];
   const out: ExploreFigure[] = [];
-  for (const b of bounds) {
+  const guests: [string, typeof lockOrderMachine, number][] = [['lock order + NMI', lockOrderMachine, 120], ...(o.quick ? [] : [['two NMIs needed', twoNmisMachine, 80] as [string, typeof lockOrderMachine, number]])];
+  for (const [name, machine, maxDepth] of guests) for (const b of name === 'two NMIs needed' ? [{ nmis: 2, preemptions: 1 }] : bounds) {
     for (const stateful of [true, false]) {
-      const r = explore(lockOrderMachine().m, { ...b, nmiCpus: [0], maxDepth: 120, stateful });
+      // Brute force: no visited states and no reduction.
+      const r = explore(machine().m, { ...b, nmiCpus: [0], maxDepth, stateful, reduce: stateful });
       out.push({
-        label: `lock order + NMI, ${b.nmis} NMI(s), ${b.preemptions} preemption(s), ${stateful ? 'visited states skipped' : 'brute force'}`,
-        stateful, ...b, schedules: r.schedules, states: r.states, seconds: r.seconds,
-        statesPerSecond: r.states / r.seconds, schedulesPerSecond: r.schedules / r.seconds, bugs: r.bugs.length,
+        label: `${name}, ${b.nmis} NMI(s), ${b.preemptions} preemption(s), ${stateful ? 'reduced' : 'brute force'}`,
+        stateful, ...b, schedules: r.schedules, states: r.states, seconds: r.seconds, cpuSeconds: r.cpuSeconds,
+        statesPerSecond: r.states / r.seconds, statesPerCpuSecond: r.states / Math.max(r.cpuSeconds, 1e-3), schedulesPerSecond: r.schedules / r.seconds, bugs: r.bugs.length,
       });
       o.log(`explore: ${out[out.length - 1].label}: ${r.states} states in ${r.seconds} s`);
     }
@@ -46,8 +52,8 @@ export function benchExplore(o: BenchOptions): ExploreFigure[] {
     const { result: r } = exploreScenario(join(root, `${file}.json`), { ...b, maxDepth: 4000 });
     out.push({
       label: `fixture kernel, ${label}`, stateful: true, nmis: b.nmis, preemptions: b.preemptions,
-      schedules: r.schedules, states: r.states, seconds: r.seconds,
-      statesPerSecond: r.states / r.seconds, schedulesPerSecond: r.schedules / r.seconds, bugs: r.bugs.length,
+      schedules: r.schedules, states: r.states, seconds: r.seconds, cpuSeconds: r.cpuSeconds,
+      statesPerSecond: r.states / r.seconds, statesPerCpuSecond: r.states / Math.max(r.cpuSeconds, 1e-3), schedulesPerSecond: r.schedules / r.seconds, bugs: r.bugs.length,
     });
     o.log(`explore: ${out[out.length - 1].label}: ${r.states} states in ${r.seconds} s`);
   }
@@ -59,11 +65,11 @@ export function formatExplore(f: ExploreFigure[]): string {
     '',
     'Explorer (bounded DFS over choice points, one machine step per choice)',
     '=======================================================================',
-    `  ${'figure'.padEnd(74)} ${'states'.padStart(8)} ${'schedules'.padStart(9)} ${'seconds'.padStart(8)} ${'states/s'.padStart(9)} ${'sched/s'.padStart(8)} ${'bugs'.padStart(4)}`,
+    `  ${'figure'.padEnd(74)} ${'states'.padStart(8)} ${'schedules'.padStart(9)} ${'seconds'.padStart(8)} ${'CPU s'.padStart(7)} ${'states/s'.padStart(9)} ${'st/CPU-s'.padStart(9)} ${'sched/s'.padStart(8)} ${'bugs'.padStart(4)}`,
     ...f.map(
       (x) =>
-        `  ${x.label.padEnd(74)} ${String(x.states).padStart(8)} ${String(x.schedules).padStart(9)} ${x.seconds.toFixed(2).padStart(8)} ` +
-        `${x.statesPerSecond.toFixed(0).padStart(9)} ${x.schedulesPerSecond.toFixed(0).padStart(8)} ${String(x.bugs).padStart(4)}`,
+        `  ${x.label.padEnd(74)} ${String(x.states).padStart(8)} ${String(x.schedules).padStart(9)} ${x.seconds.toFixed(2).padStart(8)} ${(x.cpuSeconds ?? 0).toFixed(2).padStart(7)} ` +
+        `${x.statesPerSecond.toFixed(0).padStart(9)} ${(x.statesPerCpuSecond ?? 0).toFixed(0).padStart(9)} ${x.schedulesPerSecond.toFixed(0).padStart(8)} ${String(x.bugs).padStart(4)}`,
     ),
   ].join('\n');
 }
