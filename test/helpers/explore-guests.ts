@@ -54,7 +54,12 @@ lock_c: .quad 0
 
 /** Two CPUs at cpu0 and cpu1 of LOCKS, with the NMI gate installed. */
 export function lockOrderMachine(): ReturnType<typeof guest> {
-  const g = guest(LOCKS, { cpus: 2, entry: 'cpu0', gates: { 2: ['nmi_handler', 0] } });
+  return twoCpus(LOCKS, true);
+}
+
+/** Two CPUs of `source`, CPU0 at cpu0 and CPU1 at cpu1; `nmi`: nmi_handler is the NMI gate. */
+function twoCpus(source: string, nmi: boolean): ReturnType<typeof guest> {
+  const g = guest(source, { cpus: 2, entry: 'cpu0', gates: nmi ? { 2: ['nmi_handler', 0] } : {} });
   g.m.cpu(1).setRipBig(g.sym('cpu1'));
   return g;
 }
@@ -103,14 +108,12 @@ lock_a: .quad 0
 
 /** Two CPUs at cpu0 and cpu1 of XMC_TWICE. */
 export function xmcTwiceMachine(): ReturnType<typeof guest> {
-  const g = guest(XMC_TWICE, { cpus: 2, entry: 'cpu0' });
-  g.m.cpu(1).setRipBig(g.sym('cpu1'));
-  return g;
+  return twoCpus(XMC_TWICE, false);
 }
 
 /**
- * Two NMIs needed: CPU0 polls `count` a few times and, if it ever reads 2, takes
- * lock_a (held from the start) and waits forever; each NMI's handler increments
+ * Two NMIs needed: CPU0 polls `count` a few times and, if it ever reads 2, spins on
+ * lock_a (held from the start) forever; each NMI's handler increments
  * `count`. A second NMI that arrives while the first handler runs is latched and
  * taken at its iret: the explorer's reduction tries it there instead, and must still
  * find the deadlock, exactly as brute force does.
@@ -130,15 +133,9 @@ cpu0:
   hlt
   jmp 4b
 stuck:
-  lea lock_a(%rip), %rdi
-2:
-  mov $1, %eax
-  xchg %rax, (%rdi)
-  test %rax, %rax
-  jz 3f
   pause
-  jmp 2b
-3:
+  cmpq $0, lock_a(%rip)
+  jne stuck
   hlt
   .globl cpu1
 cpu1:
@@ -156,15 +153,13 @@ seen: .quad 0
 
 /** Two CPUs at cpu0 and cpu1 of TWO_NMIS, with the NMI gate installed. */
 export function twoNmisMachine(): ReturnType<typeof guest> {
-  const g = guest(TWO_NMIS, { cpus: 2, entry: 'cpu0', gates: { 2: ['nmi_handler', 0] } });
-  g.m.cpu(1).setRipBig(g.sym('cpu1'));
-  return g;
+  return twoCpus(TWO_NMIS, true);
 }
 
 /**
  * An interrupt another CPU sends: CPU0 sends CPU1 an NMI through the x2APIC ICR; CPU1
  * runs register-only steps (each private to it) and then halts. The NMI handler
- * deadlocks (lock_a is held from the start) only if it interrupts CPU1 while %ebx is
+ * deadlocks (lock_a is held from the start: it spins forever) only if it interrupts CPU1 while %ebx is
  * 2, between two of those private steps: found only if the search lets the IPI land
  * there, which needs CPU1's steps to stop counting as private once another CPU can
  * make an interrupt pending on it.
@@ -192,14 +187,10 @@ cpu1:
 nmi_handler:
   cmp $2, %ebx
   jne 4f
-  lea lock_a(%rip), %rdi
 3:
-  mov $1, %eax
-  xchg %rax, (%rdi)
-  test %rax, %rax
-  jz 4f
   pause
-  jmp 3b
+  cmpq $0, lock_a(%rip)
+  jne 3b
 4:
   iretq
   .data
@@ -208,7 +199,5 @@ lock_a: .quad 1
 
 /** Two CPUs at cpu0 and cpu1 of IPI_LANDS, with the NMI gate installed. */
 export function ipiLandsMachine(): ReturnType<typeof guest> {
-  const g = guest(IPI_LANDS, { cpus: 2, entry: 'cpu0', gates: { 2: ['nmi_handler', 0] } });
-  g.m.cpu(1).setRipBig(g.sym('cpu1'));
-  return g;
+  return twoCpus(IPI_LANDS, true);
 }
