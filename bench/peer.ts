@@ -41,7 +41,7 @@ interface Region {
 }
 
 /** One workload: memory, per-CPU entry registers, and where every CPU stops. */
-interface Workload {
+export interface Workload {
   label: string;
   cpus: number;
   /** 0: each CPU runs to the stop address; 1: round-robin, one instruction at a time. */
@@ -74,7 +74,7 @@ export interface PeerResults {
 
 // ---- textpoke ----
 
-function textpokeMachine(w: Workload, repeat: number): Machine {
+export function textpokeMachine(w: Workload, repeat: number): Machine {
   const m = new Machine({ cpus: w.cpus });
   for (const r of w.regions) m.load(r.addr, r.bytes, r.code);
   for (const cpu of m.cpus) {
@@ -207,7 +207,7 @@ const CHECKSUM_LOOP = `
     jnz 1b
 `;
 
-function fixtureWorkloads(): Workload[] {
+export function fixtureWorkloads(): Workload[] {
   const buf: Region = { addr: BUF, bytes: checksumBuffer().slice(), code: false };
   return [
     loopWorkload('1 CPU, register loop', REGISTER_LOOP, 1, 0),
@@ -220,7 +220,7 @@ function fixtureWorkloads(): Workload[] {
  * The kernel's own functions from Debian's image, called in a loop by a driver in
  * module space: crc32_le(crc, buf, len) and xxh64(buf, len, seed) over 4 KiB.
  */
-function kernelWorkloads(o: BenchOptions): Workload[] {
+export function kernelWorkloads(o: BenchOptions): Workload[] {
   const versions = cachedKernelVersions();
   if (versions.length === 0) {
     o.log('peer: no kernel in .cache/kernel (npm run fetch-kernel): the kernel functions are left out');

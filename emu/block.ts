@@ -91,15 +91,45 @@ export function buildBlock(cpu: Cpu, entry: Insn): Block | null {
     ins = ins.next;
   }
   if (insns.length < 2) return null;
-  const src = generate(insns, decs);
+  const run = instantiate(generate(insns, decs), insns, gen, page) as (cpu: Cpu) => Insn;
+  return { run, len: insns.length, gen, epoch: cpu.icache.blockEpoch };
+}
+
+/** The function of `src` for these instructions, its factory compiled once per source. */
+function instantiate(src: string, insns: Insn[], gen: number, page: Insn['page']): (cpu: Cpu) => Insn {
   let factory = FACTORIES.get(src);
   if (factory === undefined) {
     if (FACTORIES.size >= FACTORY_CACHE_MAX) FACTORIES.clear();
     factory = new Function('I', 'E', 'H', 'G', 'pg', src) as Factory;
     FACTORIES.set(src, factory);
   }
-  const run = factory(insns, insns.map((i) => i.exec), HELPERS, gen, page);
-  return { run, len: insns.length, gen, epoch: cpu.icache.blockEpoch };
+  return factory(insns, insns.map((i) => i.exec), HELPERS, gen, page);
+}
+
+/**
+ * A compiled replacement for the closure of one hot instruction, or null when its form
+ * is not one blocks inline (or a direct jmp/jcc). It is the body a block would inline
+ * for it, entered and left as the closure is (the step loop sets `cpu.insn` before it
+ * and counts `cpu.retired` after it), with its registers, sizes and constants baked
+ * in and no call through a shared operation. The quantum-1 path runs one instruction
+ * per slice, where a block never fits: this is what compilation gives it. It stays
+ * valid as long as the decode does (a new decode compiles a new closure).
+ */
+export function buildSingle(cpu: Cpu, ins: Insn): Exec | null {
+  const m = cpu.machine;
+  if (ins.len === 0 || ins.crossesPage || ins.xgen !== ins.page.gen || ins.bytes === null) return null;
+  if (m.hostAt(ins.lo, ins.hi) !== undefined || m.hasBreakpoint(ins.lo, ins.hi)) return null;
+  const d = decodeOne(ins.bytes, ins.lo, ins.hi);
+  if (isDecodeFailure(d) || d.len !== ins.len) return null;
+  // The split-RMW wrapper (emu/ordering.ts) runs every memory form with cpu.rmw set: such forms keep their closure.
+  if (m.rmw === 'split' && d.ops.some((o) => o.k === 'mem')) return null;
+  const g = new Gen(true);
+  if (inline(g, d, 0)) {
+    g.flush();
+    g.emit('return I[0].next ?? H.linkNext(cpu, I[0]);');
+  } else if (!directBranch(g, d, 0, 1)) return null;
+  const src = `"use strict";\nreturn function single(cpu) {\nconst r = cpu.r;\n${g.out.join('\n')}\n};`;
+  return instantiate(src, [ins], ins.page.gen, ins.page) as unknown as Exec;
 }
 
 // ---- Code generation ----
@@ -131,6 +161,8 @@ const LOGIC_OP: Record<string, string> = { and: '&', or: '|', xor: '^', test: '&
 
 class Gen {
   readonly out: string[] = [];
+  /** Code for one instruction in place of its closure (buildSingle): the step loop keeps the boundary. */
+  constructor(readonly single = false) {}
   pend: Pending = null;
   /** The instruction being inlined loaded from memory (set by emitLoad): its end is a boundary check. */
   loadAt = -1;
@@ -244,6 +276,24 @@ class Gen {
   }
 }
 
+/**
+ * A direct jump or jcc, the last of `n` instructions (only a last instruction has a
+ * branch operand): emits its exit. (loop/loopcc and jrcxz also count RCX or test it:
+ * they keep their closures.) False if `d` is not one.
+ */
+function directBranch(g: Gen, d: Decoded, k: number, n: number): boolean {
+  if (!(d.ops.length === 1 && d.ops[0].k === 'branch' && !d.lock && ((d.cc !== 0 && d.name[0] === 'j' && !d.name.endsWith('cxz')) || d.name === 'jmp'))) return false;
+  const t = d.ops[0];
+  const taken = `(I[${k}].target ?? H.linkTarget(cpu, I[${k}], ${t.lo | 0}, ${t.hi | 0}))`;
+  const fall = `(I[${k}].next ?? H.linkNext(cpu, I[${k}]))`;
+  const c = d.name === 'jmp' ? 'true' : g.cond(d.cc);
+  if (c !== 'true') g.emit(`const t${k} = ${c};`);
+  g.flush();
+  if (!g.single) g.emit(`cpu.retired = R0 + ${n};`);
+  g.emit(c === 'true' ? `return ${taken};` : `return t${k} ? ${taken} : ${fall};`);
+  return true;
+}
+
 function generate(insns: Insn[], decs: Decoded[]): string {
   const g = new Gen();
   const n = insns.length;
@@ -271,19 +321,7 @@ function generate(insns: Insn[], decs: Decoded[]): string {
       }
       continue;
     }
-    // (loop/loopcc and jrcxz also count RCX or test it: they keep their closures.)
-    if (d.ops.length === 1 && d.ops[0].k === 'branch' && !d.lock && ((d.cc !== 0 && d.name[0] === 'j' && !d.name.endsWith('cxz')) || d.name === 'jmp')) {
-      // A direct jump or jcc ends the block (and only a last instruction has a branch operand).
-      const t = d.ops[0];
-      const taken = `(I[${k}].target ?? H.linkTarget(cpu, I[${k}], ${t.lo | 0}, ${t.hi | 0}))`;
-      const fall = `(I[${k}].next ?? H.linkNext(cpu, I[${k}]))`;
-      const c = d.name === 'jmp' ? 'true' : g.cond(d.cc);
-      if (c !== 'true') g.emit(`const t${k} = ${c};`);
-      g.flush();
-      g.emit(`cpu.retired = R0 + ${n};`);
-      g.emit(c === 'true' ? `return ${taken};` : `return t${k} ? ${taken} : ${fall};`);
-      continue;
-    }
+    if (directBranch(g, d, k, n)) continue;
     // Its own closure, at an exact boundary.
     g.flush();
     g.emit(`cpu.retired = R0 + ${k}; cpu.insn = I[${k}];`);
@@ -536,7 +574,7 @@ function emitEa(g: Gen, mo: Extract<Operand, { k: 'mem' }>, k: number): void {
 function emitLoad(g: Gen, mo: Extract<Operand, { k: 'mem' }>, size: number, k: number): void {
   emitEa(g, mo, k);
   g.flush();
-  g.emit(`cpu.retired = R0 + ${k}; cpu.insn = I[${k}];`);
+  if (!g.single) g.emit(`cpu.retired = R0 + ${k}; cpu.insn = I[${k}];`);
   const fn = size === 64 ? 'rd64' : size === 32 ? 'rd32' : size === 16 ? 'rd16' : 'rd8';
   g.emit(`const v${k} = cpu.${fn}(e${k}, eh${k})${size === 64 ? `, vh${k} = cpu.th` : ''};`);
   g.loadAt = k;

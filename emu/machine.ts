@@ -17,7 +17,7 @@ import { setHooked } from './breakpoints';
 import type { Insn } from './insn';
 import type { Probe } from './probe';
 import type { EventKind } from './events';
-import { runSlice, runOne, eventDeliverable } from './run';
+import { runSlice, runOne, stepPlain, eventDeliverable } from './run';
 import { Scheduler, RoundRobin, type Schedule, type SchedulerState } from './scheduler';
 import { takeSnapshot, restoreSnapshot, type Snapshot, type SavesState } from './snapshot';
 import { toBig } from './u64';
@@ -647,9 +647,15 @@ export class Machine implements IpiBus {
     const cpus = this.cpus;
     const n = cpus.length;
     const q = rr.quantum;
+    // Nothing looks at single slices: quantum-1 slots run in a batch (runBatch).
+    const batch = q === 1 && opts.onProgress === undefined && opts.until === undefined;
     for (;;) {
       if (this.stopRequest !== null || this.slotLeft > 0 || this.steps + q > maxSteps) return null;
       if (this.timers.length !== 0 && this.steps + q > this.timers[0].step) return null;
+      if (batch) {
+        const end = this.runBatch(rr, maxSteps, livelockSteps, opts);
+        if (end !== undefined) return end;
+      }
       // RoundRobin.next without the Slot: the first runnable CPU from the cursor.
       let c = rr.cursor;
       let cpu = cpus[c];
@@ -670,6 +676,51 @@ export class Machine implements IpiBus {
       const end = this.afterSlice(cpu, opts, livelockSteps, undefined);
       if (end !== null) return end;
     }
+  }
+
+  /**
+   * Quantum-1 round-robin slots back to back while every CPU in turn is plainly
+   * runnable (no boundary work pending: brk, shadow, halt, block, shutdown) and no
+   * general check is due: the step limit, the next timer and the next livelock check
+   * are turned into one bound beforehand, and a step that sets `brk` or requests a
+   * stop ends the batch with the general after-slice checks for its slot. The slots,
+   * their order and the machine's step count are those runRoundRobin's loop gives
+   * (`steps` is exact during each step, which is all currentStep() needs: a slot of
+   * one instruction reads the clock before it retires). Returns a result if the run
+   * ended, null if it must return to run()'s loop, undefined to go on in runRoundRobin.
+   */
+  private runBatch(rr: RoundRobin, maxSteps: number, livelockSteps: number, opts: RunOptions): RunResult | null | undefined {
+    if (this.probe !== null) return undefined;
+    const cpus = this.cpus;
+    const n = cpus.length;
+    let lim = maxSteps;
+    if (this.timers.length !== 0 && this.timers[0].step < lim) lim = this.timers[0].step;
+    // The last step before a livelock check goes through the general slot, which checks.
+    if (livelockSteps > 0 && this.nextLivelockCheck! < lim) lim = this.nextLivelockCheck!;
+    let c = rr.cursor;
+    const from = this.steps;
+    while (this.steps + 1 < lim) {
+      const cpu = cpus[c];
+      if (cpu.brk || cpu.intShadow || cpu.halted || cpu.blocked !== null || cpu.shutdown !== null) break;
+      const ran = stepPlain(cpu);
+      this.steps += ran;
+      const at = c;
+      c = c + 1 === n ? 0 : c + 1;
+      if (cpu.brk || ran !== 1 || this.stopRequest !== null) {
+        rr.cursor = c;
+        this.slotCpu = at;
+        this.slotLeft = cpu.stoppedAt !== null && ran < 1 ? 1 - ran : 0;
+        const end = this.afterSlice(cpu, opts, livelockSteps, undefined);
+        if (end !== null) return end;
+        return this.stopRequest !== null || this.slotLeft > 0 ? null : undefined;
+      }
+    }
+    if (c !== rr.cursor || this.steps !== from) {
+      rr.cursor = c;
+      this.slotCpu = c === 0 ? n - 1 : c - 1;
+      this.slotLeft = 0;
+    }
+    return undefined;
   }
 
   /** The machine's scheduler for `s`: the one in force if `s` is the same schedule (or absent). */

@@ -11,7 +11,7 @@ import { PageFault } from './memory';
 import { revalidate, type Insn } from './insn';
 import { deliver, pageFaultCode, VEC_PF } from './events';
 import { IF } from './flags';
-import { buildBlock } from './block';
+import { buildBlock, buildSingle } from './block';
 
 /** Runs up to `budget` instructions without looking at events. Returns the count run. */
 function execLoop(cpu: Cpu, budget: number): number {
@@ -36,7 +36,7 @@ function execLoop(cpu: Cpu, budget: number): number {
           ins.heat = 0;
         }
       } else if (++ins.heat === cpu.icache.blockHot) {
-        ins.block = buildBlock(cpu, ins);
+        warm(cpu, ins);
         // Compiled: run it from here.
         if (ins.block !== null) continue;
       }
@@ -57,6 +57,16 @@ function execLoop(cpu: Cpu, budget: number): number {
   }
   cpu.insn = ins;
   return cpu.retired - start;
+}
+
+/**
+ * `ins` became hot: compiles the block starting there and replaces its closure with
+ * the compiled single-instruction form where there is one (emu/block.ts).
+ */
+function warm(cpu: Cpu, ins: Insn): void {
+  ins.block = buildBlock(cpu, ins);
+  const single = buildSingle(cpu, ins);
+  if (single !== null) ins.exec = single;
 }
 
 /** The same loop with a probe call after every instruction (tracing, stepping UI). */
@@ -149,10 +159,19 @@ function wakeForEvent(cpu: Cpu): void {
  */
 export function runOne(cpu: Cpu): number {
   if (cpu.brk || cpu.intShadow || cpu.halted || cpu.blocked !== null || cpu.shutdown !== null || cpu.machine.probe !== null) return runSlice(cpu, 1);
-  // execLoop(cpu, 1), unrolled.
+  return stepPlain(cpu);
+}
+
+/**
+ * runOne's step, for a caller that has checked its conditions (no brk, shadow, halt,
+ * block, shutdown or probe): execLoop(cpu, 1), unrolled.
+ */
+export function stepPlain(cpu: Cpu): number {
   let ins = cpu.insn;
   try {
     if (ins.xgen !== ins.page.gen) ins = revalidate(cpu, ins);
+    // Blocks never fit a slice of one, but the hot instruction's compiled form does.
+    if (ins.block === null && ++ins.heat === cpu.icache.blockHot) warm(cpu, ins);
     cpu.insn = ins;
     ins = ins.exec(cpu, ins);
     cpu.retired++;
