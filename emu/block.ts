@@ -166,6 +166,8 @@ class Gen {
   pend: Pending = null;
   /** The instruction being inlined loaded from memory (set by emitLoad): its end is a boundary check. */
   loadAt = -1;
+  /** Per instruction: SF, ZF, AF and PF as they stand after it are never read (szapDeadAfter). */
+  szapDead: boolean[] = [];
 
   emit(s: string): void {
     this.out.push(s);
@@ -260,8 +262,13 @@ class Gen {
     }
   }
 
-  /** RFLAGS with CF and OF cleared and the other arithmetic flags as they stand (rotates keep those). */
-  keptSzap(k: number): string {
+  /**
+   * RFLAGS with CF and OF cleared and the other arithmetic flags as they stand (rotates
+   * keep those), or with those four left as zeros when `dead`: nothing reads them
+   * before they are all overwritten (szapDeadAfter).
+   */
+  keptSzap(k: number, dead: boolean): string {
+    if (dead) return `(cpu.flags & ${~ARITH})`;
     const p = this.pend;
     if (p === null) {
       this.emit(`H.materializeKeepingSzap(cpu);`);
@@ -294,8 +301,50 @@ function directBranch(g: Gen, d: Decoded, k: number, n: number): boolean {
   return true;
 }
 
+/** How an instruction inline() compiles treats SF, ZF, AF and PF, for szapDeadAfter. */
+function szapEffect(d: Decoded): 'writes' | 'keeps' | 'other' {
+  if (d.lock || d.rep || d.repe || d.repne) return 'other';
+  const o = d.ops;
+  const name = d.name;
+  if (name === 'nop') return 'keeps';
+  if (o.length === 0 || !isReg(o[0])) return 'other';
+  const size = o[0].size;
+  if ((name === 'inc' || name === 'dec') && o.length === 1) return 'writes';
+  if (o.length !== 2 && !(name === 'imul' && o.length === 3)) return 'other';
+  const s = o[1];
+  if (name === 'mov') return isReg(s, size) || s.k === 'imm' ? 'keeps' : 'other';
+  if (name === 'movzx') return s.k === 'reg' && (s.size === 8 || s.size === 16) ? 'keeps' : 'other';
+  if (name === 'lea') return plainMemAddress(s) ? 'keeps' : 'other';
+  if (ALU[name] !== undefined) return isReg(s, size) || s.k === 'imm' ? 'writes' : 'other';
+  if (name === 'imul') {
+    const y = o.length === 3 ? o[2] : o[1];
+    return size === 64 && isReg(s, 64) && (isReg(y, 64) || y.k === 'imm') ? 'writes' : 'other';
+  }
+  if ((name === 'rol' || name === 'ror' || name === 'shl' || name === 'shr') && s.k === 'imm' && (s.lo & (size === 64 ? 63 : 31)) !== 0) {
+    return name === 'rol' || name === 'ror' ? 'keeps' : 'writes';
+  }
+  return 'other';
+}
+
+/**
+ * Whether SF, ZF, AF and PF as they stand after instruction k are dead: a later
+ * instruction of the block overwrites all four before anything can see them. What
+ * can see them: a flag reader, a closure, a load (a fault point: the CPU's flags are
+ * exact there), the block's exit. Only register forms that inline() compiles without a
+ * boundary count as passing them through ('keeps') or overwriting them ('writes').
+ */
+function szapDeadAfter(decs: Decoded[], k: number): boolean {
+  for (let j = k + 1; j < decs.length; j++) {
+    const e = szapEffect(decs[j]);
+    if (e === 'writes') return true;
+    if (e === 'other') return false;
+  }
+  return false;
+}
+
 function generate(insns: Insn[], decs: Decoded[]): string {
   const g = new Gen();
+  g.szapDead = decs.map((_, k) => szapDeadAfter(decs, k));
   const n = insns.length;
   g.emit('const r = cpu.r;');
   g.emit('const R0 = cpu.retired;');
@@ -516,7 +565,7 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
     g.emit(`r[${D}] = ${rl}; r[${D + HI}] = ${rh};`);
     if (name === 'rol' || name === 'ror') {
       // Rotates write CF and OF and keep the rest.
-      const base = g.keptSzap(k);
+      const base = g.keptSzap(k, g.szapDead[k]);
       g.emit(`const f${k} = ${base} | ${cf} | (${of} ? ${OF} : 0);`);
     } else {
       // Shifts write all six (AF reads 1, as emu/ops/shift.ts models it).
