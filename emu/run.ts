@@ -167,12 +167,14 @@ export function runOne(cpu: Cpu): number {
  * block, shutdown or probe): execLoop(cpu, 1), unrolled.
  */
 export function stepPlain(cpu: Cpu): number {
+  // (revalidate brings the instruction up to date in place: cpu.insn stays it.)
   let ins = cpu.insn;
   try {
-    if (ins.xgen !== ins.page.gen) ins = revalidate(cpu, ins);
+    if (ins.xgen !== ins.page.gen) revalidate(cpu, ins);
     // Blocks never fit a slice of one, but the hot instruction's compiled form does.
-    if (ins.block === null && ++ins.heat === cpu.icache.blockHot) warm(cpu, ins);
-    cpu.insn = ins;
+    // (A block exists only where heat reached blockHot: execLoop counts while there is none.)
+    const hot = cpu.icache.blockHot;
+    if (ins.heat < hot && ++ins.heat === hot && ins.block === null) warm(cpu, ins);
     ins = ins.exec(cpu, ins);
     cpu.retired++;
   } catch (e) {
