@@ -128,7 +128,8 @@ export function buildSingle(cpu: Cpu, ins: Insn): Exec | null {
     g.flush();
     g.emit('return I[0].next ?? H.linkNext(cpu, I[0]);');
   } else if (!directBranch(g, d, 0, 1)) return null;
-  const src = `"use strict";\nreturn function single(cpu) {\nconst r = cpu.r;\n${g.out.join('\n')}\n};`;
+  // The instruction is the closure's second argument (the step loop passes it): no load through the factory's context.
+  const src = `"use strict";\nreturn function single(cpu, ins) {\nconst r = cpu.r;\n${g.out.join('\n').replaceAll('I[0]', 'ins')}\n};`;
   return instantiate(src, [ins], ins.page.gen, ins.page) as unknown as Exec;
 }
 

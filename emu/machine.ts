@@ -697,30 +697,49 @@ export class Machine implements IpiBus {
     if (this.timers.length !== 0 && this.timers[0].step < lim) lim = this.timers[0].step;
     // The last step before a livelock check goes through the general slot, which checks.
     if (livelockSteps > 0 && this.nextLivelockCheck! < lim) lim = this.nextLivelockCheck!;
-    let c = rr.cursor;
     const from = this.steps;
-    while (this.steps + 1 < lim) {
-      const cpu = cpus[c];
-      if (cpu.brk || cpu.intShadow || cpu.halted || cpu.blocked !== null || cpu.shutdown !== null) break;
-      const ran = stepPlain(cpu);
-      this.steps += ran;
-      const at = c;
-      c = c + 1 === n ? 0 : c + 1;
-      if (cpu.brk || ran !== 1 || this.stopRequest !== null) {
-        rr.cursor = c;
-        this.slotCpu = at;
-        this.slotLeft = cpu.stoppedAt !== null && ran < 1 ? 1 - ran : 0;
-        const end = this.afterSlice(cpu, opts, livelockSteps, undefined);
-        if (end !== null) return end;
-        return this.stopRequest !== null || this.slotLeft > 0 ? null : undefined;
-      }
+    const r = this.batchLoop(cpus, rr.cursor, lim - 1);
+    if (r < 0) {
+      // A slot ended the batch: the general after-slice checks for it.
+      const at = (-1 - r) >> 1;
+      const ran = (-1 - r) & 1;
+      const cpu = cpus[at];
+      rr.cursor = at + 1 === n ? 0 : at + 1;
+      this.slotCpu = at;
+      this.slotLeft = cpu.stoppedAt !== null && ran < 1 ? 1 - ran : 0;
+      const end = this.afterSlice(cpu, opts, livelockSteps, undefined);
+      if (end !== null) return end;
+      return this.stopRequest !== null || this.slotLeft > 0 ? null : undefined;
     }
-    if (c !== rr.cursor || this.steps !== from) {
-      rr.cursor = c;
-      this.slotCpu = c === 0 ? n - 1 : c - 1;
+    if (r !== rr.cursor || this.steps !== from) {
+      rr.cursor = r;
+      this.slotCpu = r === 0 ? n - 1 : r - 1;
       this.slotLeft = 0;
     }
     return undefined;
+  }
+
+  /**
+   * runBatch's loop, from the CPU at cursor `c` while the step count is below `last`.
+   * Returns the cursor after the last slot run, or -1-(2c+ran) when the slot of CPU c,
+   * which ran `ran` (0 or 1) steps, ended the batch (it set brk, ran no step, or a stop
+   * was requested). Only a number leaves the
+   * loop: V8 compiles it on stack replacement, and code after a long loop would have no
+   * type feedback there (and deoptimize on every exit).
+   */
+  private batchLoop(cpus: readonly Cpu[], c: number, last: number): number {
+    const n = cpus.length;
+    // The step count in a local, stored after each step (currentStep reads it during the next).
+    let steps = this.steps;
+    while (steps < last) {
+      const cpu = cpus[c];
+      if (cpu.brk || cpu.intShadow || cpu.halted || cpu.blocked !== null || cpu.shutdown !== null) return c;
+      const ran = stepPlain(cpu);
+      this.steps = steps += ran;
+      if (cpu.brk || ran !== 1 || this.stopRequest !== null) return -1 - (2 * c + ran);
+      c = c + 1 === n ? 0 : c + 1;
+    }
+    return c;
   }
 
   /** The machine's scheduler for `s`: the one in force if `s` is the same schedule (or absent). */
