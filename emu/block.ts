@@ -41,8 +41,12 @@ export const BLOCK_HOT = 32;
 const BLOCK_MAX = 64;
 
 export interface Block {
-  /** Runs the block; returns the next instruction with `cpu.retired` advanced by what ran. */
-  run: (cpu: Cpu) => Insn;
+  /**
+   * Runs the block; returns the next instruction with `cpu.retired` advanced by what
+   * ran. A block that branches back to its own start goes round again while the slice
+   * (ending at retired count `end`) has room for a whole pass.
+   */
+  run: (cpu: Cpu, end: number) => Insn;
   /** Instructions in the block: the slice must have this much budget left. */
   len: number;
   /** The code page generation the instructions were validated at. */
@@ -54,7 +58,8 @@ export interface Block {
 /** Mnemonics after which execution does not simply fall through: a block ends with them. */
 const ENDS = new Set(['jmp', 'call', 'ret', 'retf', 'iret', 'iretd', 'iretq', 'hlt', 'ud0', 'ud1', 'ud2', 'int', 'int1', 'int3', 'into', 'syscall', 'sysret', 'sysretq', 'sysenter', 'sysexit', 'sysexitq']);
 
-type Factory = (I: Insn[], E: Exec[], H: typeof HELPERS, G: number, pg: Insn['page']) => (cpu: Cpu) => Insn;
+type Compiled = (cpu: Cpu, end: number) => Insn;
+type Factory = (I: Insn[], E: Exec[], H: typeof HELPERS, G: number, pg: Insn['page'], EP: number) => Compiled;
 
 /**
  * Compiled factories by source. The source holds only the code's constants (the
@@ -91,19 +96,20 @@ export function buildBlock(cpu: Cpu, entry: Insn): Block | null {
     ins = ins.next;
   }
   if (insns.length < 2) return null;
-  const run = instantiate(generate(insns, decs), insns, gen, page) as (cpu: Cpu) => Insn;
-  return { run, len: insns.length, gen, epoch: cpu.icache.blockEpoch };
+  const epoch = cpu.icache.blockEpoch;
+  const run = instantiate(generate(insns, decs), insns, gen, page, epoch);
+  return { run, len: insns.length, gen, epoch };
 }
 
 /** The function of `src` for these instructions, its factory compiled once per source. */
-function instantiate(src: string, insns: Insn[], gen: number, page: Insn['page']): (cpu: Cpu) => Insn {
+function instantiate(src: string, insns: Insn[], gen: number, page: Insn['page'], epoch: number): Compiled {
   let factory = FACTORIES.get(src);
   if (factory === undefined) {
     if (FACTORIES.size >= FACTORY_CACHE_MAX) FACTORIES.clear();
-    factory = new Function('I', 'E', 'H', 'G', 'pg', src) as Factory;
+    factory = new Function('I', 'E', 'H', 'G', 'pg', 'EP', src) as Factory;
     FACTORIES.set(src, factory);
   }
-  return factory(insns, insns.map((i) => i.exec), HELPERS, gen, page);
+  return factory(insns, insns.map((i) => i.exec), HELPERS, gen, page, epoch);
 }
 
 /**
@@ -130,7 +136,7 @@ export function buildSingle(cpu: Cpu, ins: Insn): Exec | null {
   } else if (!directBranch(g, d, 0, 1)) return null;
   // The instruction is the closure's second argument (the step loop passes it): no load through the factory's context.
   const src = `"use strict";\nreturn function single(cpu, ins) {\nconst r = cpu.r;\n${g.out.join('\n').replaceAll('I[0]', 'ins')}\n};`;
-  return instantiate(src, [ins], ins.page.gen, ins.page) as unknown as Exec;
+  return instantiate(src, [ins], ins.page.gen, ins.page, 0) as unknown as Exec;
 }
 
 // ---- Code generation ----
@@ -289,17 +295,33 @@ class Gen {
  * branch operand): emits its exit. (loop/loopcc and jrcxz also count RCX or test it:
  * they keep their closures.) False if `d` is not one.
  */
-function directBranch(g: Gen, d: Decoded, k: number, n: number): boolean {
-  if (!(d.ops.length === 1 && d.ops[0].k === 'branch' && !d.lock && ((d.cc !== 0 && d.name[0] === 'j' && !d.name.endsWith('cxz')) || d.name === 'jmp'))) return false;
-  const t = d.ops[0];
+function directBranch(g: Gen, d: Decoded, k: number, n: number, loop = false): boolean {
+  if (!isDirectBranch(d)) return false;
+  const t = d.ops[0] as Extract<Operand, { k: 'branch' }>;
   const taken = `(I[${k}].target ?? H.linkTarget(cpu, I[${k}], ${t.lo | 0}, ${t.hi | 0}))`;
   const fall = `(I[${k}].next ?? H.linkNext(cpu, I[${k}]))`;
   const c = d.name === 'jmp' ? 'true' : g.cond(d.cc);
   if (c !== 'true') g.emit(`const t${k} = ${c};`);
   g.flush();
+  if (loop) {
+    // Back to the start: again, as the step loop would enter this block again, while the
+    // slice has room for a pass and the block is still valid (brk is clear here: every
+    // step that may set it left already; only closures write memory or move the epoch,
+    // and the page is checked after each, so the checks here are the step loop's own,
+    // kept for the day an inlined form can).
+    if (c !== 'true') g.emit(`if (!t${k}) { cpu.retired = R0 + ${n}; return ${fall}; }`);
+    g.emit(`R0 += ${n};`);
+    g.emit(`if (R0 + ${n} > end || pg.gen !== G || cpu.icache.blockEpoch !== EP) { cpu.retired = R0; return ${taken}; }`);
+    return true;
+  }
   if (!g.single) g.emit(`cpu.retired = R0 + ${n};`);
   g.emit(c === 'true' ? `return ${taken};` : `return t${k} ? ${taken} : ${fall};`);
   return true;
+}
+
+/** A direct jmp or jcc (loop/loopcc and jrcxz also count RCX or test it: they keep their closures). */
+function isDirectBranch(d: Decoded): boolean {
+  return d.ops.length === 1 && d.ops[0].k === 'branch' && !d.lock && ((d.cc !== 0 && d.name[0] === 'j' && !d.name.endsWith('cxz')) || d.name === 'jmp');
 }
 
 /** How an instruction inline() compiles treats SF, ZF, AF and PF, for szapDeadAfter. */
@@ -347,9 +369,14 @@ function generate(insns: Insn[], decs: Decoded[]): string {
   const g = new Gen();
   g.szapDead = decs.map((_, k) => szapDeadAfter(decs, k));
   const n = insns.length;
+  const lastDec = decs[n - 1];
+  const back = lastDec.ops[0];
+  // A loop: the block ends with a direct branch to its own first instruction.
+  const loop = isDirectBranch(lastDec) && back.k === 'branch' && (back.lo | 0) === insns[0].lo && (back.hi | 0) === insns[0].hi;
   g.emit('const r = cpu.r;');
-  g.emit('const R0 = cpu.retired;');
+  g.emit(loop ? 'let R0 = cpu.retired;' : 'const R0 = cpu.retired;');
   g.emit('let nx;');
+  if (loop) g.emit('for (;;) {');
   for (let k = 0; k < n; k++) {
     const d = decs[k];
     const last = k === n - 1;
@@ -371,7 +398,7 @@ function generate(insns: Insn[], decs: Decoded[]): string {
       }
       continue;
     }
-    if (directBranch(g, d, k, n)) continue;
+    if (directBranch(g, d, k, n, loop)) continue;
     // Its own closure, at an exact boundary.
     g.flush();
     g.emit(`cpu.retired = R0 + ${k}; cpu.insn = I[${k}];`);
@@ -383,7 +410,8 @@ function generate(insns: Insn[], decs: Decoded[]): string {
       g.emit(`if (nx !== I[${k + 1}] || cpu.brk || pg.gen !== G) { cpu.retired = R0 + ${k + 1}; return nx; }`);
     }
   }
-  return `"use strict";\nreturn function block(cpu) {\n${g.out.join('\n')}\n};`;
+  if (loop) g.emit('}');
+  return `"use strict";\nreturn function block(cpu, end) {\n${g.out.join('\n')}\n};`;
 }
 
 /** Emits an inlined instruction; false if this form is not inlined. */

@@ -27,7 +27,7 @@ function execLoop(cpu: Cpu, budget: number): number {
         if (b.gen === ins.page.gen && b.epoch === cpu.icache.blockEpoch) {
           if (b.len <= end - cpu.retired) {
             cpu.insn = ins;
-            ins = b.run(cpu);
+            ins = b.run(cpu, end);
             if (cpu.brk) break;
             continue;
           }

@@ -343,3 +343,73 @@ describe('quantum-1 interleaving is the same with blocks, compiled forms and the
     expect(ref).not.toEqual(state(false, true));
   });
 });
+
+describe('a block that loops to its own start goes round only while the slice has room and its page is unchanged', () => {
+  // Two CPUs run tight loops that compile into blocks branching back to themselves.
+  // CPU 0's loop reads the TSC (a closure in the block: the step count must be exact
+  // there), stores to data and to a word in its own code page (every store moves the
+  // page's generation: the block must leave and revalidate); CPU 1's loop is register
+  // only, on a page of its own. Slices of 7, 13 and 1000 end in the middle of passes. Registers, RFLAGS, memory
+  // and the step count must be those of the interpreter.
+  const src = `
+    .text
+    .globl _start
+  _start:
+    cmp $0, %rdi
+    jne loop2
+  1:
+    add %rcx, %rdx
+    rol $5, %rdx
+    rdtsc
+    add %rax, %r9
+    mov %rdx, out(%rip)
+    mov %ecx, word(%rip)
+    dec %rcx
+    jnz 1b
+    hlt
+  word:
+    .quad 0
+    .balign 4096
+  loop2:
+    add %rcx, %rdx
+    rol $3, %rdx
+    xor %rdx, %r10
+    dec %rcx
+    jnz loop2
+    hlt
+    .data
+  out:
+    .quad 0
+  `;
+  for (const quantum of [7, 13, 1000]) {
+    test(`quantum ${quantum}`, () => {
+      const state = (blocks: boolean): unknown => {
+        setBlocksByDefault(blocks);
+        let g: Guest;
+        try {
+          g = guest(src, { cpus: 2 });
+        } finally {
+          setBlocksByDefault(true);
+        }
+        for (const cpu of g.m.cpus) {
+          cpu.setReg(7, BigInt(cpu.id)); // rdi: which loop
+          cpu.setReg(RCX, 500n + 300n * BigInt(cpu.id));
+          cpu.setReg(RDX, 0x1234n + BigInt(cpu.id));
+        }
+        const r = g.m.run({ schedule: { kind: 'round-robin', quantum }, maxSteps: 50_000, stopOnHlt: false });
+        const cpus = g.m.cpus.map((cpu) => {
+          const regs: string[] = [];
+          for (let i = 0; i < 16; i++) regs.push(cpu.getReg(i).toString(16));
+          return { rip: cpu.rip.toString(16), regs, rflags: readFlags(cpu) };
+        });
+        // CPU 1's loop is a block that loops (CPU 0's is dropped at each store to its page and compiled again).
+        const compiled = g.m.cpu(1).icache.peek(...splitAddr(g.sym('loop2')))?.block != null;
+        return { stop: r.stop, steps: r.steps, out: g.m.readGuest(0, g.sym('out'), 8).toString(16), word: g.m.readGuest(0, g.sym('word'), 8).toString(16), cpus, compiled };
+      };
+      const on = state(true) as { compiled: boolean };
+      const off = state(false) as { compiled: boolean };
+      expect(on.compiled).toBe(true);
+      expect({ ...on, compiled: null }).toEqual({ ...off, compiled: null });
+    });
+  }
+});
