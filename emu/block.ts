@@ -644,17 +644,36 @@ function emitEa(g: Gen, mo: Extract<Operand, { k: 'mem' }>, k: number): void {
 }
 
 /**
- * Emits a load of `size` bits at `mo` into `v{k}` (and `vh{k}` for 64 bits) through the
- * CPU's own accessors (data cache, paging, store forwarding, footprints, MMIO): a fault
- * point, so the boundary is made exact first, and a step that may set `cpu.brk`
- * (spin tracking, MMIO), after which the block leaves as the step loop would.
+ * Emits a load of `size` bits at `mo` into `v{k}` (and `vh{k}` for 64 bits). The hit
+ * of the CPU's data cache is inlined, with the accessor's own test (cpu.ts rd8..rd64:
+ * the page is cached for reads, the access stays in it, no slow mode such as a
+ * non-empty store buffer or recorded footprints): a plain RAM read, which cannot fault
+ * or be observed. Anything else calls the accessor (paging, store forwarding,
+ * footprints, MMIO): a fault point, so the boundary is made exact first (the pending
+ * flags stored but kept pending, as both paths join after), and a step that may set
+ * `cpu.brk` (spin tracking, MMIO), after which the block leaves as the step loop would.
  */
 function emitLoad(g: Gen, mo: Extract<Operand, { k: 'mem' }>, size: number, k: number): void {
   emitEa(g, mo, k);
+  const bytes = size / 8;
+  const v = `v${k}`;
+  g.emit(`const o${k} = e${k} & 4095, i${k} = (e${k} >>> 12) & 255;`);
+  g.emit(`let ${v}${size === 64 ? `, vh${k}` : ''};`);
+  const fits = bytes > 1 ? `o${k} <= ${4096 - bytes} && ` : '';
+  g.emit(`if (${fits}cpu.tlbKey[i${k}] === (eh${k} >>> 0) * 1048576 + (e${k} >>> 12) && !cpu.slow) {`);
+  const page = `cpu.tlbPage[i${k}]`;
+  if (size === 8) g.emit(`${v} = ${page}.data[o${k}];`);
+  else if (size === 16) g.emit(`${v} = ${page}.view.getUint16(o${k}, true);`);
+  else if (size === 32) g.emit(`${v} = ${page}.view.getInt32(o${k}, true);`);
+  else g.emit(`{ const dv = ${page}.view; vh${k} = dv.getInt32(o${k} + 4, true); ${v} = dv.getInt32(o${k}, true); }`);
+  g.emit('} else {');
+  const saved = g.pend;
   g.flush();
+  g.pend = saved;
   if (!g.single) g.emit(`cpu.retired = R0 + ${k}; cpu.insn = I[${k}];`);
   const fn = size === 64 ? 'rd64' : size === 32 ? 'rd32' : size === 16 ? 'rd16' : 'rd8';
-  g.emit(`const v${k} = cpu.${fn}(e${k}, eh${k})${size === 64 ? `, vh${k} = cpu.th` : ''};`);
+  g.emit(`${v} = cpu.${fn}(e${k}, eh${k});${size === 64 ? ` vh${k} = cpu.th;` : ''}`);
+  g.emit('}');
   g.loadAt = k;
 }
 
