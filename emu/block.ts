@@ -35,8 +35,15 @@ import { decodeOne, isDecodeFailure, type Decoded, type Operand } from './decode
 import { getCF, testCondition, materializeKeepingSzap, parityFlag, LZ_ADD, LZ_SUB, LZ_LOGIC, LZ_INC, LZ_DEC, LZ_IMUL64, ARITH, CF, OF, PF, AF, ZF, SF } from './flags';
 import { mulHiU32, imulOverflows } from './ops/muldiv';
 
-/** Executions of an instruction before a block is compiled from it. */
-export const BLOCK_HOT = 32;
+/**
+ * Executions of an instruction before a block (and its single-instruction form) is
+ * compiled from it. A new function runs in V8's interpreter until it has been called
+ * hundreds of times, several times slower than the interpreter's optimised closures:
+ * at 32, straight-line code re-run a few dozen times (a boot, a scenario of 30,000
+ * steps) ran 3 to 8 times slower after compiling than before, and paid the compile.
+ * Code that has run a thousand times tends to run on; a loop gets there in a blink.
+ */
+export const BLOCK_HOT = 1000;
 /** Instructions per block at most. */
 const BLOCK_MAX = 64;
 
