@@ -93,9 +93,20 @@ function differences(a: Outcome, b: Outcome): string[] {
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
-/** Blocks (where on) compile after 16 executions rather than the default thousand, so short guest loops get them. */
-function soon(g: Guest): void {
+/**
+ * A test guest (test/helpers/guest.ts) with blocks on or off; on, they compile after 16
+ * executions rather than the default thousand, so short guest loops get them.
+ */
+function blockGuest(src: string, blocks: boolean, opts: Parameters<typeof guest>[1]): Guest {
+  setBlocksByDefault(blocks);
+  let g: Guest;
+  try {
+    g = guest(src, opts);
+  } finally {
+    setBlocksByDefault(true);
+  }
   for (const cpu of g.m.cpus) if (cpu.icache.blockHot !== 0) cpu.icache.blockHot = 16;
+  return g;
 }
 
 describe('compiled blocks agree with the interpreter on the oracle cases', () => {
@@ -249,14 +260,7 @@ describe('a fault inside a block is taken at an exact boundary', () => {
         .fill 4096, 1, 7
       `;
       const state = (blocks: boolean): unknown => {
-        setBlocksByDefault(blocks);
-        let g: Guest;
-        try {
-          g = guest(src, { gates: { 14: ['pf'] } });
-        } finally {
-          setBlocksByDefault(true);
-        }
-        soon(g);
+        const g = blockGuest(src, blocks, { gates: { 14: ['pf'] } });
         const cpu = g.m.cpu(0);
         cpu.setReg(RSI, DATA + 4096n - 300n);
         cpu.setReg(RCX, 1000n);
@@ -298,11 +302,11 @@ describe('quantum-1 interleaving is the same with blocks, compiled forms and the
     add %rax, %r9
     movzbl (%rsi), %ebx
     add %rbx, %r10
-    inc %rsi
-    dec %rcx
+    lea 1(%rsi), %rsi
+    sub $1, %rcx
     jnz 1b
     hlt
-  pf:
+  fault:
     hlt
     .data
   counter:
@@ -310,14 +314,7 @@ describe('quantum-1 interleaving is the same with blocks, compiled forms and the
     .fill 4096, 1, 5
   `;
   const state = (blocks: boolean, batched: boolean, memoryModel: 'sc' | 'tso' = 'sc'): unknown => {
-    setBlocksByDefault(blocks);
-    let g: Guest;
-    try {
-      g = guest(src, { cpus: 3, gates: { 14: ['pf'] }, memoryModel });
-    } finally {
-      setBlocksByDefault(true);
-    }
-    soon(g);
+    const g = blockGuest(src, blocks, { cpus: 3, gates: { 14: ['fault'] }, memoryModel });
     for (const cpu of g.m.cpus) {
       cpu.setReg(RSI, DATA + 0x2000n - 100n - 40n * BigInt(cpu.id));
       cpu.setReg(RCX, 150n + 100n * BigInt(cpu.id));
@@ -391,14 +388,7 @@ describe('a block that loops to its own start goes round only while the slice ha
   for (const quantum of [7, 13, 1000]) {
     test(`quantum ${quantum}`, () => {
       const state = (blocks: boolean): unknown => {
-        setBlocksByDefault(blocks);
-        let g: Guest;
-        try {
-          g = guest(src, { cpus: 2 });
-        } finally {
-          setBlocksByDefault(true);
-        }
-        soon(g);
+        const g = blockGuest(src, blocks, { cpus: 2 });
         for (const cpu of g.m.cpus) {
           cpu.setReg(7, BigInt(cpu.id)); // rdi: which loop
           cpu.setReg(RCX, 500n + 300n * BigInt(cpu.id));
@@ -447,14 +437,7 @@ describe('under x86-TSO an inlined load reads the CPU\'s own buffered store', ()
   for (const quantum of [1, 1000]) {
     test(`quantum ${quantum}`, () => {
       const state = (blocks: boolean): unknown => {
-        setBlocksByDefault(blocks);
-        let g: Guest;
-        try {
-          g = guest(src, { cpus: 1, memoryModel: 'tso' });
-        } finally {
-          setBlocksByDefault(true);
-        }
-        soon(g);
+        const g = blockGuest(src, blocks, { cpus: 1, memoryModel: 'tso' });
         const cpu = g.m.cpu(0);
         cpu.setReg(RCX, 300n);
         cpu.setReg(RDX, 0x100n);
