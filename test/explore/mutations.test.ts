@@ -28,6 +28,8 @@ const CASES: [string, Partial<ScenarioExploreOptions>, BugKind, boolean][] = [
   ['ack-without-serialize', { preemptions: 0 }, 'xmc', true],
   ['bp-no-rewind', { nmis: 1, nmiCpus: [1], preemptions: 0, from: { site: 'lock.queued_spin_unlock' } }, 'assertion', false],
   ['num-acks-short', { preemptions: 0 }, 'xmc', true],
+  ['wait-on-state', { preemptions: 1, from: { site: 'lock.queued_spin_unlock' } }, 'deadlock', true],
+  ['bitmap-acks', { preemptions: 2, from: { site: 'lock.queued_spin_unlock' } }, 'assertion', true],
 ];
 
 /** Mutations the model cannot show (explore/README.md says why): listed, not found. */
