@@ -73,19 +73,6 @@ describe('textpoke explore', () => {
     expect(seed.summary).toContain('text_poke_state.state to leave PATCH_SYNC_0');
   }, 600_000);
 
-  it('the fixed variant\'s counterexample at 1 NMI and 1 preemption replays (explore/counterexamples/, README: results)', () => {
-    // Found by the explorer (fixed-2cpu.json, 1 NMI to CPU1, 1 preemption): CPU1's
-    // NMI follows a site from #BP to PATCH_SYNC_DONE while its thread still waits for
-    // the state to leave PATCH_SYNC_0; the primary reaches the next site's PATCH_SYNC_0
-    // before CPU1 reads the state again. When the variant is mended, this replay no
-    // longer deadlocks: update the test and the README together.
-    const file = join(ROOT, 'fixtures', 'scenarios', 'explore', 'fixed-2cpu.json');
-    const r = textpoke(['run', file, '--replay', join(ROOT, 'explore', 'counterexamples', 'fixed-2cpu-state-aba.json'), '--json']);
-    const rep = JSON.parse(r.stdout) as { outcome: string; cycle: number[] };
-    expect(rep.outcome).toBe('deadlock');
-    expect(rep.cycle).toEqual([0, 1]);
-  });
-
   it('the state hash tells a host routine waiting from one fed its wait\'s value (same generator step)', () => {
     // A wait re-read or satisfied does not advance the generator: only the frame's
     // pending wait and resume value differ. The hash once left them out, and a state
