@@ -131,6 +131,11 @@ export function stateHash(m: Machine, rootMark: number): string {
       a = mix(a, f.hist.inputs.length);
     }
   }
+  // Buffered stores (TSO) and IPIs in flight: invisible to CPUs, not to the future.
+  for (const v of m.pendingWords()) {
+    a = mix(a, v);
+    b = mix(b, v + 1);
+  }
   const pages = m.mem.journal!.pagesSince(rootMark).sort((x, y) => x.key - y.key);
   for (const pg of pages) {
     a = mix(a, pg.key);
@@ -283,9 +288,13 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           if (end) report(end, used);
           return;
         }
-        const runnable = m.enabled().map((c) => c.cpu);
+        const choices = m.enabled();
+        const runnable = choices.filter((c) => c.kind === 'step').map((c) => c.cpu);
+        // Drains (TSO) and IPI arrivals: no CPU runs, so no preemption and the same last
+        // CPU; each is a step for depth and never private (it writes shared state).
+        const asyncChoices = choices.filter((c) => c.kind === 'drain' || c.kind === 'ipi');
         const nmiTo = (cpu: number): boolean => b.nmis > 0 && nmiCpus.includes(cpu) && !m.cpus[cpu].nmiPending && !m.cpus[cpu].shutdown;
-        if (runnable.length === 0) {
+        if (runnable.length === 0 && asyncChoices.length === 0) {
           // The schedule can end here (a deadlock if anything waits); with NMIs left,
           // the reduced search also tries waking a CPU with one.
           schedules++;
@@ -325,8 +334,16 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           if (nmi) path.pop();
           m.restore(here);
         }
+        for (const c of asyncChoices) {
+          m.take(c);
+          path.push(c);
+          yield { ...b, depth: b.depth - 1 };
+          path.pop();
+          m.restore(here);
+        }
         if (!reduce) {
           for (const c of m.enabled(b.nmis > 0 ? nmiCpus : [])) {
+            if (c.kind === 'drain' || c.kind === 'ipi') continue;
             if (c.kind === 'nmi') {
               m.take(c);
               path.push(c);
