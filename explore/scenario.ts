@@ -44,8 +44,12 @@ export interface ReplayFile {
   bug: { kind: string; summary: string; nmis: number; preemptions: number; steps: number };
 }
 
-/** Runs a prepared scenario under its schedule to the start point; returns the step reached. */
-export function runToStart(run: ScenarioRun, from: StartPoint): number {
+/**
+ * Runs a prepared scenario under its schedule to the start point; returns the step
+ * reached. With `ipiChoice` (IPI arrivals to be explored), the NMI-mode patch starts
+ * where nmi_work is first set, before the self-NMI is sent, if that comes first.
+ */
+export function runToStart(run: ScenarioRun, from: StartPoint, ipiChoice = false): number {
   const { m, k } = run;
   if (from === 'patch' && k.request?.protocol === 'batch') {
     // text_poke_bp_batch publishes its vector first (bp_desc.refs 0 -> 1).
@@ -53,7 +57,8 @@ export function runToStart(run: ScenarioRun, from: StartPoint): number {
   } else if (from === 'patch') {
     const at = k.L.tps.state;
     const first = m.mem.readU32(at);
-    stepUntil(run, () => m.mem.readU32(at) !== first);
+    const work = m.mem.readU32(k.L.tps.nmiWork);
+    stepUntil(run, () => m.mem.readU32(at) !== first || (ipiChoice && m.mem.readU32(k.L.tps.nmiWork) !== work));
   } else if ('site' in from) {
     const sites = run.img.sites.filter((x) => x.op === from.site).map((x) => x.address);
     if (sites.length === 0) throw new ReplayFileError(`--from site:${from.site}: no site of that op in ${run.img.path}`);
@@ -145,15 +150,16 @@ function sitesHold(run: ScenarioRun): (m: ScenarioRun['m']) => Bug | null {
 export function exploreScenario(file: string, o: ScenarioExploreOptions): { result: ExploreResult; from: number; ipiChoice: boolean; machine: { memoryModel: MemoryModel; rmw: RmwMode } } {
   const s = loadScenario(file);
   const run = prepareScenario(s, o.overrides ?? {}, file);
-  const from = runToStart(run, o.from ?? 'patch');
-  if (o.ipiLatency ?? s.ipiLatency != null) run.m.setIpiChoice(true);
+  const ipiChoice = o.ipiLatency ?? s.ipiLatency != null;
+  const from = runToStart(run, o.from ?? 'patch', ipiChoice);
+  if (ipiChoice) run.m.setIpiChoice(true);
   // The kernel model's BUG log is checker state: a step that adds to it is not private.
   const end = (o.to ?? 'patch-end') === 'patch-end';
   const result = explore(run.m, {
     ...o, check: checker(run), observe: () => run.k.log.bugs().length,
     done: end ? patchEnded(run) : undefined, atEnd: end ? sitesHold(run) : undefined,
   });
-  return { result, from, ipiChoice: o.ipiLatency ?? s.ipiLatency != null, machine: { memoryModel: run.m.memoryModel, rmw: run.m.rmw } };
+  return { result, from, ipiChoice, machine: { memoryModel: run.m.memoryModel, rmw: run.m.rmw } };
 }
 
 /** Writes one replay file per bug into `dir` (each through a temporary file); returns their paths. */
