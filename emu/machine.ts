@@ -889,7 +889,8 @@ export class Machine implements IpiBus {
       for (const st of c.stores) out.push(st.lo, st.hi, st.size, st.vlo, st.vhi);
     }
     out.push(this.inFlight.length);
-    for (const e of this.inFlight) out.push(e.from, e.to, e.nmi ? 1 : 0, e.vector);
+    // run()'s delivery is timed: steps left until due, unless the explorer chooses arrivals.
+    for (const e of this.inFlight) out.push(e.from, e.to, e.nmi ? 1 : 0, e.vector, this.ipiChoice ? 0 : e.due - this.steps);
     return out;
   }
 
