@@ -49,6 +49,8 @@ export interface MachineOptions {
   blocks?: boolean;
   /** Executions of an instruction before a block is compiled from it (default BLOCK_HOT; tests use 2). */
   blockHot?: number;
+  /** IPI delivery latency in run() (default none: an IPI arrives at the ICR write); see setIpiLatency. */
+  ipiLatency?: IpiLatency;
 }
 
 let blocksByDefault = true;
@@ -282,6 +284,7 @@ export class Machine implements IpiBus {
       write: (cpu, off, size, v) => this.cpus[cpu].apic.write(cpu, off, size, v),
     });
     this.xmc.onViolation = (v) => this.onXmc(v);
+    if (opts.ipiLatency !== undefined) this.setIpiLatency(opts.ipiLatency);
     // TLBs, store buffers and split RMWs in progress join snapshots.
     this.addStatePart('cpu-memory', {
       saveState: () => this.cpus.map((c) => c.saveMemoryState()),
