@@ -11,7 +11,14 @@ import { UserError } from './errors';
 
 export function checkInt(v: number | undefined, what: string, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
-  if (!Number.isSafeInteger(v) || v < min || v > max) throw new UserError(`${what}: expected an integer from ${min} to ${max} (got ${v})`);
+  if (!Number.isSafeInteger(v) || v < min || v > max) throw new UserError(`${what}: expected an integer from ${min} to ${max} (got ${Number.isNaN(v) ? 'something that is not a number' : v})`);
+  return v;
+}
+
+/** A positive number of seconds (or other real quantity); NaN from yargs is named as such. */
+export function checkPositive(v: number | undefined, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!Number.isFinite(v) || v <= 0) throw new UserError(`${what}: expected a number greater than 0 (got ${Number.isNaN(v) ? 'something that is not a number' : v})`);
   return v;
 }
 

@@ -8,6 +8,7 @@ import { execCodeAsync, execResultJson, parseRegs, REG_NAMES } from '../../emu/e
 import { progressBar } from '../output';
 import { parseU64 } from '../../emu/u64';
 import { UserError } from '../errors';
+import { checkInt } from '../args';
 
 export interface ExecArgs {
   code: string;
@@ -52,9 +53,7 @@ export async function runExec(a: ExecArgs): Promise<number> {
     }
     regs = parseRegs(json, '--regs');
   }
-  if (!Number.isSafeInteger(a['max-steps']) || a['max-steps'] < 0) {
-    throw new UserError(`--max-steps: expected a non-negative integer (got ${a['max-steps']})`);
-  }
+  checkInt(a['max-steps'], '--max-steps', 0, Number.MAX_SAFE_INTEGER);
   const bar = progressBar('exec', a['max-steps'], a.json);
   const stop = new AbortController();
   const onSigint = (): void => stop.abort();

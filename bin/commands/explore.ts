@@ -4,7 +4,7 @@
 
 import type { Argv } from 'yargs';
 import { exploreScenario, writeReplays, type StartPoint } from '../../explore/scenario';
-import { checkInt, inputFile } from '../args';
+import { checkInt, checkPositive, inputFile } from '../args';
 import { print, printJson } from '../output';
 import { UserError } from '../errors';
 import { MUTATIONS, MUTATION_NAMES, type Mutation } from '../../kernel-model/linux/mutations';
@@ -81,7 +81,7 @@ export function runExplore(a: ExploreArgs): number {
     });
   }
   const { result, from: at, ipiChoice, machine } = exploreScenario(file, {
-    nmis, preemptions, nmiCpus, maxDepth, from, to: a.to === 'depth' ? 'depth' : 'patch-end', maxSchedules: a['max-schedules'], timeLimitSeconds: a['time-limit'], reduce: a.reduce,
+    nmis, preemptions, nmiCpus, maxDepth, from, to: a.to === 'depth' ? 'depth' : 'patch-end', maxSchedules: checkInt(a['max-schedules'], '--max-schedules', 1, Number.MAX_SAFE_INTEGER), timeLimitSeconds: checkPositive(a['time-limit'], '--time-limit'), reduce: a.reduce,
     overrides: { memoryModel: a['memory-model'], rmw: a.rmw }, ipiLatency: a['ipi-latency'],
   });
   const replays = a.o ? writeReplays(a.o, file, at, result, ipiChoice, machine) : [];

@@ -28,6 +28,20 @@ describe('textpoke --help and usage', () => {
   });
 });
 
+describe('textpoke explore: numeric options', () => {
+  // yargs turns "abc" into NaN and accepts negatives; a limit of NaN or -3 once made
+  // an unlimited or an empty search that still exited 0.
+  it.each([
+    [['--nmis', 'abc'], '--nmis: expected an integer from 0 to 16 (got something that is not a number)'],
+    [['--time-limit', 'abc'], '--time-limit: expected a number greater than 0'],
+    [['--time-limit', '-3'], '--time-limit: expected a number greater than 0 (got -3)'],
+    [['--max-schedules', '-1'], '--max-schedules: expected an integer from 1'],
+    [['--max-schedules', '1.5'], '--max-schedules: expected an integer from 1'],
+  ])('%j is one line, exit 2', (args, message) => {
+    expectUserError(textpoke(['explore', join(ROOT, 'fixtures/scenarios/explore/fixed-2cpu.json'), ...args]), message);
+  });
+});
+
 describe('textpoke coverage', () => {
   it('sweeps the fixture kernel', () => {
     const j = json<{ total: number; share: number; sharePercent: number }>(textpoke(['coverage', 'minikernel', '--json']));
