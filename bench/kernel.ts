@@ -23,6 +23,7 @@ import { int } from './report';
 import { benchScenario, scenarioFiles, type ScenarioFigure } from './scenarios';
 import { LOCK_OPS, OP_SETS, PATCH_CONFIGS, patchGrid, type OpSet, type PatchRow } from './patching';
 import { benchGroundTruth, type GroundTruthResults } from './ftrace';
+import { measureMemory, type MemoryFigure } from './memory';
 
 export interface KernelStep {
   name: string;
@@ -55,6 +56,8 @@ export interface KernelResults {
   runtime: KernelRuntimeResults;
   /** QEMU boots of the kernel (ground truth) and ftrace-scale batch patching. */
   groundTruth: GroundTruthResults;
+  /** Peak resident memory of the runtime patch on many CPUs (bench/memory.ts), each in a child process. */
+  memory: (MemoryFigure | { cpus: number; error: string })[];
 }
 
 export interface KernelSkipped {
@@ -187,6 +190,11 @@ export async function benchKernel(o: BenchOptions): Promise<KernelResults | Kern
       return benchScenario(f, o);
     });
     const runtime = await runtimeSection(img, o);
+    const memory = (o.quick ? [8] : [64, 256]).map((n) => {
+      o.log(`kernel: resident memory, ${n} CPUs`);
+      const f = measureMemory(n);
+      return 'error' in f ? { cpus: n, error: f.error } : f;
+    });
     const groundTruth = await benchGroundTruth(files, img, o);
     return {
       skipped: false,
@@ -202,6 +210,7 @@ export async function benchKernel(o: BenchOptions): Promise<KernelResults | Kern
       scenarios,
       runtime,
       groundTruth,
+      memory,
     };
   } finally {
     vm.close();

@@ -41,7 +41,7 @@ interface Region {
 }
 
 /** One workload: memory, per-CPU entry registers, and where every CPU stops. */
-interface Workload {
+export interface Workload {
   label: string;
   cpus: number;
   /** 0: each CPU runs to the stop address; 1: round-robin, one instruction at a time. */
@@ -74,7 +74,7 @@ export interface PeerResults {
 
 // ---- textpoke ----
 
-function textpokeMachine(w: Workload, repeat: number): Machine {
+export function textpokeMachine(w: Workload, repeat: number): Machine {
   const m = new Machine({ cpus: w.cpus });
   for (const r of w.regions) m.load(r.addr, r.bytes, r.code);
   for (const cpu of m.cpus) {
@@ -207,7 +207,7 @@ const CHECKSUM_LOOP = `
     jnz 1b
 `;
 
-function fixtureWorkloads(): Workload[] {
+export function fixtureWorkloads(): Workload[] {
   const buf: Region = { addr: BUF, bytes: checksumBuffer().slice(), code: false };
   return [
     loopWorkload('1 CPU, register loop', REGISTER_LOOP, 1, 0),
@@ -220,7 +220,7 @@ function fixtureWorkloads(): Workload[] {
  * The kernel's own functions from Debian's image, called in a loop by a driver in
  * module space: crc32_le(crc, buf, len) and xxh64(buf, len, seed) over 4 KiB.
  */
-function kernelWorkloads(o: BenchOptions): Workload[] {
+export function kernelWorkloads(o: BenchOptions): Workload[] {
   const versions = cachedKernelVersions();
   if (versions.length === 0) {
     o.log('peer: no kernel in .cache/kernel (npm run fetch-kernel): the kernel functions are left out');
@@ -278,6 +278,23 @@ function repeatFor(secondsPerRepeat: number, budget: number): number {
   return Math.max(2, Math.min(1e9, Math.ceil(budget / Math.max(secondsPerRepeat, 1e-9))));
 }
 
+/**
+ * The repeat count that fills `budget` seconds of `run` (seconds for a repeat count).
+ * A short probe is mostly fixed cost (a fresh machine decodes and compiles, a JIT
+ * translates) and would make every trial short, so the probe's repeat count doubles
+ * until it runs for a tenth of the budget; the trials then measure running, not
+ * starting. The same for both engines.
+ */
+function calibrate(run: (repeat: number) => number, budget: number): number {
+  let k = 4;
+  let s = run(k);
+  while (s < budget / 10 && k < 1e8) {
+    k *= s <= 0 ? 16 : Math.min(16, Math.max(2, Math.ceil(budget / 10 / s)));
+    s = run(k);
+  }
+  return repeatFor(s / k, budget);
+}
+
 function sameRegs(a: bigint[][], b: bigint[][]): boolean {
   return a.length === b.length && a.every((r, c) => b[c] !== undefined && r.every((v, i) => v === b[c][i]));
 }
@@ -293,7 +310,7 @@ export function benchPeer(o: BenchOptions): PeerResults {
       o.log(`peer: ${w.label}`);
       const count = instructionCount(w);
       const probe = runTextpoke(w, 4);
-      const kt = repeatFor(probe.seconds / 4, budget);
+      const kt = calibrate((k) => runTextpoke(w, k).seconds, budget);
       const tp = Array.from({ length: o.trials }, () => runTextpoke(w, kt));
       const textpokeMips = median(tp.map((t) => count(kt) / t.seconds / 1e6));
       let peerMips: number | null = null;
@@ -301,8 +318,7 @@ export function benchPeer(o: BenchOptions): PeerResults {
       if ('path' in found) {
         // A common repeat count first: both engines must end in the same registers.
         agree = sameRegs(runPeer(found.path, w, 4, tmp).regs, probe.regs);
-        const p = runPeer(found.path, w, 4, tmp);
-        const ku = repeatFor(p.seconds / 4, budget);
+        const ku = calibrate((k) => runPeer(found.path, w, k, tmp).seconds, budget);
         const runs = Array.from({ length: o.trials }, () => runPeer(found.path, w, ku, tmp));
         peerMips = median(runs.map((r) => count(ku) / r.seconds / 1e6));
       }

@@ -51,8 +51,8 @@ export function formatEmulator(e: EmulatorResults): string {
   out.push(`  checksum loop verified against JS: ${e.checksum.ok ? 'yes' : 'NO'} (${e.checksum.emulated})`);
   out.push(
     table(
-      ['figure', 'steps', 'seconds', 'MIPS (median)', 'best', 'trials'],
-      e.rates.map((r) => [r.label, int(r.steps), fix(r.seconds, 3), fix(r.mips), fix(r.best), String(r.trials.length)]),
+      ['figure', 'steps', 'seconds', 'MIPS (median)', 'best', 'wall MIPS', 'trials'],
+      e.rates.map((r) => [r.label, int(r.steps), fix(r.seconds, 3), fix(r.mips), fix(r.best), fix(r.wallMips), String(r.trials.length)]),
     ),
   );
   const plain = e.rates.filter((r) => !r.semantics && !r.probe);
@@ -223,6 +223,11 @@ export function formatKernel(k: KernelResults | KernelSkipped): string {
     const last = k.runtime.rows[k.runtime.rows.length - 1]?.opSet;
     out.push(...growthLines(k.runtime.rows.filter((r) => r.opSet === last)).map((l) => `${l} [${last}]`));
   }
+  out.push('');
+  out.push('  resident memory: the runtime patch (stop-machine, the two booted-paravirt ops) on N CPUs, each in a child process:');
+  const mib = (b: number): string => fix(b / 2 ** 20);
+  out.push(table(['CPUs', 'peak RSS MiB', 'V8 heap MiB', 'guest pages MiB', 'steps', 'CPU s'], k.memory.map((m) =>
+    'error' in m ? [String(m.cpus), `failed: ${m.error}`, '', '', '', ''] : [String(m.cpus), mib(m.maxRss), mib(m.heapUsed), mib(m.arrayBuffers), int(m.steps), fix(m.seconds)]), [0]));
   const g = k.groundTruth;
   out.push('');
   out.push(`  ground truth: the kernel booted in QEMU (TCG, -smp 2) to the root-mount panic, .text read back through QMP${g.qemu ? ` (${g.qemu})` : ''}:`);

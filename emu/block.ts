@@ -35,14 +35,25 @@ import { decodeOne, isDecodeFailure, type Decoded, type Operand } from './decode
 import { getCF, testCondition, materializeKeepingSzap, parityFlag, LZ_ADD, LZ_SUB, LZ_LOGIC, LZ_INC, LZ_DEC, LZ_IMUL64, ARITH, CF, OF, PF, AF, ZF, SF } from './flags';
 import { mulHiU32, imulOverflows } from './ops/muldiv';
 
-/** Executions of an instruction before a block is compiled from it. */
-export const BLOCK_HOT = 32;
+/**
+ * Executions of an instruction before a block (and its single-instruction form) is
+ * compiled from it. A new function runs in V8's interpreter until it has been called
+ * hundreds of times, several times slower than the interpreter's optimised closures:
+ * at 32, straight-line code re-run a few dozen times (a boot, a scenario of 30,000
+ * steps) ran 3 to 8 times slower after compiling than before, and paid the compile.
+ * Code that has run a thousand times tends to run on; a loop gets there in a blink.
+ */
+export const BLOCK_HOT = 1000;
 /** Instructions per block at most. */
 const BLOCK_MAX = 64;
 
 export interface Block {
-  /** Runs the block; returns the next instruction with `cpu.retired` advanced by what ran. */
-  run: (cpu: Cpu) => Insn;
+  /**
+   * Runs the block; returns the next instruction with `cpu.retired` advanced by what
+   * ran. A block that branches back to its own start goes round again while the slice
+   * (ending at retired count `end`) has room for a whole pass.
+   */
+  run: (cpu: Cpu, end: number) => Insn;
   /** Instructions in the block: the slice must have this much budget left. */
   len: number;
   /** The code page generation the instructions were validated at. */
@@ -54,7 +65,8 @@ export interface Block {
 /** Mnemonics after which execution does not simply fall through: a block ends with them. */
 const ENDS = new Set(['jmp', 'call', 'ret', 'retf', 'iret', 'iretd', 'iretq', 'hlt', 'ud0', 'ud1', 'ud2', 'int', 'int1', 'int3', 'into', 'syscall', 'sysret', 'sysretq', 'sysenter', 'sysexit', 'sysexitq']);
 
-type Factory = (I: Insn[], E: Exec[], H: typeof HELPERS, G: number, pg: Insn['page']) => (cpu: Cpu) => Insn;
+type Compiled = (cpu: Cpu, end: number) => Insn;
+type Factory = (I: Insn[], E: Exec[], H: typeof HELPERS, G: number, pg: Insn['page'], EP: number) => Compiled;
 
 /**
  * Compiled factories by source. The source holds only the code's constants (the
@@ -91,15 +103,47 @@ export function buildBlock(cpu: Cpu, entry: Insn): Block | null {
     ins = ins.next;
   }
   if (insns.length < 2) return null;
-  const src = generate(insns, decs);
+  const epoch = cpu.icache.blockEpoch;
+  const run = instantiate(generate(insns, decs), insns, gen, page, epoch);
+  return { run, len: insns.length, gen, epoch };
+}
+
+/** The function of `src` for these instructions, its factory compiled once per source. */
+function instantiate(src: string, insns: Insn[], gen: number, page: Insn['page'], epoch: number): Compiled {
   let factory = FACTORIES.get(src);
   if (factory === undefined) {
     if (FACTORIES.size >= FACTORY_CACHE_MAX) FACTORIES.clear();
-    factory = new Function('I', 'E', 'H', 'G', 'pg', src) as Factory;
+    factory = new Function('I', 'E', 'H', 'G', 'pg', 'EP', src) as Factory;
     FACTORIES.set(src, factory);
   }
-  const run = factory(insns, insns.map((i) => i.exec), HELPERS, gen, page);
-  return { run, len: insns.length, gen, epoch: cpu.icache.blockEpoch };
+  return factory(insns, insns.map((i) => i.exec), HELPERS, gen, page, epoch);
+}
+
+/**
+ * A compiled replacement for the closure of one hot instruction, or null when its form
+ * is not one blocks inline (or a direct jmp/jcc). It is the body a block would inline
+ * for it, entered and left as the closure is (the step loop sets `cpu.insn` before it
+ * and counts `cpu.retired` after it), with its registers, sizes and constants baked
+ * in and no call through a shared operation. The quantum-1 path runs one instruction
+ * per slice, where a block never fits: this is what compilation gives it. It stays
+ * valid as long as the decode does (a new decode compiles a new closure).
+ */
+export function buildSingle(cpu: Cpu, ins: Insn): Exec | null {
+  const m = cpu.machine;
+  if (ins.len === 0 || ins.crossesPage || ins.xgen !== ins.page.gen || ins.bytes === null) return null;
+  if (m.hostAt(ins.lo, ins.hi) !== undefined || m.hasBreakpoint(ins.lo, ins.hi)) return null;
+  const d = decodeOne(ins.bytes, ins.lo, ins.hi);
+  if (isDecodeFailure(d) || d.len !== ins.len) return null;
+  // The split-RMW wrapper (emu/ordering.ts) runs every memory form with cpu.rmw set: such forms keep their closure.
+  if (m.rmw === 'split' && d.ops.some((o) => o.k === 'mem')) return null;
+  const g = new Gen(true);
+  if (inline(g, d, 0)) {
+    g.flush();
+    g.emit('return I[0].next ?? H.linkNext(cpu, I[0]);');
+  } else if (!directBranch(g, d, 0, 1)) return null;
+  // The instruction is the closure's second argument (the step loop passes it): no load through the factory's context.
+  const src = `"use strict";\nreturn function single(cpu, ins) {\nconst r = cpu.r;\n${g.out.join('\n').replaceAll('I[0]', 'ins')}\n};`;
+  return instantiate(src, [ins], ins.page.gen, ins.page, 0) as unknown as Exec;
 }
 
 // ---- Code generation ----
@@ -131,9 +175,13 @@ const LOGIC_OP: Record<string, string> = { and: '&', or: '|', xor: '^', test: '&
 
 class Gen {
   readonly out: string[] = [];
+  /** Code for one instruction in place of its closure (buildSingle): the step loop keeps the boundary. */
+  constructor(readonly single = false) {}
   pend: Pending = null;
   /** The instruction being inlined loaded from memory (set by emitLoad): its end is a boundary check. */
   loadAt = -1;
+  /** Per instruction: SF, ZF, AF and PF as they stand after it are never read (szapDeadAfter). */
+  szapDead: boolean[] = [];
 
   emit(s: string): void {
     this.out.push(s);
@@ -228,8 +276,13 @@ class Gen {
     }
   }
 
-  /** RFLAGS with CF and OF cleared and the other arithmetic flags as they stand (rotates keep those). */
-  keptSzap(k: number): string {
+  /**
+   * RFLAGS with CF and OF cleared and the other arithmetic flags as they stand (rotates
+   * keep those), or with those four left as zeros when `dead`: nothing reads them
+   * before they are all overwritten (szapDeadAfter).
+   */
+  keptSzap(k: number, dead: boolean): string {
+    if (dead) return `(cpu.flags & ${~ARITH})`;
     const p = this.pend;
     if (p === null) {
       this.emit(`H.materializeKeepingSzap(cpu);`);
@@ -244,12 +297,93 @@ class Gen {
   }
 }
 
+/**
+ * A direct jump or jcc, the last of `n` instructions (only a last instruction has a
+ * branch operand): emits its exit. (loop/loopcc and jrcxz also count RCX or test it:
+ * they keep their closures.) False if `d` is not one.
+ */
+function directBranch(g: Gen, d: Decoded, k: number, n: number, loop = false): boolean {
+  if (!isDirectBranch(d)) return false;
+  const t = d.ops[0] as Extract<Operand, { k: 'branch' }>;
+  const taken = `(I[${k}].target ?? H.linkTarget(cpu, I[${k}], ${t.lo | 0}, ${t.hi | 0}))`;
+  const fall = `(I[${k}].next ?? H.linkNext(cpu, I[${k}]))`;
+  const c = d.name === 'jmp' ? 'true' : g.cond(d.cc);
+  if (c !== 'true') g.emit(`const t${k} = ${c};`);
+  g.flush();
+  if (loop) {
+    // Back to the start: again, as the step loop would enter this block again, while the
+    // slice has room for a pass and the block is still valid (brk is clear here: every
+    // step that may set it left already; only closures write memory or move the epoch,
+    // and the page is checked after each, so the checks here are the step loop's own,
+    // kept for the day an inlined form can).
+    if (c !== 'true') g.emit(`if (!t${k}) { cpu.retired = R0 + ${n}; return ${fall}; }`);
+    g.emit(`R0 += ${n};`);
+    g.emit(`if (R0 + ${n} > end || pg.gen !== G || cpu.icache.blockEpoch !== EP) { cpu.retired = R0; return ${taken}; }`);
+    return true;
+  }
+  if (!g.single) g.emit(`cpu.retired = R0 + ${n};`);
+  g.emit(c === 'true' ? `return ${taken};` : `return t${k} ? ${taken} : ${fall};`);
+  return true;
+}
+
+/** A direct jmp or jcc (loop/loopcc and jrcxz also count RCX or test it: they keep their closures). */
+function isDirectBranch(d: Decoded): boolean {
+  return d.ops.length === 1 && d.ops[0].k === 'branch' && !d.lock && ((d.cc !== 0 && d.name[0] === 'j' && !d.name.endsWith('cxz')) || d.name === 'jmp');
+}
+
+/** How an instruction inline() compiles treats SF, ZF, AF and PF, for szapDeadAfter. */
+function szapEffect(d: Decoded): 'writes' | 'keeps' | 'other' {
+  if (d.lock || d.rep || d.repe || d.repne) return 'other';
+  const o = d.ops;
+  const name = d.name;
+  if (name === 'nop') return 'keeps';
+  if (o.length === 0 || !isReg(o[0])) return 'other';
+  const size = o[0].size;
+  if ((name === 'inc' || name === 'dec') && o.length === 1) return 'writes';
+  if (o.length !== 2 && !(name === 'imul' && o.length === 3)) return 'other';
+  const s = o[1];
+  if (name === 'mov') return isReg(s, size) || s.k === 'imm' ? 'keeps' : 'other';
+  if (name === 'movzx') return s.k === 'reg' && (s.size === 8 || s.size === 16) ? 'keeps' : 'other';
+  if (name === 'lea') return plainMemAddress(s) ? 'keeps' : 'other';
+  if (ALU[name] !== undefined) return isReg(s, size) || s.k === 'imm' ? 'writes' : 'other';
+  if (name === 'imul') {
+    const y = o.length === 3 ? o[2] : o[1];
+    return size === 64 && isReg(s, 64) && (isReg(y, 64) || y.k === 'imm') ? 'writes' : 'other';
+  }
+  if ((name === 'rol' || name === 'ror' || name === 'shl' || name === 'shr') && s.k === 'imm' && (s.lo & (size === 64 ? 63 : 31)) !== 0) {
+    return name === 'rol' || name === 'ror' ? 'keeps' : 'writes';
+  }
+  return 'other';
+}
+
+/**
+ * Whether SF, ZF, AF and PF as they stand after instruction k are dead: a later
+ * instruction of the block overwrites all four before anything can see them. What
+ * can see them: a flag reader, a closure, a load (a fault point: the CPU's flags are
+ * exact there), the block's exit. Only register forms that inline() compiles without a
+ * boundary count as passing them through ('keeps') or overwriting them ('writes').
+ */
+function szapDeadAfter(decs: Decoded[], k: number): boolean {
+  for (let j = k + 1; j < decs.length; j++) {
+    const e = szapEffect(decs[j]);
+    if (e === 'writes') return true;
+    if (e === 'other') return false;
+  }
+  return false;
+}
+
 function generate(insns: Insn[], decs: Decoded[]): string {
   const g = new Gen();
+  g.szapDead = decs.map((_, k) => szapDeadAfter(decs, k));
   const n = insns.length;
+  const lastDec = decs[n - 1];
+  const back = lastDec.ops[0];
+  // A loop: the block ends with a direct branch to its own first instruction.
+  const loop = isDirectBranch(lastDec) && back.k === 'branch' && (back.lo | 0) === insns[0].lo && (back.hi | 0) === insns[0].hi;
   g.emit('const r = cpu.r;');
-  g.emit('const R0 = cpu.retired;');
+  g.emit(loop ? 'let R0 = cpu.retired;' : 'const R0 = cpu.retired;');
   g.emit('let nx;');
+  if (loop) g.emit('for (;;) {');
   for (let k = 0; k < n; k++) {
     const d = decs[k];
     const last = k === n - 1;
@@ -271,19 +405,7 @@ function generate(insns: Insn[], decs: Decoded[]): string {
       }
       continue;
     }
-    // (loop/loopcc and jrcxz also count RCX or test it: they keep their closures.)
-    if (d.ops.length === 1 && d.ops[0].k === 'branch' && !d.lock && ((d.cc !== 0 && d.name[0] === 'j' && !d.name.endsWith('cxz')) || d.name === 'jmp')) {
-      // A direct jump or jcc ends the block (and only a last instruction has a branch operand).
-      const t = d.ops[0];
-      const taken = `(I[${k}].target ?? H.linkTarget(cpu, I[${k}], ${t.lo | 0}, ${t.hi | 0}))`;
-      const fall = `(I[${k}].next ?? H.linkNext(cpu, I[${k}]))`;
-      const c = d.name === 'jmp' ? 'true' : g.cond(d.cc);
-      if (c !== 'true') g.emit(`const t${k} = ${c};`);
-      g.flush();
-      g.emit(`cpu.retired = R0 + ${n};`);
-      g.emit(c === 'true' ? `return ${taken};` : `return t${k} ? ${taken} : ${fall};`);
-      continue;
-    }
+    if (directBranch(g, d, k, n, loop)) continue;
     // Its own closure, at an exact boundary.
     g.flush();
     g.emit(`cpu.retired = R0 + ${k}; cpu.insn = I[${k}];`);
@@ -295,7 +417,8 @@ function generate(insns: Insn[], decs: Decoded[]): string {
       g.emit(`if (nx !== I[${k + 1}] || cpu.brk || pg.gen !== G) { cpu.retired = R0 + ${k + 1}; return nx; }`);
     }
   }
-  return `"use strict";\nreturn function block(cpu) {\n${g.out.join('\n')}\n};`;
+  if (loop) g.emit('}');
+  return `"use strict";\nreturn function block(cpu, end) {\n${g.out.join('\n')}\n};`;
 }
 
 /** Emits an inlined instruction; false if this form is not inlined. */
@@ -478,7 +601,7 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
     g.emit(`r[${D}] = ${rl}; r[${D + HI}] = ${rh};`);
     if (name === 'rol' || name === 'ror') {
       // Rotates write CF and OF and keep the rest.
-      const base = g.keptSzap(k);
+      const base = g.keptSzap(k, g.szapDead[k]);
       g.emit(`const f${k} = ${base} | ${cf} | (${of} ? ${OF} : 0);`);
     } else {
       // Shifts write all six (AF reads 1, as emu/ops/shift.ts models it).
@@ -528,17 +651,36 @@ function emitEa(g: Gen, mo: Extract<Operand, { k: 'mem' }>, k: number): void {
 }
 
 /**
- * Emits a load of `size` bits at `mo` into `v{k}` (and `vh{k}` for 64 bits) through the
- * CPU's own accessors (data cache, paging, store forwarding, footprints, MMIO): a fault
- * point, so the boundary is made exact first, and a step that may set `cpu.brk`
- * (spin tracking, MMIO), after which the block leaves as the step loop would.
+ * Emits a load of `size` bits at `mo` into `v{k}` (and `vh{k}` for 64 bits). The hit
+ * of the CPU's data cache is inlined, with the accessor's own test (cpu.ts rd8..rd64:
+ * the page is cached for reads, the access stays in it, no slow mode such as a
+ * non-empty store buffer or recorded footprints): a plain RAM read, which cannot fault
+ * or be observed. Anything else calls the accessor (paging, store forwarding,
+ * footprints, MMIO): a fault point, so the boundary is made exact first (the pending
+ * flags stored but kept pending, as both paths join after), and a step that may set
+ * `cpu.brk` (spin tracking, MMIO), after which the block leaves as the step loop would.
  */
 function emitLoad(g: Gen, mo: Extract<Operand, { k: 'mem' }>, size: number, k: number): void {
   emitEa(g, mo, k);
+  const bytes = size / 8;
+  const v = `v${k}`;
+  g.emit(`const o${k} = e${k} & 4095, i${k} = (e${k} >>> 12) & 255;`);
+  g.emit(`let ${v}${size === 64 ? `, vh${k}` : ''};`);
+  const fits = bytes > 1 ? `o${k} <= ${4096 - bytes} && ` : '';
+  g.emit(`if (${fits}cpu.tlbKey[i${k}] === (eh${k} >>> 0) * 1048576 + (e${k} >>> 12) && !cpu.slow) {`);
+  const page = `cpu.tlbPage[i${k}]`;
+  if (size === 8) g.emit(`${v} = ${page}.data[o${k}];`);
+  else if (size === 16) g.emit(`${v} = ${page}.view.getUint16(o${k}, true);`);
+  else if (size === 32) g.emit(`${v} = ${page}.view.getInt32(o${k}, true);`);
+  else g.emit(`{ const dv = ${page}.view; vh${k} = dv.getInt32(o${k} + 4, true); ${v} = dv.getInt32(o${k}, true); }`);
+  g.emit('} else {');
+  const saved = g.pend;
   g.flush();
-  g.emit(`cpu.retired = R0 + ${k}; cpu.insn = I[${k}];`);
+  g.pend = saved;
+  if (!g.single) g.emit(`cpu.retired = R0 + ${k}; cpu.insn = I[${k}];`);
   const fn = size === 64 ? 'rd64' : size === 32 ? 'rd32' : size === 16 ? 'rd16' : 'rd8';
-  g.emit(`const v${k} = cpu.${fn}(e${k}, eh${k})${size === 64 ? `, vh${k} = cpu.th` : ''};`);
+  g.emit(`${v} = cpu.${fn}(e${k}, eh${k});${size === 64 ? ` vh${k} = cpu.th;` : ''}`);
+  g.emit('}');
   g.loadAt = k;
 }
 

@@ -17,7 +17,7 @@ import { setHooked } from './breakpoints';
 import type { Insn } from './insn';
 import type { Probe } from './probe';
 import type { EventKind } from './events';
-import { runSlice, runOne, eventDeliverable } from './run';
+import { runSlice, runOne, stepPlain, eventDeliverable } from './run';
 import { Scheduler, RoundRobin, type Schedule, type SchedulerState } from './scheduler';
 import { takeSnapshot, restoreSnapshot, type Snapshot, type SavesState } from './snapshot';
 import { toBig } from './u64';
@@ -782,9 +782,15 @@ export class Machine implements IpiBus {
     const cpus = this.cpus;
     const n = cpus.length;
     const q = rr.quantum;
+    // Nothing looks at single slices: quantum-1 slots run in a batch (runBatch).
+    const batch = q === 1 && opts.onProgress === undefined && opts.until === undefined;
     for (;;) {
       if (this.stopRequest !== null || this.slotLeft > 0 || this.steps + q > maxSteps) return null;
       if (this.timers.length !== 0 && this.steps + q > this.timers[0].step) return null;
+      if (batch) {
+        const end = this.runBatch(rr, maxSteps, livelockSteps, opts);
+        if (end !== undefined) return end;
+      }
       // RoundRobin.next without the Slot: the first runnable CPU from the cursor.
       let c = rr.cursor;
       let cpu = cpus[c];
@@ -805,6 +811,70 @@ export class Machine implements IpiBus {
       const end = this.afterSlice(cpu, opts, livelockSteps, undefined);
       if (end !== null) return end;
     }
+  }
+
+  /**
+   * Quantum-1 round-robin slots back to back while every CPU in turn is plainly
+   * runnable (no boundary work pending: brk, shadow, halt, block, shutdown) and no
+   * general check is due: the step limit, the next timer and the next livelock check
+   * are turned into one bound beforehand, and a step that sets `brk` or requests a
+   * stop ends the batch with the general after-slice checks for its slot. The slots,
+   * their order and the machine's step count are those runRoundRobin's loop gives
+   * (`steps` is exact during each step, which is all currentStep() needs: a slot of
+   * one instruction reads the clock before it retires). Returns a result if the run
+   * ended, null if it must return to run()'s loop, undefined to go on in runRoundRobin.
+   */
+  private runBatch(rr: RoundRobin, maxSteps: number, livelockSteps: number, opts: RunOptions): RunResult | null | undefined {
+    if (this.probe !== null) return undefined;
+    const cpus = this.cpus;
+    const n = cpus.length;
+    let lim = maxSteps;
+    if (this.timers.length !== 0 && this.timers[0].step < lim) lim = this.timers[0].step;
+    // The last step before a livelock check goes through the general slot, which checks.
+    if (livelockSteps > 0 && this.nextLivelockCheck! < lim) lim = this.nextLivelockCheck!;
+    const from = this.steps;
+    const r = this.batchLoop(cpus, rr.cursor, lim - 1);
+    if (r < 0) {
+      // A slot ended the batch: the general after-slice checks for it.
+      const at = (-1 - r) >> 1;
+      const ran = (-1 - r) & 1;
+      const cpu = cpus[at];
+      rr.cursor = at + 1 === n ? 0 : at + 1;
+      this.slotCpu = at;
+      this.slotLeft = cpu.stoppedAt !== null && ran < 1 ? 1 - ran : 0;
+      const end = this.afterSlice(cpu, opts, livelockSteps, undefined);
+      if (end !== null) return end;
+      return this.stopRequest !== null || this.slotLeft > 0 ? null : undefined;
+    }
+    if (r !== rr.cursor || this.steps !== from) {
+      rr.cursor = r;
+      this.slotCpu = r === 0 ? n - 1 : r - 1;
+      this.slotLeft = 0;
+    }
+    return undefined;
+  }
+
+  /**
+   * runBatch's loop, from the CPU at cursor `c` while the step count is below `last`.
+   * Returns the cursor after the last slot run, or -1-(2c+ran) when the slot of CPU c,
+   * which ran `ran` (0 or 1) steps, ended the batch (it set brk, ran no step, or a stop
+   * was requested). Only a number leaves the
+   * loop: V8 compiles it on stack replacement, and code after a long loop would have no
+   * type feedback there (and deoptimize on every exit).
+   */
+  private batchLoop(cpus: readonly Cpu[], c: number, last: number): number {
+    const n = cpus.length;
+    // The step count in a local, stored after each step (currentStep reads it during the next).
+    let steps = this.steps;
+    while (steps < last) {
+      const cpu = cpus[c];
+      if (cpu.brk || cpu.intShadow || cpu.halted || cpu.blocked !== null || cpu.shutdown !== null) return c;
+      const ran = stepPlain(cpu);
+      this.steps = steps += ran;
+      if (cpu.brk || ran !== 1 || this.stopRequest !== null) return -1 - (2 * c + ran);
+      c = c + 1 === n ? 0 : c + 1;
+    }
+    return c;
   }
 
   /** The machine's scheduler for `s`: the one in force if `s` is the same schedule (or absent). */

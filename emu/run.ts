@@ -11,7 +11,7 @@ import { PageFault } from './memory';
 import { revalidate, type Insn } from './insn';
 import { deliver, pageFaultCode, VEC_PF } from './events';
 import { IF } from './flags';
-import { buildBlock } from './block';
+import { buildBlock, buildSingle } from './block';
 
 /** Runs up to `budget` instructions without looking at events. Returns the count run. */
 function execLoop(cpu: Cpu, budget: number): number {
@@ -27,7 +27,7 @@ function execLoop(cpu: Cpu, budget: number): number {
         if (b.gen === ins.page.gen && b.epoch === cpu.icache.blockEpoch) {
           if (b.len <= end - cpu.retired) {
             cpu.insn = ins;
-            ins = b.run(cpu);
+            ins = b.run(cpu, end);
             if (cpu.brk) break;
             continue;
           }
@@ -36,7 +36,7 @@ function execLoop(cpu: Cpu, budget: number): number {
           ins.heat = 0;
         }
       } else if (++ins.heat === cpu.icache.blockHot) {
-        ins.block = buildBlock(cpu, ins);
+        warm(cpu, ins);
         // Compiled: run it from here.
         if (ins.block !== null) continue;
       }
@@ -57,6 +57,16 @@ function execLoop(cpu: Cpu, budget: number): number {
   }
   cpu.insn = ins;
   return cpu.retired - start;
+}
+
+/**
+ * `ins` became hot: compiles the block starting there and replaces its closure with
+ * the compiled single-instruction form where there is one (emu/block.ts).
+ */
+function warm(cpu: Cpu, ins: Insn): void {
+  ins.block = buildBlock(cpu, ins);
+  const single = buildSingle(cpu, ins);
+  if (single !== null) ins.exec = single;
 }
 
 /** The same loop with a probe call after every instruction (tracing, stepping UI). */
@@ -149,11 +159,22 @@ function wakeForEvent(cpu: Cpu): void {
  */
 export function runOne(cpu: Cpu): number {
   if (cpu.brk || cpu.intShadow || cpu.halted || cpu.blocked !== null || cpu.shutdown !== null || cpu.machine.probe !== null) return runSlice(cpu, 1);
-  // execLoop(cpu, 1), unrolled.
+  return stepPlain(cpu);
+}
+
+/**
+ * runOne's step, for a caller that has checked its conditions (no brk, shadow, halt,
+ * block, shutdown or probe): execLoop(cpu, 1), unrolled.
+ */
+export function stepPlain(cpu: Cpu): number {
+  // (revalidate brings the instruction up to date in place: cpu.insn stays it.)
   let ins = cpu.insn;
   try {
-    if (ins.xgen !== ins.page.gen) ins = revalidate(cpu, ins);
-    cpu.insn = ins;
+    if (ins.xgen !== ins.page.gen) revalidate(cpu, ins);
+    // Blocks never fit a slice of one, but the hot instruction's compiled form does.
+    // (A block exists only where heat reached blockHot: execLoop counts while there is none.)
+    const hot = cpu.icache.blockHot;
+    if (ins.heat < hot && ++ins.heat === hot && ins.block === null) warm(cpu, ins);
     ins = ins.exec(cpu, ins);
     cpu.retired++;
   } catch (e) {

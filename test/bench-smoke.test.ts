@@ -31,7 +31,7 @@ describe('bench smoke (--quick)', () => {
     expect(r.rates).toHaveLength(RATE_SPECS.length);
     r.rates.forEach((f, i) => {
       const spec = RATE_SPECS[i];
-      expect(Object.keys(f).sort()).toEqual(['baseline', 'best', 'cpus', 'label', 'loop', 'mips', 'probe', 'quantum', 'seconds', 'semantics', 'steps', 'trials'].sort());
+      expect(Object.keys(f).sort()).toEqual(['baseline', 'best', 'cpus', 'label', 'loop', 'mips', 'probe', 'quantum', 'seconds', 'semantics', 'steps', 'trials', 'wallMips'].sort());
       expect({ label: f.label, loop: f.loop, cpus: f.cpus, quantum: f.quantum, probe: f.probe }).toEqual({
         label: spec.label, loop: spec.loop, cpus: spec.cpus, quantum: spec.quantum, probe: !!spec.probe,
       });
@@ -49,6 +49,7 @@ describe('bench smoke (--quick)', () => {
       expect(near(f.mips, f.steps / f.seconds / 1e6)).toBe(true);
       expect(f.best).toBe(Math.max(...f.trials));
       expect(f.mips).toBeLessThanOrEqual(f.best);
+      expect(f.wallMips).toBeGreaterThan(0);
     });
     const d = r.decode;
     expect(d.instructions).toBe(1000);
@@ -58,7 +59,7 @@ describe('bench smoke (--quick)', () => {
     expect(near(d.compileMicros, (1 / d.firstPerSecond - 1 / d.cachedPerSecond) * 1e6)).toBe(true);
 
     const text = formatEmulator(r).split('\n');
-    const header = text.findIndex((l) => /^\s*figure\s+steps\s+seconds\s+MIPS \(median\)\s+best\s+trials\s*$/.test(l));
+    const header = text.findIndex((l) => /^\s*figure\s+steps\s+seconds\s+MIPS \(median\)\s+best\s+wall MIPS\s+trials\s*$/.test(l));
     expect(header).toBeGreaterThanOrEqual(0);
     const rows = text.filter((l) => RATE_SPECS.some((s) => l.trimStart().startsWith(s.label + ' ')));
     expect(rows).toHaveLength(RATE_SPECS.length);

@@ -27,7 +27,7 @@ export const NMI_HANDLED = 1n;
 export const PT_REGS = { rdi: 112, orig_rax: 120, rip: 128, cs: 136, flags: 144, rsp: 152, ss: 160 } as const;
 
 export class KernelLayout {
-  readonly tps: { base: bigint; state: bigint; primaryCpu: bigint; numAcks: bigint; nmiWork: bigint; nmiContext: bigint; ackMap: bigint };
+  readonly tps: { base: bigint; state: bigint; primaryCpu: bigint; numAcks: bigint; nmiWork: bigint; nmiContext: bigint; seq: bigint; ackMap: bigint; acked: bigint };
   readonly bpDesc: { base: bigint; addr: bigint; len: bigint; refs: bigint; opcode: bigint };
   /** The series' `struct bp_patching_desc *bp_desc`: NULL, or the descriptor of the site under patch. */
   readonly bpDescPtr: bigint;
@@ -56,6 +56,8 @@ export class KernelLayout {
       numAcks: tps + BigInt(c('TPS_NUM_ACKS')),
       nmiWork: tps + BigInt(c('TPS_NMI_WORK')),
       nmiContext: tps + BigInt(c('TPS_NMI_CONTEXT')),
+      seq: tps + BigInt(c('TPS_SEQ')),
+      acked: tps + BigInt(c('TPS_ACKED')),
       ackMap: tps + BigInt(c('TPS_SYNC_ACK_MAP')),
     };
     const bpd = s('bp_desc');

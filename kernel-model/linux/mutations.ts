@@ -26,6 +26,8 @@ export const MUTATIONS = {
   'bp-no-rewind': { protocol: 'stop-machine', summary: 'the #BP handler consumes an int3 at the site without rewinding regs->ip to the site' },
   'num-acks-short': { protocol: 'stop-machine', summary: 'text_poke_late sets num_acks one short of the CPUs taking part' },
   'nmi-handler-last': { protocol: 'stop-machine', nmi: true, summary: 'text_poke_nmi is registered last on the NMI_LOCAL chain instead of first' },
+  'wait-on-state': { protocol: 'stop-machine', summary: "a secondary waits for text_poke_state.state's value to change (the series' wait), not for the next step, in the fixed variant" },
+  'bitmap-acks': { protocol: 'stop-machine', summary: 'the fixed variant acknowledges in the cleared sync_ack_map (clear, then publish) instead of naming the step in acked[]' },
   'no-wait-nmi-work': { protocol: 'stop-machine', nmi: true, summary: 'patch_worker_nmi sends its NMI and returns without waiting for nmi_work to drop to 0' },
 } as const satisfies Record<string, Mutation>;
 

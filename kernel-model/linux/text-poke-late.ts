@@ -10,7 +10,7 @@
 // Every access to text_poke_state is its own step (see hostlib.ts), so the
 // scheduler can interleave CPUs anywhere the real code could be interleaved.
 
-import type { HostContext } from '../../emu/host';
+import type { HostContext, WaitInfo } from '../../emu/host';
 import { type KernelContext, type PlannedSite, hexBytes, peek64, kfn, kernelBug } from './kernel-context';
 import {
   PATCH_SYNC_0, PATCH_SYNC_1, PATCH_SYNC_2, PATCH_SYNC_DONE, PATCH_DONE, PATCH_SYNC_x, PATCH_STATE_NAMES,
@@ -38,15 +38,21 @@ function stateName(s: bigint): string {
 /** CPUs whose ack bit is missing, for the wait-for graph (every word of the map: more than 64 CPUs need several). */
 function missingAcks(k: KernelContext): number[] {
   const out: number[] = [];
+  const seq = peek64(k, k.L.tps.seq) & 0xffffffffn;
   for (let c = 0; c < k.ncpus; c++) {
+    if (countedAcks(k)) {
+      if ((peek64(k, ackedSlot(k, c)) & 0xffffffffn) < seq) out.push(c);
+      continue;
+    }
     const { addr, bit } = k.L.ackWord(c);
     if ((peek64(k, addr) & bit) === 0n) out.push(c);
   }
   return out;
 }
 
-/** cpumask_weight(sync_ack_map): the bits of every word of the bitmap. */
+/** cpumask_weight(sync_ack_map): the bits of every word of the bitmap (or, counted, the CPUs that acknowledged this step). */
 function ackCount(k: KernelContext): number {
+  if (countedAcks(k)) return k.ncpus - missingAcks(k).length;
   let n = 0;
   for (let w = 0; w < k.L.ackMapWords(k.ncpus); w++) n += popcount(peek64(k, k.L.tps.ackMap + BigInt(8 * w)));
   return n;
@@ -77,6 +83,10 @@ function waitForAcks(k: KernelContext, cpu: number, why: string): Step {
 }
 
 function* waitForAcksBody(k: KernelContext, cpu: number, why: string): Step {
+  if (countedAcks(k)) {
+    yield* waitForCountedAcks(k, cpu, why);
+    return;
+  }
   const { addr, bit } = k.L.ackWord(cpu);
   yield* lockOr(addr, 8, bit);
   const need = Number(yield* read(k.L.tps.numAcks, 4));
@@ -92,6 +102,22 @@ function* waitForAcksBody(k: KernelContext, cpu: number, why: string): Step {
   );
 }
 
+/** The corrected variant's wait: num_acks CPUs have acknowledged the current step. */
+function* waitForCountedAcks(k: KernelContext, cpu: number, why: string): Step {
+  const seq = yield* read(k.L.tps.seq, 4);
+  yield* write(ackedSlot(k, cpu), 4, seq, `acked[${cpu}] = step ${seq}`);
+  const need = Number(yield* read(k.L.tps.numAcks, 4));
+  const slots = Array.from({ length: k.ncpus }, (_, c) => ({ addr: ackedSlot(k, c), size: 4 }));
+  yield* waitUntil(
+    slots[0].addr,
+    4,
+    () => ackCount(k) >= need,
+    `acks for ${why} (fewer than ${need} CPUs acknowledged step ${seq})`,
+    () => ({ cpus: missingAcks(k), text: `waiting for every CPU to acknowledge ${why}` }),
+    slots.slice(1),
+  );
+}
+
 /**
  * poke_sync(): write the bytes (if any), publish the new state, clear the acks,
  * serialize locally, then acknowledge and wait for everyone. The 'fixed' variant
@@ -103,12 +129,19 @@ function pokeSync(k: KernelContext, cpu: number, state: number, addr: bigint, by
 
 function* pokeSyncBody(k: KernelContext, cpu: number, state: number, addr: bigint, bytes: Uint8Array): Step {
   if (bytes.length) yield* textDoPoke(k, cpu, addr, bytes, `${PATCH_STATE_NAMES[state]} bytes`);
+  // Counted acknowledgements need no clearing: an ack names the step it is for.
   const clearFirst = k.variant === 'fixed' && !mutated(k, 'publish-before-clear');
-  if (clearFirst) yield* clearAcks(k);
-  yield* write(k.L.tps.state, 4, BigInt(state), `state = ${PATCH_STATE_NAMES[state]}`);
+  if (clearFirst && !countedAcks(k)) yield* clearAcks(k);
+  yield* publishState(k, state);
   if (!clearFirst) yield* clearAcks(k);
   yield* syncOne(k, cpu);
   yield* waitForAcks(k, cpu, PATCH_STATE_NAMES[state]);
+}
+
+/** The primary's `text_poke_state.state = s`; the corrected variant also counts the step. */
+function* publishState(k: KernelContext, state: number): Step {
+  yield* write(k.L.tps.state, 4, BigInt(state), `state = ${PATCH_STATE_NAMES[state]}`);
+  if (countedWaits(k)) yield* xadd(k.L.tps.seq, 4, 1n);
 }
 
 function* clearAcks(k: KernelContext): Step {
@@ -156,29 +189,87 @@ function* workerBody(k: KernelContext, cpu: number): Step {
   for (const site of k.plan) yield* textPokeSite(k, cpu, site);
 }
 
-/** text_poke_sync_site(): follow one site's states, serializing and acking each. */
-export function textPokeSyncSite(k: KernelContext, cpu: number): Step {
+/** text_poke_sync_site(): follow one site's states, serializing and acking each; returns the last step seen. */
+export function textPokeSyncSite(k: KernelContext, cpu: number): Step<Seen> {
   return kfn(k, cpu, 'text_poke_sync_site', textPokeSyncSiteBody(k, cpu));
 }
 
-function* textPokeSyncSiteBody(k: KernelContext, cpu: number): Step {
+/**
+ * The corrected variant tells steps apart by text_poke_state.seq, which the primary
+ * increments with every state it publishes; the series compares the state's value. A
+ * value-only wait is open to ABA: while this CPU's thread waits for PATCH_SYNC_0 to
+ * change, an NMI on it can follow the rest of the site from #BP, and the primary can
+ * finish the site and publish the next site's PATCH_SYNC_0 — the same value, so the
+ * thread never sees the step and never acknowledges it (found by `textpoke explore`
+ * on the corrected variant at 1 NMI + 1 preemption; the mutation `wait-on-state`
+ * brings the value-only wait back).
+ */
+function countedWaits(k: KernelContext): boolean {
+  return k.variant === 'fixed' && !mutated(k, 'wait-on-state') && !mutated(k, 'publish-before-clear');
+}
+
+/** The corrected variant's acknowledgements name their step (ackStep); mutations that undo part of the correction fall back to the bitmap. */
+function countedAcks(k: KernelContext): boolean {
+  return countedWaits(k) && !mutated(k, 'bitmap-acks');
+}
+
+function ackedSlot(k: KernelContext, cpu: number): bigint {
+  return k.L.tps.acked + BigInt(4 * cpu);
+}
+
+/**
+ * Acknowledge the step `seen` for this CPU, serializing first when `sync`. The series
+ * sets the CPU's bit in sync_ack_map (`check`: unless already set). The corrected
+ * variant writes the step's number into the CPU's acked slot, once: an NMI on this CPU
+ * that followed the site from #BP may have acknowledged it already, and a bit set late
+ * for an old step would count for the next one after the map was cleared (found by the
+ * explorer at 1 NMI + 2 preemptions: the thread acknowledged PATCH_SYNC_DONE a second
+ * time after the primary had cleared the map for the next site, which then went on
+ * without this CPU serializing; mutation `bitmap-acks`).
+ */
+function* ackStep(k: KernelContext, cpu: number, seen: Seen, sync: boolean, check: boolean): Step {
+  if (countedAcks(k)) {
+    const slot = ackedSlot(k, cpu);
+    if ((yield* read(slot, 4)) >= seen.seq) return;
+    if (sync) yield* syncOne(k, cpu);
+    yield* write(slot, 4, seen.seq, `acked[${cpu}] = step ${seen.seq}`);
+    return;
+  }
   const { addr, bit } = k.L.ackWord(cpu);
-  let prev = -1n;
+  if (check && ((yield* read(addr, 8)) & bit) !== 0n) return;
+  if (sync) yield* syncOne(k, cpu);
+  yield* lockOr(addr, 8, bit);
+}
+
+interface Seen {
+  state: bigint;
+  /** text_poke_state.seq when `state` was read (-1: not read yet, or not counted). */
+  seq: bigint;
+}
+
+/**
+ * Wait for the primary's next step after `prev` and return it: a change of the state's
+ * value (the series), or of the step count (the corrected variant). The first call
+ * (prev.state < 0) takes the current state without waiting.
+ */
+function* nextStep(k: KernelContext, prev: Seen, where: string): Step<Seen> {
+  const primary = primaryOf(k);
+  const what = `text_poke_state.state to leave ${prev.state < 0n ? 'its value' : stateName(prev.state)}`;
+  const info = (): WaitInfo => ({ cpus: [primary], text: `waiting in ${where} for the primary (CPU ${primary}) to move text_poke_state on` });
+  if (!countedWaits(k)) return { state: yield* waitUntil(k.L.tps.state, 4, (v) => v !== prev.state, what, info), seq: -1n };
+  // Count first, then the state: the primary publishes the state first, so the state
+  // read is at least as new as the count (x86 keeps stores in order, and loads too).
+  const seq = prev.state < 0n ? yield* read(k.L.tps.seq, 4) : yield* waitUntil(k.L.tps.seq, 4, (v) => v !== prev.seq, `${what} (step ${prev.seq})`, info);
+  return { state: yield* read(k.L.tps.state, 4), seq };
+}
+
+function* textPokeSyncSiteBody(k: KernelContext, cpu: number): Step<Seen> {
+  let seen: Seen = { state: -1n, seq: -1n };
   do {
-    const p = prev;
-    const primary = primaryOf(k);
-    prev = yield* waitUntil(k.L.tps.state, 4, (v) => v !== p, `text_poke_state.state to leave ${p < 0n ? 'its value' : stateName(p)}`, () => ({
-      cpus: [primary],
-      text: `waiting in text_poke_sync_site for the primary (CPU ${primary}) to move text_poke_state on`,
-    }));
-    if (prev < BigInt(PATCH_SYNC_DONE)) {
-      const mine = (yield* read(addr, 8)) & bit;
-      if (mine === 0n) {
-        if (!mutated(k, 'ack-without-serialize')) yield* syncOne(k, cpu);
-        yield* lockOr(addr, 8, bit);
-      }
-    }
-  } while (prev < BigInt(PATCH_SYNC_DONE));
+    seen = yield* nextStep(k, seen, 'text_poke_sync_site');
+    if (seen.state < BigInt(PATCH_SYNC_DONE)) yield* ackStep(k, cpu, seen, !mutated(k, 'ack-without-serialize'), true);
+  } while (seen.state < BigInt(PATCH_SYNC_DONE));
+  return seen;
 }
 
 /** text_poke_sync_finish(): a secondary's loop until PATCH_DONE. */
@@ -187,25 +278,22 @@ export function textPokeSyncFinish(k: KernelContext, cpu: number): Step {
 }
 
 function* textPokeSyncFinishBody(k: KernelContext, cpu: number): Step {
-  const { addr, bit } = k.L.ackWord(cpu);
   for (;;) {
-    const s = Number(yield* read(k.L.tps.state, 4));
+    const seen = yield* nextStep(k, { state: -1n, seq: -1n }, 'text_poke_sync_finish');
+    const s = Number(seen.state);
     if (s === PATCH_DONE) return;
     if (s === PATCH_SYNC_DONE) {
-      yield* lockOr(addr, 8, bit);
-      const primary = primaryOf(k);
-      const info = (): { cpus: number[]; text: string } => ({
-        cpus: [primary],
-        text: `waiting in text_poke_sync_finish for the primary (CPU ${primary}) to start the next step`,
-      });
+      yield* ackStep(k, cpu, seen, false, false);
       // If an NMI on this CPU follows a whole site (int3, text_poke_sync_site) while
       // this waits, the state is back at PATCH_SYNC_DONE when it returns: in the
       // series, for a step nobody on this CPU acknowledges (see pokeInt3Native).
-      yield* waitUntil(k.L.tps.state, 4, (v) => v !== BigInt(PATCH_SYNC_DONE), 'text_poke_state.state to leave PATCH_SYNC_DONE', info);
+      yield* nextStep(k, seen, 'text_poke_sync_finish');
       continue;
     }
+    // Outside NMI the series only expects PATCH_SYNC_0 here; in the corrected variant an
+    // NMI on this CPU may have acknowledged a site's first steps for it (#BP path).
     const nmi = yield* inNmi(k, cpu);
-    if ((nmi && (s & PATCH_SYNC_x) !== 0) || s === PATCH_SYNC_0) {
+    if (((nmi || countedAcks(k)) && (s & PATCH_SYNC_x) !== 0) || s === PATCH_SYNC_0) {
       yield* textPokeSyncSite(k, cpu);
       continue;
     }
@@ -227,7 +315,7 @@ function* patchWorkerBody(k: KernelContext, cpu: number, nmi: boolean): Step {
   yield* waitForAcks(k, cpu, 'the rendezvous');
   if (nmi) yield* patchWorkerNmi(k, cpu);
   else yield* worker(k, cpu);
-  yield* write(k.L.tps.state, 4, BigInt(PATCH_DONE), 'state = PATCH_DONE');
+  yield* publishState(k, PATCH_DONE);
 }
 
 /** patch_worker_nmi(): hand the work to an NMI sent to this CPU by its APIC ID. */
@@ -292,15 +380,12 @@ function* pokeInt3NativeBody(k: KernelContext, cpu: number, ip: bigint): Step<bo
     yield* textDoPoke(k, cpu, site, bytes.subarray(0, 1), 'primary finishes its own site: first byte');
     yield* syncOne(k, cpu);
   } else {
-    yield* textPokeSyncSite(k, cpu);
+    const done = yield* textPokeSyncSite(k, cpu);
     // The series returns here without acknowledging the site's PATCH_SYNC_DONE,
     // leaving it to this CPU's text_poke_sync_finish loop — which, if it was waiting
     // for the state to leave PATCH_SYNC_DONE when this #BP came (from an NMI), never
     // sees the step and never acknowledges it. The corrected variant acknowledges here.
-    if (k.variant === 'fixed') {
-      const { addr, bit } = k.L.ackWord(cpu);
-      yield* lockOr(addr, 8, bit);
-    }
+    if (k.variant === 'fixed') yield* ackStep(k, cpu, done, false, false);
   }
   yield* xadd(refs, 4, -1n & 0xffffffffn); // put_desc()
   return true;
@@ -319,12 +404,15 @@ export function* textPokeLate(k: KernelContext, ctx: HostContext, opts: LateOpti
   const t = k.L.tps;
   k.log.add(cpu, 'patch-start', `text_poke_late: ${k.plan.length} sites, nmi=${opts.nmi}, ${k.variant} ordering`);
   yield* write(t.numAcks, 4, BigInt(k.ncpus - (mutated(k, 'num-acks-short') ? 1 : 0)), 'num_acks');
-  yield* write(t.state, 4, BigInt(PATCH_SYNC_DONE), 'state = PATCH_SYNC_DONE');
+  // Counted: the rendezvous is a step of its own, so that no acknowledgement from an
+  // earlier run counts for it.
+  yield* publishState(k, PATCH_SYNC_DONE);
   yield* write(t.primaryCpu, 4, BigInt(cpu), 'primary_cpu');
   yield* write(t.nmiContext, 4, opts.nmi ? 1n : 0n, 'nmi_context');
   // The series never clears sync_ack_map here: a second run starts with the previous
-  // run's acks still set. The corrected variant starts from an empty map.
-  if (k.variant === 'fixed') yield* clearAcks(k);
+  // run's acks still set. The corrected variant starts from an empty map (counted acks
+  // need none: the rendezvous is a new step).
+  if (k.variant === 'fixed' && !countedAcks(k)) yield* clearAcks(k);
   if (opts.nmi) yield* registerNmiHandler(k, k.L.textPokeNmiAction, !mutated(k, 'nmi-handler-last'));
   ctx.status = 'stop_machine(patch_worker)';
   yield* stopMachine(k, cpu, function* (c: number): Step {

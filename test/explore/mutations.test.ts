@@ -37,6 +37,8 @@ const CASES: [string, Partial<ScenarioExploreOptions>, BugKind, boolean][] = [
   // primary. Schedules cut at 210 steps (the bug is at 204) keep CI short; the control
   // exhausted to the patch's end is in explore/README.md.
   ['nmi-handler-last', { nmis: 1, nmiCpus: [2], preemptions: 0, from: { site: 'lock.queued_spin_unlock' }, to: 'depth', maxDepth: 210 }, 'deadlock', false],
+  ['wait-on-state', { preemptions: 1, from: { site: 'lock.queued_spin_unlock' } }, 'deadlock', true],
+  ['bitmap-acks', { preemptions: 2, from: { site: 'lock.queued_spin_unlock' } }, 'assertion', true],
 ];
 
 /** Mutations the model cannot show (explore/README.md says why): listed, not found. None since IPI latency. */

@@ -67,21 +67,27 @@ describe('poke_sync', () => {
     expect(steps[i + 4]).toMatch(/^lock or .*text_poke_state/);
   });
 
-  it('fixed order: clear the acks before publishing the state', () => {
+  it('fixed order: publish the state and count the step; nothing is cleared (an ack names its step)', () => {
     const steps = primarySteps('fixed');
     const i = steps.findIndex((w) => /state = PATCH_SYNC_1/.test(w));
-    expect(steps[i - 1]).toMatch(/cpumask_clear/);
-    expect(steps[i + 1]).toMatch(/^read /);
+    expect(steps[i - 1]).toMatch(/PATCH_SYNC_1 bytes/);
+    expect(steps[i + 1]).toMatch(/^lock xadd text_poke_state\+0x14: /); // seq
+    expect(steps.some((w) => /cpumask_clear/.test(w))).toBe(false);
   });
 
-  it('every CPU acknowledges every step: the map is full when the primary moves on', () => {
+  it('every CPU acknowledges every step: each slot names the last step when the primary moves on', () => {
     const rec = new Recorder();
     const { run } = runWith(plain, rec, 'fixed');
-    const acks = rec.host.filter((h) => /lock or .*text_poke_state/.test(h.what));
-    // Rendezvous + 4 poke_syncs, each acknowledged by both CPUs.
-    expect(acks.filter((a) => a.cpu === 0).length).toBe(5);
-    expect(acks.filter((a) => a.cpu === 1).length).toBeGreaterThanOrEqual(5);
-    expect(run.m.mem.readU64(run.k.L.tps.ackMap)).toBe(3n);
+    const acks = (cpu: number): string[] => rec.host.filter((h) => h.cpu === cpu && /^write text_poke_state\+0x\w+ = 0x\w+ \(acked\[/.test(h.what)).map((h) => h.what);
+    // Rendezvous + 4 poke_syncs + PATCH_DONE are counted steps: 6 with the rendezvous
+    // (PATCH_DONE is not acknowledged). The primary acknowledges each of the 5 it waits
+    // for; CPU1 each of the same 5, exactly once.
+    expect(acks(0)).toHaveLength(5);
+    expect(acks(1)).toHaveLength(5);
+    const seq = run.m.mem.readU32(run.k.L.tps.seq);
+    expect(seq).toBe(6);
+    expect(run.m.mem.readU32(run.k.L.tps.acked)).toBe(5);
+    expect(run.m.mem.readU32(run.k.L.tps.acked + 4n)).toBe(5);
   });
 });
 
