@@ -34,9 +34,9 @@ const CASES: [string, Partial<ScenarioExploreOptions>, BugKind, boolean][] = [
   ['no-wait-nmi-work', { preemptions: 0 }, 'deadlock', true],
   // Three CPUs, CPU1's NMI scripted when the int3 is published: one explorer NMI to CPU2
   // closes the cycle primary -> CPU2 (spins on nmi_lock) -> CPU1 (holds it, in #BP) ->
-  // primary. Schedules cut at 210 steps (the bug is at 204) keep CI short; the control
-  // exhausted to the patch's end is in explore/README.md.
-  ['nmi-handler-last', { nmis: 1, nmiCpus: [2], preemptions: 0, from: { site: 'lock.queued_spin_unlock' }, to: 'depth', maxDepth: 210 }, 'deadlock', false],
+  // primary. Schedules cut at 240 steps (the bug is at 206) keep CI short; the control,
+  // exhausted to the patch's end, is in explore/README.md.
+  ['nmi-handler-last', { nmis: 1, nmiCpus: [2], preemptions: 0, from: { site: 'lock.queued_spin_unlock' }, to: 'depth', maxDepth: 240 }, 'deadlock', false],
   ['wait-on-state', { preemptions: 1, from: { site: 'lock.queued_spin_unlock' } }, 'deadlock', true],
   ['bitmap-acks', { preemptions: 2, from: { site: 'lock.queued_spin_unlock' } }, 'assertion', true],
 ];
