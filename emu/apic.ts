@@ -1,9 +1,14 @@
 // The local APIC, one per CPU: ID, TPR, EOI, SVR, ISR/IRR, LDR and the ICR, reachable
 // as x2APIC MSRs (0x800 + offset/16, ICR at 0x830) in x2APIC mode and as the xAPIC
 // MMIO page at 0xFEE00000 (ICR at 0x300/0x310) in xAPIC mode, selected by
-// IA32_APIC_BASE as on hardware. IPIs are delivered at once: the target sees them at
-// its next instruction boundary. Delivery modes fixed, lowest-priority (to the first
-// target) and NMI are modelled; SMI, INIT and SIPI are recorded and otherwise ignored.
+// IA32_APIC_BASE as on hardware. The APIC hands each IPI to the Machine (IpiBus), which
+// delivers it at once (the default: the target sees it at its next instruction
+// boundary) or keeps it in flight for a while (Machine.setIpiLatency, the explorer's
+// 'ipi' choices; docs/notes/ipi-latency.md). While an IPI this APIC sent is in flight
+// the xAPIC ICR's delivery-status bit (12) reads 1, "send pending" (SDM vol. 3,
+// 11.6.1); in x2APIC mode the bit is reserved and reads 0 (11.12.9). Delivery modes
+// fixed, lowest-priority (to the first target) and NMI are modelled; SMI, INIT and
+// SIPI are recorded and otherwise ignored.
 
 import type { MmioDevice } from './memory';
 
@@ -39,7 +44,12 @@ export interface Ipi {
 /** Where the APIC sends IPIs and accounts them (the Machine). */
 export interface IpiBus {
   sendIpi(ipi: Ipi): void;
+  /** Whether an IPI sent by CPU `from` is still on its way (the xAPIC delivery-status bit). */
+  sendPending?(from: number): boolean;
 }
+
+/** ICR bit 12: delivery status (xAPIC; reserved in x2APIC mode). */
+const ICR_SEND_PENDING = 0x1000;
 
 export interface ApicState {
   irr: Uint32Array;
@@ -145,7 +155,7 @@ export class LocalApic implements MmioDevice {
       case REG_ESR:
         return this.esr;
       case REG_ICR_LO:
-        return this.icrLo & ~0x1000; // delivery status: always idle
+        return (this.icrLo & ~ICR_SEND_PENDING) | (this.bus.sendPending?.(this.cpu) === true ? ICR_SEND_PENDING : 0);
       case REG_ICR_HI:
         return this.icrHi;
       default:
@@ -241,7 +251,8 @@ export class LocalApic implements MmioDevice {
     if (msr === APIC_BASE_MSR) return BigInt(this.base >>> 0);
     if (msr < 0x800 || msr > 0x8ff) return undefined;
     if (!this.x2apic) return 'gp';
-    if (msr === MSR_X2APIC_ICR) return (BigInt(this.icrHi >>> 0) << 32n) | BigInt(this.icrLo >>> 0);
+    // No delivery status in x2APIC mode: bit 12 is reserved (reads 0).
+    if (msr === MSR_X2APIC_ICR) return (BigInt(this.icrHi >>> 0) << 32n) | BigInt((this.icrLo & ~ICR_SEND_PENDING) >>> 0);
     if (msr === 0x80b || msr === 0x83f) return 'gp'; // EOI and SELF_IPI are write-only
     return BigInt(this.readReg((msr - 0x800) << 4) >>> 0);
   }

@@ -49,6 +49,8 @@ export interface MachineOptions {
   blocks?: boolean;
   /** Executions of an instruction before a block is compiled from it (default BLOCK_HOT; tests use 2). */
   blockHot?: number;
+  /** IPI delivery latency in run() (default none: an IPI arrives at the ICR write); see setIpiLatency. */
+  ipiLatency?: IpiLatency;
 }
 
 let blocksByDefault = true;
@@ -104,10 +106,40 @@ export interface RunResult {
   cpu: number | null;
 }
 
-/** Why a CPU is blocked, for reports and the wait-for graph. */
-/** One thing that can happen next (Machine.enabled / Machine.take). */
-/** `drain`: the oldest store in the CPU's store buffer becomes visible (memoryModel 'tso'). */
-export type Choice = { kind: 'step'; cpu: number } | { kind: 'nmi'; cpu: number } | { kind: 'drain'; cpu: number };
+/**
+ * One thing that can happen next (Machine.enabled / Machine.take). `drain`: the oldest
+ * store in the CPU's store buffer becomes visible (memoryModel 'tso'). `ipi`: the
+ * oldest IPI in flight from CPU `from` to CPU `cpu` arrives (IPI latency as a choice,
+ * Machine.setIpiChoice). Drains and IPI arrivals are asynchronous: no CPU runs.
+ */
+export type Choice =
+  | { kind: 'step'; cpu: number }
+  | { kind: 'nmi'; cpu: number }
+  | { kind: 'drain'; cpu: number }
+  | { kind: 'ipi'; cpu: number; from: number };
+
+/**
+ * IPI delivery latency in run(): each IPI reaches each target a number of machine
+ * steps after the sender's ICR write, drawn from [min, max] by a generator seeded with
+ * `seed` (docs/notes/ipi-latency.md). A draw of 0 delivers at once, as with no latency.
+ */
+export interface IpiLatency {
+  min: number;
+  max: number;
+  seed: number;
+}
+
+/** An IPI on its way to one target: sent at the sender's ICR write, not yet arrived. */
+export interface IpiInFlight {
+  /** Send order (machine-wide), for FIFO order per sender and target. */
+  seq: number;
+  from: number;
+  to: number;
+  nmi: boolean;
+  vector: number;
+  /** The machine step at or after which run() delivers it (not used under setIpiChoice). */
+  due: number;
+}
 
 export interface BlockInfo {
   reason: 'wait' | 'spin';
@@ -158,6 +190,9 @@ export interface MachineCoreState {
   nextLivelockCheck: number | null;
   xmcViolations: XmcViolation[];
   xmcSeen: Set<string>;
+  inFlight: IpiInFlight[];
+  ipiSeq: number;
+  ipiRng: number;
 }
 
 export class Machine implements IpiBus {
@@ -211,6 +246,15 @@ export class Machine implements IpiBus {
   readonly blockInfo = new Map<number, BlockInfo>();
   /** Extra wait-for edges for spinning CPUs (the kernel model knows lock owners). */
   spinWaitsFor: ((cpu: Cpu, reads: { addr: bigint; size: number; value: number }[]) => number[]) | null = null;
+  /** IPI latency in run() (null: every IPI arrives at the sender's ICR write). */
+  private ipiLatency: IpiLatency | null = null;
+  /** IPIs arrive only when an explorer takes an 'ipi' choice. */
+  private ipiChoice = false;
+  /** IPIs sent and not yet arrived, in send order (entries are never mutated). */
+  private inFlight: IpiInFlight[] = [];
+  private ipiSeq = 0;
+  /** The latency generator's state (xorshift32; never 0). */
+  private ipiRng = 1;
 
   constructor(opts: MachineOptions) {
     const n = opts.cpus;
@@ -240,6 +284,7 @@ export class Machine implements IpiBus {
       write: (cpu, off, size, v) => this.cpus[cpu].apic.write(cpu, off, size, v),
     });
     this.xmc.onViolation = (v) => this.onXmc(v);
+    if (opts.ipiLatency !== undefined) this.setIpiLatency(opts.ipiLatency);
     // TLBs, store buffers and split RMWs in progress join snapshots.
     this.addStatePart('cpu-memory', {
       saveState: () => this.cpus.map((c) => c.saveMemoryState()),
@@ -383,6 +428,30 @@ export class Machine implements IpiBus {
   }
 
   sendIpi(ipi: Ipi): void {
+    const targets = this.ipiTargets(ipi);
+    this.probe?.onIpi?.(ipi.from, targets, ipi.mode === DM_NMI, ipi.vector);
+    // SMI, INIT and SIPI are not modelled.
+    if (ipi.mode !== DM_NMI && ipi.mode !== DM_FIXED && ipi.mode !== DM_LOWEST) return;
+    const nmi = ipi.mode === DM_NMI;
+    if (this.ipiLatency === null && !this.ipiChoice) {
+      for (const t of targets) this.arrive(t, nmi, ipi.vector);
+      return;
+    }
+    // The ICR write is a device access: its step commutes with no other (currentStep says so).
+    const now = this.currentStep(this.cpus[ipi.from]);
+    for (const to of targets) {
+      const delay = this.ipiChoice ? 0 : this.drawIpiDelay();
+      if (!this.ipiChoice && delay === 0) {
+        this.arrive(to, nmi, ipi.vector);
+        continue;
+      }
+      this.inFlight.push({ seq: this.ipiSeq++, from: ipi.from, to, nmi, vector: ipi.vector, due: now + delay });
+      if (!this.ipiChoice) this.at(now + delay, () => this.deliverDue());
+    }
+  }
+
+  /** The CPUs an IPI's destination (shorthand, physical or logical) names. */
+  private ipiTargets(ipi: Ipi): number[] {
     const targets: number[] = [];
     for (const c of this.cpus) {
       let hit: boolean;
@@ -402,12 +471,78 @@ export class Machine implements IpiBus {
       if (hit) targets.push(c.id);
     }
     if (ipi.mode === DM_LOWEST && targets.length > 1) targets.length = 1;
-    this.probe?.onIpi?.(ipi.from, targets, ipi.mode === DM_NMI, ipi.vector);
-    for (const t of targets) {
-      if (ipi.mode === DM_NMI) this.nmi(t);
-      else if (ipi.mode === DM_FIXED || ipi.mode === DM_LOWEST) this.interrupt(t, ipi.vector);
-      // SMI, INIT and SIPI are not modelled.
+    return targets;
+  }
+
+  /** An IPI reaches its target's local APIC. */
+  private arrive(to: number, nmi: boolean, vector: number): void {
+    if (nmi) this.nmi(to);
+    else this.interrupt(to, vector);
+  }
+
+  /**
+   * IPI delivery latency in run(): each IPI sent from now on stays in flight for a
+   * seeded number of steps (null: none, the default). Deterministic: the same seed and
+   * schedule give the same delays.
+   */
+  setIpiLatency(l: IpiLatency | null): void {
+    if (l !== null && !(Number.isInteger(l.min) && Number.isInteger(l.max) && l.min >= 0 && l.max >= l.min && Number.isInteger(l.seed))) {
+      throw new Error(`ipiLatency: expected integers 0 <= min <= max and a seed (got ${JSON.stringify(l)})`);
     }
+    this.ipiLatency = l === null ? null : { ...l };
+    // xorshift32 must not start at 0.
+    if (l !== null) this.ipiRng = (l.seed >>> 0) === 0 ? 0x9e3779b9 | 0 : l.seed | 0;
+  }
+
+  /**
+   * IPI latency as a choice (the explorer): from now on every IPI stays in flight until
+   * take({ kind: 'ipi' }) delivers it, and run() delivers none. Turning it off hands
+   * the IPIs still in flight back to run(), which delivers each at its due step (or at
+   * once if that has passed).
+   */
+  setIpiChoice(on: boolean): void {
+    this.ipiChoice = on;
+    if (!on) for (const e of this.inFlight) this.at(Math.max(e.due, this.steps), () => this.deliverDue());
+  }
+
+  /** IPIs sent and not yet arrived, oldest first. */
+  get ipisInFlight(): readonly IpiInFlight[] {
+    return this.inFlight;
+  }
+
+  /** ICR delivery status (xAPIC): an IPI this CPU sent has not reached every target yet. */
+  sendPending(from: number): boolean {
+    return this.inFlight.some((e) => e.from === from);
+  }
+
+  private drawIpiDelay(): number {
+    const l = this.ipiLatency!;
+    let x = this.ipiRng;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.ipiRng = x;
+    return l.min + ((x >>> 0) % (l.max - l.min + 1));
+  }
+
+  /** run()'s delivery: every IPI whose delay has passed arrives, in send order. */
+  private deliverDue(): void {
+    if (this.ipiChoice) return;
+    while (this.inFlight.length) {
+      const i = this.inFlight.findIndex((e) => e.due <= this.steps);
+      if (i < 0) return;
+      this.deliverInFlight(i);
+    }
+  }
+
+  private deliverInFlight(i: number): void {
+    const e = this.inFlight[i];
+    this.inFlight = this.inFlight.filter((_, j) => j !== i);
+    this.arrive(e.to, e.nmi, e.vector);
+    // The sender may be spinning on the xAPIC delivery-status bit: an MMIO read no
+    // memory watch sees change, so its spin block ends here.
+    const s = this.cpus[e.from];
+    if (!s.apic.x2apic && s.blocked?.reason === 'spin' && !this.sendPending(e.from)) this.unblock(s);
   }
 
   onDeliver(cpu: Cpu, vector: number, kind: EventKind): void {
@@ -761,7 +896,8 @@ export class Machine implements IpiBus {
 
   /**
    * What can happen next: a step of each CPU the scheduler could run now, a drain of
-   * each CPU's oldest buffered store (memoryModel 'tso'), and an NMI
+   * each CPU's oldest buffered store (memoryModel 'tso'), the arrival of each IPI in
+   * flight (oldest per sender and target; setIpiChoice), and an NMI
    * to each CPU in `nmiCpus` that has none latched (it is then taken at that CPU's next
    * instruction boundary, i.e. its next step).
    */
@@ -770,6 +906,14 @@ export class Machine implements IpiBus {
     const out: Choice[] = [];
     for (const c of this.cpus) if (this.runnable(c)) out.push({ kind: 'step', cpu: c.id });
     for (const c of this.cpus) if (c.drainable > 0) out.push({ kind: 'drain', cpu: c.id });
+    // One arrival per sender and target: the oldest (FIFO per pair, see docs/notes/ipi-latency.md).
+    const pairs = new Set<string>();
+    for (const e of this.inFlight) {
+      const key = `${e.from}>${e.to}`;
+      if (pairs.has(key)) continue;
+      pairs.add(key);
+      out.push({ kind: 'ipi', cpu: e.to, from: e.from });
+    }
     for (const i of nmiCpus) {
       const c = this.cpus[i];
       if (c && !c.shutdown && !c.nmiPending) out.push({ kind: 'nmi', cpu: i });
@@ -788,6 +932,13 @@ export class Machine implements IpiBus {
       this.steps++;
       return;
     }
+    if (c.kind === 'ipi') {
+      const i = this.inFlight.findIndex((e) => e.from === c.from && e.to === c.cpu);
+      if (i < 0) throw new Error(`take: no IPI in flight from CPU ${c.from} to CPU ${c.cpu}`);
+      this.deliverInFlight(i);
+      this.steps++;
+      return;
+    }
     const cpu = this.cpus[c.cpu];
     this.sliceCpu = cpu;
     this.sliceRetired = cpu.retired;
@@ -798,6 +949,22 @@ export class Machine implements IpiBus {
       cpu.stoppedAt = null;
       cpu.brk = this.stopBrk;
     }
+  }
+
+  /**
+   * What is on its way and not yet seen, as numbers (for a search's state hash): each
+   * CPU's buffered stores (address, size, value) and the IPIs in flight.
+   */
+  pendingWords(): number[] {
+    const out: number[] = [];
+    for (const c of this.cpus) {
+      out.push(c.stores.length);
+      for (const st of c.stores) out.push(st.lo, st.hi, st.size, st.vlo, st.vhi);
+    }
+    out.push(this.inFlight.length);
+    // run()'s delivery is timed: steps left until due, unless the explorer chooses arrivals.
+    for (const e of this.inFlight) out.push(e.from, e.to, e.nmi ? 1 : 0, e.vector, this.ipiChoice ? 0 : e.due - this.steps);
+    return out;
   }
 
   /** The slot in progress: CPU and steps left (steps left 0: the next run picks a new slot). */
@@ -889,6 +1056,9 @@ export class Machine implements IpiBus {
       nextLivelockCheck: this.nextLivelockCheck,
       xmcViolations: this.xmc.violations.slice(),
       xmcSeen: this.xmc.seenKeys(),
+      inFlight: this.inFlight.slice(),
+      ipiSeq: this.ipiSeq,
+      ipiRng: this.ipiRng,
     };
   }
 
@@ -925,6 +1095,9 @@ export class Machine implements IpiBus {
     this.slotLeft = s.slotLeft;
     this.nextLivelockCheck = s.nextLivelockCheck;
     this.xmc.loadState(s.xmcViolations, s.xmcSeen);
+    this.inFlight = s.inFlight.slice();
+    this.ipiSeq = s.ipiSeq;
+    this.ipiRng = s.ipiRng;
     this.stopRequest = null;
     this.sliceCpu = null;
   }

@@ -7,9 +7,9 @@
 
 import { readFileSync, renameSync, writeFileSync, mkdirSync } from 'fs';
 import { join } from 'path';
-import type { Choice } from '../emu/machine';
+import type { Choice, MemoryModel, RmwMode } from '../emu/machine';
 import { loadScenario } from '../kernel-model/scenario/scenario-file';
-import { prepareScenario, type ScenarioRun } from '../kernel-model/scenario/run';
+import { prepareScenario, type ScenarioRun, type RunOverrides } from '../kernel-model/scenario/run';
 import { hexBytes } from '../kernel-model/linux/kernel-context';
 import { explore, replay, type ExploreOptions, type ExploreResult, type Bug } from './search';
 
@@ -24,6 +24,10 @@ export interface ScenarioExploreOptions extends Omit<ExploreOptions, 'check' | '
    * checked for its new bytes; 'depth': only at maxDepth (or a deadlock).
    */
   to?: 'patch-end' | 'depth';
+  /** Machine options over the scenario's (memoryModel, rmw: `--memory-model`, `--rmw`). */
+  overrides?: Pick<RunOverrides, 'memoryModel' | 'rmw'>;
+  /** Every IPI sent from the start point stays in flight until an 'ipi' choice delivers it (default: the scenario's `ipiLatency` is set). */
+  ipiLatency?: boolean;
 }
 
 export interface ReplayFile {
@@ -32,11 +36,20 @@ export interface ReplayFile {
   /** Machine step (under the scenario's schedule) where the explorer's choices start. */
   from: number;
   choices: Choice[];
+  /** The machine's memory model and RMW mode the search ran under (absent in older files: the scenario's). */
+  memoryModel?: MemoryModel;
+  rmw?: RmwMode;
+  /** IPIs were in flight until an 'ipi' choice delivered them (explore with IPI latency). */
+  ipiChoice?: boolean;
   bug: { kind: string; summary: string; nmis: number; preemptions: number; steps: number };
 }
 
-/** Runs a prepared scenario under its schedule to the start point; returns the step reached. */
-export function runToStart(run: ScenarioRun, from: StartPoint): number {
+/**
+ * Runs a prepared scenario under its schedule to the start point; returns the step
+ * reached. With `ipiChoice` (IPI arrivals to be explored), the NMI-mode patch starts
+ * where nmi_work is first set, before the self-NMI is sent, if that comes first.
+ */
+export function runToStart(run: ScenarioRun, from: StartPoint, ipiChoice = false): number {
   const { m, k } = run;
   if (from === 'patch' && k.request?.protocol === 'batch') {
     // text_poke_bp_batch publishes its vector first (bp_desc.refs 0 -> 1).
@@ -44,7 +57,8 @@ export function runToStart(run: ScenarioRun, from: StartPoint): number {
   } else if (from === 'patch') {
     const at = k.L.tps.state;
     const first = m.mem.readU32(at);
-    stepUntil(run, () => m.mem.readU32(at) !== first);
+    const work = m.mem.readU32(k.L.tps.nmiWork);
+    stepUntil(run, () => m.mem.readU32(at) !== first || (ipiChoice && m.mem.readU32(k.L.tps.nmiWork) !== work));
   } else if ('site' in from) {
     const sites = run.img.sites.filter((x) => x.op === from.site).map((x) => x.address);
     if (sites.length === 0) throw new ReplayFileError(`--from site:${from.site}: no site of that op in ${run.img.path}`);
@@ -133,24 +147,27 @@ function sitesHold(run: ScenarioRun): (m: ScenarioRun['m']) => Bug | null {
   };
 }
 
-export function exploreScenario(file: string, o: ScenarioExploreOptions): { result: ExploreResult; from: number } {
-  const run = prepareScenario(loadScenario(file), {}, file);
-  const from = runToStart(run, o.from ?? 'patch');
+export function exploreScenario(file: string, o: ScenarioExploreOptions): { result: ExploreResult; from: number; ipiChoice: boolean; machine: { memoryModel: MemoryModel; rmw: RmwMode } } {
+  const s = loadScenario(file);
+  const run = prepareScenario(s, o.overrides ?? {}, file);
+  const ipiChoice = o.ipiLatency ?? s.ipiLatency != null;
+  const from = runToStart(run, o.from ?? 'patch', ipiChoice);
+  if (ipiChoice) run.m.setIpiChoice(true);
   // The kernel model's BUG log is checker state: a step that adds to it is not private.
   const end = (o.to ?? 'patch-end') === 'patch-end';
   const result = explore(run.m, {
     ...o, check: checker(run), observe: () => run.k.log.bugs().length,
     done: end ? patchEnded(run) : undefined, atEnd: end ? sitesHold(run) : undefined,
   });
-  return { result, from };
+  return { result, from, ipiChoice, machine: { memoryModel: run.m.memoryModel, rmw: run.m.rmw } };
 }
 
 /** Writes one replay file per bug into `dir` (each through a temporary file); returns their paths. */
-export function writeReplays(dir: string, scenario: string, from: number, r: ExploreResult): string[] {
+export function writeReplays(dir: string, scenario: string, from: number, r: ExploreResult, ipiChoice = false, machine?: { memoryModel: MemoryModel; rmw: RmwMode }): string[] {
   mkdirSync(dir, { recursive: true });
   return r.bugs.map((b, i) => {
     const f: ReplayFile = {
-      format: 'textpoke-replay/1', scenario, from, choices: b.choices,
+      format: 'textpoke-replay/1', scenario, from, choices: b.choices, ...(ipiChoice ? { ipiChoice } : {}), ...(machine ?? {}),
       bug: { kind: b.kind, summary: b.summary, nmis: b.nmis, preemptions: b.preemptions, steps: b.steps },
     };
     const path = join(dir, `bug-${i + 1}-${b.kind}.json`);
@@ -175,8 +192,8 @@ export function readReplay(path: string): ReplayFile {
   if (!Number.isInteger(o.from) || (o.from as number) < 0) throw new ReplayFileError(`${path}: from: expected a step number`);
   if (!Array.isArray(o.choices)) throw new ReplayFileError(`${path}: choices: expected an array`);
   o.choices.forEach((c, i) => {
-    if (!c || (c.kind !== 'step' && c.kind !== 'nmi') || !Number.isInteger(c.cpu)) {
-      throw new ReplayFileError(`${path}: choices[${i}]: expected {"kind": "step"|"nmi", "cpu": n}`);
+    if (!c || !['step', 'nmi', 'drain', 'ipi'].includes(c.kind) || !Number.isInteger(c.cpu) || (c.kind === 'ipi' && !Number.isInteger(c.from))) {
+      throw new ReplayFileError(`${path}: choices[${i}]: expected {"kind": "step"|"nmi"|"drain", "cpu": n} or {"kind": "ipi", "cpu": n, "from": n}`);
     }
   });
   return o as ReplayFile;
@@ -189,5 +206,11 @@ export function applyReplay(run: ScenarioRun, f: ReplayFile): void {
   for (const [i, c] of f.choices.entries()) {
     if (c.cpu >= m.cpus.length) throw new ReplayFileError(`choices[${i}]: no CPU ${c.cpu} (the scenario has ${m.cpus.length})`);
   }
+  for (const [field, was, now] of [['memoryModel', f.memoryModel, m.memoryModel], ['rmw', f.rmw, m.rmw]] as const) {
+    if (was !== undefined && was !== now) throw new ReplayFileError(`${field}: the replay was found under ${was}, this run is ${now} (run with --${field === 'rmw' ? 'rmw' : 'memory-model'} ${was})`);
+  }
+  if (f.ipiChoice) m.setIpiChoice(true);
   replay(m, f.choices);
+  // What follows the replay is run()'s: IPIs still in flight arrive at their due steps.
+  if (f.ipiChoice) m.setIpiChoice(false);
 }

@@ -148,6 +148,11 @@ export function stateHash(m: Machine, rootMark: number): string {
       b = mix(b, r);
     }
   }
+  // Buffered stores (TSO) and IPIs in flight: invisible to CPUs, not to the future.
+  for (const v of m.pendingWords()) {
+    a = mix(a, v);
+    b = mix(b, v + 1);
+  }
   const pages = m.mem.journal!.pagesSince(rootMark).sort((x, y) => x.key - y.key);
   for (const pg of pages) {
     a = mix(a, pg.key);
@@ -358,14 +363,18 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           if (end) report(end, used);
           return;
         }
-        const runnable = m.enabled().map((c) => c.cpu);
+        const enabledNow = m.enabled();
+        const runnable = enabledNow.filter((c) => c.kind === 'step').map((c) => c.cpu);
+        // Drains (TSO) and IPI arrivals: no CPU runs, so no preemption and the same last
+        // CPU; each is a step for depth and never private (it writes shared state).
+        const asyncChoices = enabledNow.filter((c) => c.kind === 'drain' || c.kind === 'ipi');
         // Reduced: no NMI arrives while its CPU blocks NMIs (in an NMI handler). It
         // would only set the latch, which nothing reads before the CPU's iret; the
         // arrival just after that iret, fused with the CPU's next step, is the same
         // execution (README: reductions, 4).
         const nmiTo = (cpu: number): boolean =>
           b.nmis > 0 && nmiCpus.includes(cpu) && !m.cpus[cpu].nmiPending && !m.cpus[cpu].shutdown && !(reduce && m.cpus[cpu].nmiBlocked);
-        if (runnable.length === 0) {
+        if (runnable.length === 0 && asyncChoices.length === 0) {
           // The schedule can end here (a deadlock if anything waits); with NMIs left,
           // the reduced search also tries waking a CPU with one.
           schedules++;
@@ -407,9 +416,9 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
         // starts a new epoch, so the page hashes' versions stay exact: pageHash).
         let others = 0;
         for (const c of m.cpus) if (c.id !== b.last) others += (runnable.includes(c.id) ? 1 : 0) + (nmiOk[c.id] ? 1 : 0);
-        const choices = reduce
+        const choices = asyncChoices.length + (reduce
           ? lastEnabled ? 1 + (nmiOk[b.last] ? 1 : 0) + (b.preemptions > 0 ? others : 0) : others + (nmiOk[b.last] ? 1 : 0)
-          : 2;
+          : 2);
         let here: Snapshot | null = null;
         if (choices > 1) here = m.snapshot();
         else {
@@ -448,8 +457,17 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           path.pop();
           if (nmi) path.pop();
         }
+        for (const c of asyncChoices) {
+          back();
+          m.take(c);
+          away = true;
+          path.push(c);
+          yield { ...b, depth: b.depth - 1 };
+          path.pop();
+        }
         if (!reduce) {
           for (const c of m.enabled(b.nmis > 0 ? nmiCpus : [])) {
+            if (c.kind === 'drain' || c.kind === 'ipi') continue;
             if (c.kind === 'nmi') {
               back();
               m.take(c);

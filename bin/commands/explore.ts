@@ -8,6 +8,7 @@ import { checkInt, checkPositive, inputFile } from '../args';
 import { print, printJson } from '../output';
 import { UserError } from '../errors';
 import { MUTATIONS, MUTATION_NAMES, type Mutation } from '../../kernel-model/linux/mutations';
+import { type MemoryModel, type RmwMode, MEMORY_MODELS, RMW_MODES } from '../../emu/machine';
 
 export interface ExploreArgs {
   scenario?: string;
@@ -23,6 +24,9 @@ export interface ExploreArgs {
   json: boolean;
   reduce: boolean;
   'nmis-first': boolean;
+  'memory-model'?: MemoryModel;
+  rmw?: RmwMode;
+  'ipi-latency'?: boolean;
   o?: string;
 }
 
@@ -40,6 +44,9 @@ export function exploreCommand(y: Argv): Argv<ExploreArgs> {
     .option('time-limit', { type: 'number', describe: 'stop after this many seconds' })
     .option('reduce', { type: 'boolean', default: true, describe: 'partial-order reduction (--no-reduce: every interleaving, for comparison)' })
     .option('nmis-first', { type: 'boolean', default: false, describe: 'search order: at each state the NMI to the CPU that ran last before its step (early NMIs first; the same schedules are searched)' })
+    .option('memory-model', { choices: MEMORY_MODELS, describe: "sc, or tso: x86-TSO store buffers, each drain a choice (default: the scenario's)" })
+    .option('rmw', { choices: RMW_MODES, describe: "atomic, or split: an unlocked read-modify-write is a load step and a store step (default: the scenario's)" })
+    .option('ipi-latency', { type: 'boolean', describe: "every IPI stays in flight until the search delivers it, a choice of its own (default: on when the scenario sets ipiLatency)" })
     .option('json', { type: 'boolean', default: false, describe: 'one JSON object: outcome, complete, schedules, states, seconds, bugs' })
     .option('o', { type: 'string', describe: 'write one replay file per bug into this directory' })
     .example('$0 explore fixtures/scenarios/explore/deadlock-primary.json --nmis 1 --cpus-nmi 0 -o /tmp/bugs', 'search, write replays')
@@ -75,10 +82,11 @@ export function runExplore(a: ExploreArgs): number {
       return Number(x.trim());
     });
   }
-  const { result, from: at } = exploreScenario(file, {
+  const { result, from: at, ipiChoice, machine } = exploreScenario(file, {
     nmis, preemptions, nmiCpus, maxDepth, from, to: a.to === 'depth' ? 'depth' : 'patch-end', maxSchedules: checkInt(a['max-schedules'], '--max-schedules', 1, Number.MAX_SAFE_INTEGER), timeLimitSeconds: checkPositive(a['time-limit'], '--time-limit'), reduce: a.reduce, nmisFirst: a['nmis-first'],
+    overrides: { memoryModel: a['memory-model'], rmw: a.rmw }, ipiLatency: a['ipi-latency'],
   });
-  const replays = a.o ? writeReplays(a.o, file, at, result) : [];
+  const replays = a.o ? writeReplays(a.o, file, at, result, ipiChoice, machine) : [];
   const out = {
     outcome: result.outcome, complete: result.complete, schedules: result.schedules, states: result.states, restarts: result.restarts, seconds: result.seconds, cpuSeconds: result.cpuSeconds, passes: result.passes,
     bugs: result.bugs.map((b, i) => ({ kind: b.kind, summary: b.summary, nmis: b.nmis, preemptions: b.preemptions, steps: b.steps, seconds: b.seconds, cpuSeconds: b.cpuSeconds, replay: replays[i] ?? null })),

@@ -3,7 +3,7 @@
 // or the completed patch with every site's old and new bytes verified — and check
 // the workload's invariants.
 
-import type { Machine, FetchMode, MemoryModel, RmwMode, RunResult } from '../../emu/machine';
+import type { Machine, FetchMode, MemoryModel, RmwMode, RunResult, IpiLatency } from '../../emu/machine';
 import type { Schedule } from '../../emu/scheduler';
 import type { Probe } from '../../emu/probe';
 import type { XmcViolation } from '../../emu/xmc';
@@ -34,6 +34,8 @@ export interface RunOverrides {
   fetchMode?: FetchMode;
   memoryModel?: MemoryModel;
   rmw?: RmwMode;
+  /** IPI delivery latency (null: none; default: the scenario's `ipiLatency`). */
+  ipiLatency?: IpiLatency | null;
   /** Fixture images: boot with page tables and poke through poking_mm (default: the scenario's `paging`). */
   paging?: boolean;
   variant?: ProtocolVariant;
@@ -150,6 +152,8 @@ export function prepareScenario(s: Scenario, o: RunOverrides = {}, file = s.name
     img = fx;
     m = bootFixture(fx, { cpus: s.cpus, work: s.work, fetchMode, memoryModel, rmw, bootSlots: bootSlotsFor(fx), paging: o.paging ?? s.paging });
   }
+  // From the end of boot: the boot's own IPIs keep their timing whatever the scenario asks.
+  m.setIpiLatency(o.ipiLatency !== undefined ? o.ipiLatency : (s.ipiLatency ?? null));
   // Nothing behind System Control Port B: the NMI reason (SERR, IOCHK) reads as 0.
   m.ports.claim(NMI_REASON_PORT, { in: () => 0, out: () => undefined });
   if (s.nmiHandlers) linkNmiHandlers(m, img, s.nmiHandlers, file);

@@ -7,7 +7,7 @@
 import { readFileSync } from 'fs';
 import { dirname, isAbsolute, join } from 'path';
 import type { Schedule } from '../../emu/scheduler';
-import type { FetchMode, MemoryModel, RmwMode } from '../../emu/machine';
+import type { FetchMode, MemoryModel, RmwMode, IpiLatency } from '../../emu/machine';
 import type { OpMode } from '../linux/pv-ops';
 import type { Protocol, PokeRequest } from '../linux/kernel-model';
 import type { ProtocolVariant } from '../linux/kernel-context';
@@ -56,6 +56,8 @@ export interface Scenario {
   /** Memory model ('sc' or x86-TSO store buffers) and whether unlocked RMWs split (docs/notes/x86-tso.md). */
   memoryModel: MemoryModel;
   rmw: RmwMode;
+  /** IPI delivery latency in `run` (docs/notes/ipi-latency.md); null: IPIs arrive at the ICR write. */
+  ipiLatency?: IpiLatency | null;
   /**
    * Fixture images only: boot with page tables and poke through poking_mm (true), or
    * keep the flat mapping (false, the default; real-kernel runs are always flat).
@@ -147,6 +149,12 @@ export function parseScenario(json: Json, file: string): Scenario {
     if (patch?.protocol !== mu.protocol) fail('mutate', `'${mutate}' is a bug in the ${mu.protocol} protocol: patch.protocol must be "${mu.protocol}"`);
     if (mu.nmi !== undefined && patch!.nmi !== mu.nmi) fail('mutate', `'${mutate}' shows only with patch.nmi ${mu.nmi}`);
   }
+  let ipiLatency: IpiLatency | null = null;
+  if (o.ipiLatency !== undefined) {
+    const l = o.ipiLatency as Obj;
+    ipiLatency = { min: (l.min ?? 0) as number, max: l.max as number, seed: (l.seed ?? 1) as number };
+    if (ipiLatency.max < ipiLatency.min) fail('ipiLatency.max', `expected at least ipiLatency.min (${ipiLatency.min}), got ${ipiLatency.max}`);
+  }
   let expect: Scenario['expect'] = null;
   if (o.expect !== undefined) {
     const e = o.expect as Obj;
@@ -164,6 +172,7 @@ export function parseScenario(json: Json, file: string): Scenario {
     preemption: (o.preemption ?? 'voluntary') as Preemption,
     memoryModel: (o.memoryModel ?? 'sc') as MemoryModel,
     rmw: (o.rmw ?? 'atomic') as RmwMode,
+    ipiLatency,
     paging: (o.paging ?? false) as boolean,
     bootOps: opModes(o.bootOps),
     work,
