@@ -97,12 +97,18 @@ export function terminalBug(m: Machine): Bug | null {
   return { kind: 'deadlock', summary: `deadlock: ${m.cpus.map((c) => `CPU${c.id} ${c.blocked ? `waits (${c.blocked.detail})` : c.halted ? 'halted' : 'runs'} at ${m.symbolize(c.rip)}`).join('; ')}`, signature: parts.join(',') };
 }
 
+// Bound once: under jest every test file runs in a vm context, where each lookup of a
+// global such as `Math` goes through the context's interceptors; in this loop, the
+// hottest of a search, that made the explorer 5-13x slower in the test suite than on the
+// command line (the same search: 16 s in jest, 2.5 s in node; 3.5 s with this binding).
+const imul = Math.imul;
+
 /** FNV-1a over 32-bit words. */
 function mix(h: number, v: number): number {
   h ^= v & 0xffff;
-  h = Math.imul(h, 16777619);
+  h = imul(h, 16777619);
   h ^= v >>> 16;
-  return Math.imul(h, 16777619);
+  return imul(h, 16777619);
 }
 
 /** A hash of the state: CPUs (registers, flags, RIP, event state, host routines) and the pages changed since the root. */
