@@ -53,18 +53,19 @@ export function runToStart(run: ScenarioRun, from: StartPoint, ipiChoice = false
   const { m, k } = run;
   if (from === 'patch' && k.request?.protocol === 'batch') {
     // text_poke_bp_batch publishes its vector first (bp_desc.refs 0 -> 1).
-    stepUntil(run, () => m.mem.readU32(k.L.tpVec.refs) !== 0);
+    stepUntil(run, () => m.mem.readU32(k.L.tpVec.refs) !== 0, 'patch');
   } else if (from === 'patch') {
     const at = k.L.tps.state;
     const first = m.mem.readU32(at);
     const work = m.mem.readU32(k.L.tps.nmiWork);
-    stepUntil(run, () => m.mem.readU32(at) !== first || (ipiChoice && m.mem.readU32(k.L.tps.nmiWork) !== work));
+    stepUntil(run, () => m.mem.readU32(at) !== first || (ipiChoice && m.mem.readU32(k.L.tps.nmiWork) !== work), 'patch');
   } else if ('site' in from) {
     const sites = run.img.sites.filter((x) => x.op === from.site).map((x) => x.address);
     if (sites.length === 0) throw new ReplayFileError(`--from site:${from.site}: no site of that op in ${run.img.path}`);
-    stepUntil(run, () => sites.includes(m.mem.readU64(k.L.bpDesc.addr)));
+    stepUntil(run, () => sites.includes(m.mem.readU64(k.L.bpDesc.addr)), `site:${from.site}`);
   } else {
     m.run({ schedule: run.schedule, maxSteps: from.step });
+    if (m.steps < from.step) throw new ReplayFileError(`--from ${from.step}: the scenario's run stops at step ${m.steps}, before that step`);
   }
   return m.steps;
 }
@@ -75,12 +76,15 @@ export function runToStart(run: ScenarioRun, from: StartPoint, ipiChoice = false
  * quantum late (past the very steps it should choose). A replay reaches the same step
  * with `maxSteps`, since run() continues one schedule across calls.
  */
-function stepUntil(run: ScenarioRun, cond: () => boolean): void {
+function stepUntil(run: ScenarioRun, cond: () => boolean, what: string): void {
   const { m } = run;
   while (!cond() && m.steps < run.maxSteps) {
     const r = m.run({ schedule: run.schedule, maxSteps: m.steps + 1 });
     if (r.stop !== 'step-limit') break;
   }
+  // A search from wherever the run stopped would explore the wrong thing and could
+  // call it clean.
+  if (!cond()) throw new ReplayFileError(`--from ${what}: the scenario's run never gets there (it stops at step ${m.steps})`);
 }
 
 /** Bugs the kernel model and the XMC checker report, beyond those already there at the start. */
@@ -149,6 +153,8 @@ function sitesHold(run: ScenarioRun): (m: ScenarioRun['m']) => Bug | null {
 
 export function exploreScenario(file: string, o: ScenarioExploreOptions): { result: ExploreResult; from: number; ipiChoice: boolean; machine: { memoryModel: MemoryModel; rmw: RmwMode } } {
   const s = loadScenario(file);
+  const outside = (o.nmiCpus ?? []).find((c) => c >= s.cpus);
+  if (outside !== undefined) throw new ReplayFileError(`--cpus-nmi: CPU ${outside} is not in ${file} (CPUs 0 to ${s.cpus - 1})`);
   const run = prepareScenario(s, o.overrides ?? {}, file);
   const ipiChoice = o.ipiLatency ?? s.ipiLatency != null;
   const from = runToStart(run, o.from ?? 'patch', ipiChoice);

@@ -40,6 +40,14 @@ describe('textpoke explore: numeric options', () => {
   ])('%j is one line, exit 2', (args, message) => {
     expectUserError(textpoke(['explore', join(ROOT, 'fixtures/scenarios/explore/fixed-2cpu.json'), ...args]), message);
   });
+
+  // Both once searched from wherever the run happened to be and printed "clean to bound".
+  it.each([
+    [['--cpus-nmi', '7'], 'fixed-2cpu.json (CPUs 0 to 1)'],
+    [['--from', '99999999'], '--from 99999999: the scenario\'s run stops at step'],
+  ])('%j: a start or target the scenario does not have is one line, exit 2', (args, message) => {
+    expectUserError(textpoke(['explore', join(ROOT, 'fixtures/scenarios/explore/fixed-2cpu.json'), ...args]), message);
+  });
 });
 
 describe('textpoke coverage', () => {
