@@ -463,25 +463,23 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           path.pop();
           if (nmi) path.pop();
         }
-        for (const c of asyncChoices) {
+        /** Takes a choice that is not a CPU's step from `here`, and searches on with `left`. */
+        function* take(c: Choice, left: Budget): Generator<Budget, void, void> {
           back();
           m.take(c);
           away = true;
           path.push(c);
-          yield { ...b, depth: b.depth - 1 };
+          yield left;
           path.pop();
         }
+        for (const c of asyncChoices) yield* take(c, { ...b, depth: b.depth - 1 });
         if (!reduce) {
+          // The choices of `here`, not of the state the last child left behind.
+          back();
           for (const c of m.enabled(b.nmis > 0 ? nmiCpus : [])) {
             if (c.kind === 'drain' || c.kind === 'ipi') continue;
-            if (c.kind === 'nmi') {
-              back();
-              m.take(c);
-              away = true;
-              path.push(c);
-              yield { ...b, nmis: b.nmis - 1 };
-              path.pop();
-            } else if (cost(c.cpu) <= b.preemptions) {
+            if (c.kind === 'nmi') yield* take(c, { ...b, nmis: b.nmis - 1 });
+            else if (cost(c.cpu) <= b.preemptions) {
               yield* go(c.cpu, false, false);
             }
           }
