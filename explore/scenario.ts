@@ -11,7 +11,7 @@ import type { Choice, MemoryModel, RmwMode } from '../emu/machine';
 import { loadScenario } from '../kernel-model/scenario/scenario-file';
 import { prepareScenario, type ScenarioRun, type RunOverrides } from '../kernel-model/scenario/run';
 import { hexBytes } from '../kernel-model/linux/kernel-context';
-import { explore, replay, type ExploreOptions, type ExploreResult, type Bug } from './search';
+import { explore, type ExploreOptions, type ExploreResult, type Bug } from './search';
 
 /** Where exploration starts: the patch's start, a machine step, or when an op's site is published in bp_desc. */
 export type StartPoint = { step: number } | 'patch' | { site: string };
@@ -216,7 +216,17 @@ export function applyReplay(run: ScenarioRun, f: ReplayFile): void {
     if (was !== undefined && was !== now) throw new ReplayFileError(`${field}: the replay was found under ${was}, this run is ${now} (run with --${field === 'rmw' ? 'rmw' : 'memory-model'} ${was})`);
   }
   if (f.ipiChoice) m.setIpiChoice(true);
-  replay(m, f.choices);
+  if (m.steps !== f.from) throw new ReplayFileError(`from: the scenario's run stops at step ${m.steps}, before step ${f.from} (a replay written for another scenario?)`);
+  // Each choice must be one the machine offers at that point, as it was when the
+  // explorer took it; otherwise the file belongs to another scenario or build, and
+  // running on would show something the explorer never saw.
+  for (const [i, c] of f.choices.entries()) {
+    const offered = m.enabled(c.kind === 'nmi' ? [c.cpu] : []);
+    if (!offered.some((o) => o.kind === c.kind && o.cpu === c.cpu && (o.kind !== 'ipi' || c.kind !== 'ipi' || o.from === c.from))) {
+      throw new ReplayFileError(`choices[${i}]: ${c.kind} ${c.kind === 'ipi' ? `from CPU ${c.from} ` : ''}to CPU ${c.cpu} is not possible there (a replay written for another scenario?)`);
+    }
+    m.take(c);
+  }
   // What follows the replay is run()'s: IPIs still in flight arrive at their due steps.
   if (f.ipiChoice) m.setIpiChoice(false);
 }

@@ -48,6 +48,16 @@ describe('textpoke explore: numeric options', () => {
   ])('%j: a start or target the scenario does not have is one line, exit 2', (args, message) => {
     expectUserError(textpoke(['explore', join(ROOT, 'fixtures/scenarios/explore/fixed-2cpu.json'), ...args]), message);
   });
+
+  // A replay applied to the wrong scenario used to run on and report whatever followed.
+  it.each([
+    [{ from: 99999999, choices: [] }, 'from: the scenario\'s run stops at step'],
+    [{ from: 100, choices: [{ kind: 'nmi', cpu: 0 }, { kind: 'nmi', cpu: 0 }] }, 'choices[1]: nmi to CPU 0 is not possible there'],
+  ])('run --replay %j that does not fit the scenario: one line, exit 2', (replay, message) => {
+    const file = join(tempDir(), 'replay.json');
+    writeFileSync(file, JSON.stringify({ format: 'textpoke-replay/1', scenario: 'x.json', ...replay }));
+    expectUserError(textpoke(['run', join(ROOT, 'fixtures/scenarios/explore/fixed-2cpu.json'), '--replay', file]), message);
+  });
 });
 
 describe('textpoke coverage', () => {
