@@ -6,9 +6,21 @@
 
 import { lockOrderMachine as machine, xmcTwiceMachine, twoNmisMachine, ipiLandsMachine } from '../helpers/explore-guests';
 import { explore, replay, terminalBug, type ExploreOptions } from '../../explore/search';
+import type { Machine } from '../../emu/machine';
 
 function summary(r: ReturnType<typeof explore>): string[] {
   return r.bugs.map((b) => `${b.kind} ${b.signature} nmis=${b.nmis} preemptions=${b.preemptions}`).sort();
+}
+
+/** Brute force finds a deadlock at 1 preemption on `machine`, and the reduced search finds exactly what brute force finds. */
+function deadlockAtOnePreemptionAsBruteForce(machine: () => { m: Machine }): void {
+  const b: ExploreOptions = { nmis: 0, preemptions: 1, maxDepth: 60 };
+  const brute = explore(machine().m, { ...b, stateful: false, reduce: false });
+  expect(brute.complete).toBe(true);
+  expect(brute.bugs.map((x) => [x.kind, x.preemptions])).toEqual([['deadlock', 1]]);
+  const reduced = explore(machine().m, { ...b, stateful: true, reduce: true });
+  expect(reduced.complete).toBe(true);
+  expect(summary(reduced)).toEqual(summary(brute));
 }
 
 describe('explore', () => {
@@ -36,25 +48,13 @@ describe('explore', () => {
   it('cross-modifying code: a step that fetches bytes another CPU later writes is no private step (as brute force)', () => {
     // Without the fetch in the footprint, CPU1's register-only steps ran on as private
     // and the switch between its two runs of the rewritten jmp was never tried.
-    const b: ExploreOptions = { nmis: 0, preemptions: 1, maxDepth: 60 };
-    const brute = explore(xmcTwiceMachine().m, { ...b, stateful: false, reduce: false });
-    expect(brute.complete).toBe(true);
-    expect(brute.bugs.map((x) => [x.kind, x.preemptions])).toEqual([['deadlock', 1]]);
-    const reduced = explore(xmcTwiceMachine().m, { ...b, stateful: true, reduce: true });
-    expect(reduced.complete).toBe(true);
-    expect(summary(reduced)).toEqual(summary(brute));
+    deadlockAtOnePreemptionAsBruteForce(xmcTwiceMachine);
   }, 600_000);
 
   it('an interrupt another CPU sends lands between private steps (as brute force)', () => {
     // Without the pending-event word in the footprint, CPU1's register-only steps ran
     // on as private and CPU0's NMI by ICR could only land where CPU1 halts: no bug.
-    const b: ExploreOptions = { nmis: 0, preemptions: 1, maxDepth: 60 };
-    const brute = explore(ipiLandsMachine().m, { ...b, stateful: false, reduce: false });
-    expect(brute.complete).toBe(true);
-    expect(brute.bugs.map((x) => [x.kind, x.preemptions])).toEqual([['deadlock', 1]]);
-    const reduced = explore(ipiLandsMachine().m, { ...b, stateful: true, reduce: true });
-    expect(reduced.complete).toBe(true);
-    expect(summary(reduced)).toEqual(summary(brute));
+    deadlockAtOnePreemptionAsBruteForce(ipiLandsMachine);
   });
 
   it('two NMIs, the second arriving while the first handler runs: found exactly as brute force', () => {
