@@ -566,37 +566,27 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
       g.emit(`const l${k} = ${rl}, h${k} = ${rh};`);
       rl = `l${k}`;
       rh = `h${k}`;
-      if (name === 'rol') {
-        cf = `(${rl} & 1)`;
-        of = `((${rh} >>> 31) ^ ${cf})`;
-      } else if (name === 'ror') {
-        cf = `(${rh} >>> 31)`;
-        of = `(${cf} ^ ((${rh} >>> 30) & 1))`;
-      } else if (name === 'shl') {
-        cf = bit64(lo, hi, 64 - m);
-        of = `((${rh} >>> 31) ^ ${cf})`;
-      } else {
-        cf = bit64(lo, hi, m - 1);
-        of = m === 1 ? `(${hi} >>> 31)` : '0';
-      }
     } else {
       const e = name === 'rol' ? `(${lo} << ${m}) | (${lo} >>> ${32 - m})` : name === 'ror' ? `(${lo} >>> ${m}) | (${lo} << ${32 - m})` : name === 'shl' ? `${lo} << ${m}` : `(${lo} >>> ${m}) | 0`;
       g.emit(`const l${k} = ${e};`);
       rl = `l${k}`;
       rh = '0';
-      if (name === 'rol') {
-        cf = `(${rl} & 1)`;
-        of = `((${rl} >>> 31) ^ ${cf})`;
-      } else if (name === 'ror') {
-        cf = `(${rl} >>> 31)`;
-        of = `(${cf} ^ ((${rl} >>> 30) & 1))`;
-      } else if (name === 'shl') {
-        cf = `((${lo} >>> ${32 - m}) & 1)`;
-        of = `((${rl} >>> 31) ^ ${cf})`;
-      } else {
-        cf = `((${lo} >>> ${m - 1}) & 1)`;
-        of = m === 1 ? `(${lo} >>> 31)` : '0';
-      }
+    }
+    // The word holding the sign bit, of the result and of the source.
+    const top = size === 64 ? rh : rl;
+    const srcTop = size === 64 ? hi : lo;
+    if (name === 'rol') {
+      cf = `(${rl} & 1)`;
+      of = `((${top} >>> 31) ^ ${cf})`;
+    } else if (name === 'ror') {
+      cf = `(${top} >>> 31)`;
+      of = `(${cf} ^ ((${top} >>> 30) & 1))`;
+    } else if (name === 'shl') {
+      cf = size === 64 ? bit64(lo, hi, 64 - m) : `((${lo} >>> ${32 - m}) & 1)`;
+      of = `((${top} >>> 31) ^ ${cf})`;
+    } else {
+      cf = size === 64 ? bit64(lo, hi, m - 1) : `((${lo} >>> ${m - 1}) & 1)`;
+      of = m === 1 ? `(${srcTop} >>> 31)` : '0';
     }
     g.emit(`r[${D}] = ${rl}; r[${D + HI}] = ${rh};`);
     if (name === 'rol' || name === 'ror') {
@@ -605,7 +595,7 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
       g.emit(`const f${k} = ${base} | ${cf} | (${of} ? ${OF} : 0);`);
     } else {
       // Shifts write all six (AF reads 1, as emu/ops/shift.ts models it).
-      const sf = size === 64 ? `(${rh} < 0 ? ${SF} : 0)` : `(${rl} < 0 ? ${SF} : 0)`;
+      const sf = `(${top} < 0 ? ${SF} : 0)`;
       g.emit(`const f${k} = (cpu.flags & ${~ARITH}) | ${cf} | H.parityFlag(${rl}) | ${AF} | ((${rl} | ${rh}) === 0 ? ${ZF} : 0) | ${sf} | (${of} ? ${OF} : 0);`);
     }
     g.pend = { kind: 'flags', f: `f${k}` };
