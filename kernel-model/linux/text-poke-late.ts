@@ -223,9 +223,10 @@ function ackedSlot(k: KernelContext, cpu: number): bigint {
  * variant writes the step's number into the CPU's acked slot, once: an NMI on this CPU
  * that followed the site from #BP may have acknowledged it already, and a bit set late
  * for an old step would count for the next one after the map was cleared (found by the
- * explorer at 1 NMI + 2 preemptions: the thread acknowledged PATCH_SYNC_DONE a second
- * time after the primary had cleared the map for the next site, which then went on
- * without this CPU serializing; mutation `bitmap-acks`).
+ * explorer at 2 preemptions with CPU1's NMI scripted at PATCH_SYNC_1: the thread
+ * acknowledged PATCH_SYNC_DONE a second time after the primary had cleared the map for
+ * the next site, which then went on without this CPU serializing; mutation
+ * `bitmap-acks`).
  */
 function* ackStep(k: KernelContext, cpu: number, seen: Seen, sync: boolean, check: boolean): Step {
   if (countedAcks(k)) {
