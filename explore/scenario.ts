@@ -163,7 +163,7 @@ export function exploreScenario(file: string, o: ScenarioExploreOptions): { resu
   const end = (o.to ?? 'patch-end') === 'patch-end';
   const result = explore(run.m, {
     ...o, check: checker(run), observe: () => run.k.log.bugs().length,
-    done: end ? patchEnded(run) : undefined, atEnd: end ? sitesHold(run) : undefined,
+    done: end ? patchEnded(run) : undefined, atEnd: end ? sitesHold(run) : undefined, exactDepth: !end,
   });
   return { result, from, ipiChoice, machine: { memoryModel: run.m.memoryModel, rmw: run.m.rmw } };
 }

@@ -57,6 +57,13 @@ export interface ExploreOptions {
    * false: steps first, NMIs last). Every pass still searches every schedule.
    */
   nmisFirst?: boolean;
+  /**
+   * Schedules are meant to end at maxDepth (e.g. `--to depth`): a visited state covers a
+   * later visit only with at least as many steps left. Otherwise (default) depth is left
+   * out of that comparison, which is sound for every pass in which no schedule is cut at
+   * maxDepth, and a pass with a cut is never complete (README: visited states).
+   */
+  exactDepth?: boolean;
   /** A number that changes whenever the checker's own state changes (its log of BUGs). */
   observe?: (m: Machine) => number;
   /**
@@ -248,6 +255,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   const nmiCpus = opts.nmiCpus ?? (opts.nmis > 0 ? m.cpus.map((c) => c.id) : []);
   const stateful = opts.stateful ?? true;
   const nmisFirst = opts.nmisFirst ?? false;
+  const exactDepth = opts.exactDepth ?? false;
   // Buffered stores (x86-TSO) reach memory in a later step than the one that made
   // them, so footprints would be misattributed: no reduction under TSO.
   const reduce = (opts.reduce ?? true) && !m.cpus.some((c) => c.tso);
@@ -404,8 +412,12 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           const key: Budget = runnable.includes(b.last) ? b : { ...b, last: -1 };
           const h = stateHash(m, rootMark);
           const seen = visited.get(h);
+          // With another last CPU, one preemption more covers it: only the first switch's
+          // cost depends on who ran last (README: visited states).
           const covers = (s: Budget, t: Budget): boolean =>
-            s.nmis >= t.nmis && s.preemptions >= t.preemptions && s.depth >= t.depth && (s.last === t.last || s.last === -1);
+            s.nmis >= t.nmis &&
+            (!exactDepth || s.depth >= t.depth) &&
+            s.preemptions >= t.preemptions + (s.last === t.last || s.last === -1 ? 0 : 1);
           if (seen?.some((s) => covers(s, key))) {
             schedules++;
             return;

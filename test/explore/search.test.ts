@@ -86,6 +86,27 @@ describe('explore', () => {
     expect(reduced.passes.map((p) => p.complete)).toEqual(brute.passes.map((p) => p.complete));
   }, 600_000);
 
+  it('depth: left out of visited states unless schedules end at maxDepth; a pass with a cut is never complete', () => {
+    // Brute force at each depth bound; the reduced search with exactDepth finds what it
+    // finds (a state first met deep, its subtree cut, is searched again when met with
+    // more steps left). Without exactDepth, a pass is complete only if nothing was cut,
+    // and then it must agree with brute force at that depth.
+    const depths = [20, 30, 40, 60];
+    let sawCut = false;
+    for (const maxDepth of depths) {
+      const b: ExploreOptions = { nmis: 0, preemptions: 1, maxDepth };
+      const brute = explore(machine().m, { ...b, stateful: false, reduce: false });
+      const exact = explore(machine().m, { ...b, exactDepth: true });
+      expect(summary(exact)).toEqual(summary(brute));
+      expect(exact.complete).toBe(brute.complete);
+      const loose = explore(machine().m, b);
+      if (loose.cut > 0) sawCut = true;
+      expect(loose.complete).toBe(loose.cut === 0 && brute.complete);
+      if (loose.complete) expect(summary(loose)).toEqual(summary(brute));
+    }
+    expect(sawCut).toBe(true);
+  }, 600_000);
+
   let found: ReturnType<typeof explore> | null = null;
   const reducedRun = (): ReturnType<typeof explore> => (found ??= explore(machine().m, { ...bound, stateful: true }));
 
