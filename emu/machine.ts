@@ -864,11 +864,24 @@ export class Machine implements IpiBus {
    */
   private batchLoop(cpus: readonly Cpu[], c: number, last: number): number {
     const n = cpus.length;
+    // The first CPU in slot order that is not plainly runnable (shadow, halt, block,
+    // shutdown, brk), or -1: the batch ends at its slot. The others stay plain unless
+    // brk is set: a step of their own that changes any of these sets it (and ends the
+    // batch), and what another CPU does to them (an IPI, a wake-up) sets it too.
+    let stop = -1;
+    for (let k = 0, i = c; k < n; k++, i = i + 1 === n ? 0 : i + 1) {
+      const x = cpus[i];
+      if (x.brk || x.intShadow || x.halted || x.blocked !== null || x.shutdown !== null) {
+        stop = i;
+        break;
+      }
+    }
     // The step count in a local, stored after each step (currentStep reads it during the next).
     let steps = this.steps;
     while (steps < last) {
+      if (c === stop) return c;
       const cpu = cpus[c];
-      if (cpu.brk || cpu.intShadow || cpu.halted || cpu.blocked !== null || cpu.shutdown !== null) return c;
+      if (cpu.brk) return c;
       const ran = stepPlain(cpu);
       this.steps = steps += ran;
       if (cpu.brk || ran !== 1 || this.stopRequest !== null) return -1 - (2 * c + ran);
