@@ -687,10 +687,17 @@ function emitEa(g: Gen, mo: Extract<Operand, { k: 'mem' }>, k: number): void {
     lo.push(`(r[${mo.index}] >>> 0) * ${mo.scale}`);
     hi.push(`Math.imul(r[${mo.index + HI}], ${mo.scale})`);
   }
+  if (mo.base >= 0 && mo.index < 0 && mo.dispLo === 0 && mo.dispHi === 0) {
+    // The base register itself.
+    g.emit(`const e${k} = r[${mo.base}], eh${k} = r[${mo.base + HI}];`);
+    return;
+  }
   lo.push(String(mo.dispLo >>> 0));
   hi.push(String(mo.dispHi | 0));
   g.emit(`const es${k} = ${lo.join(' + ')};`);
-  g.emit(`const e${k} = es${k} | 0, eh${k} = (${hi.join(' + ')} + Math.floor(es${k} / 4294967296)) | 0;`);
+  // Two 32-bit terms carry at most 1; a scaled index makes the carry up to 9.
+  const carry = lo.length <= 2 ? `(es${k} > 4294967295 ? 1 : 0)` : `Math.floor(es${k} / 4294967296)`;
+  g.emit(`const e${k} = es${k} | 0, eh${k} = (${hi.join(' + ')} + ${carry}) | 0;`);
 }
 
 /**
