@@ -10,6 +10,7 @@ import type { Machine, Choice } from '../emu/machine';
 import type { Snapshot } from '../emu/snapshot';
 import { readFlags } from '../emu/flags';
 import { Footprint, type Page } from '../emu/memory';
+import { mix, fmix, SEED_A, SEED_B } from '../emu/hash';
 
 export type BugKind = 'deadlock' | 'livelock' | 'invariant' | 'xmc' | 'assertion';
 
@@ -104,61 +105,88 @@ export function terminalBug(m: Machine): Bug | null {
   return { kind: 'deadlock', summary: `deadlock: ${m.cpus.map((c) => `CPU${c.id} ${c.blocked ? `waits (${c.blocked.detail})` : c.halted ? 'halted' : 'runs'} at ${m.symbolize(c.rip)}`).join('; ')}`, signature: parts.join(',') };
 }
 
-// Bound once: under jest every test file runs in a vm context, where each lookup of a
-// global such as `Math` goes through the context's interceptors; in this loop, the
-// hottest of a search, that made the explorer 5-13x slower in the test suite than on the
-// command line (the same search: 16 s in jest, 2.5 s in node; 3.5 s with this binding).
-const imul = Math.imul;
-
-/** FNV-1a over 32-bit words. */
-function mix(h: number, v: number): number {
-  h ^= v & 0xffff;
-  h = imul(h, 16777619);
-  h ^= v >>> 16;
-  return imul(h, 16777619);
-}
-
 /** A hash of the state: CPUs (registers, flags, RIP, event state, host routines) and the pages changed since the root. */
 export function stateHash(m: Machine, rootMark: number): string {
-  let a = 2166136261;
-  let b = 0x9747b28c;
+  hashState(m, rootMark);
+  return `${hashA >>> 0}:${hashB >>> 0}`;
+}
+
+/** The two 32-bit halves of the last hashState (no allocation: the search hashes every state). */
+let hashA = 0;
+let hashB = 0;
+
+/** The state's hash, into hashA and hashB. */
+function hashState(m: Machine, rootMark: number): void {
+  let a = SEED_A;
+  let b = SEED_B;
   for (const c of m.cpus) {
+    const r = c.r;
     for (let i = 0; i < 32; i++) {
-      a = mix(a, c.r[i]);
-      b = mix(b, c.r[i] ^ i);
+      a = mix(a, r[i]);
+      b = mix(b, r[i] ^ i);
     }
     // The spin detector's progress decides when a spinning CPU blocks (a deadlock is seen then).
     // Everything its next PAUSE decides by (block or not): the iteration's start
     // registers and flags, what it read and wrote, its length so far. (Not the loop's
     // retired counts: they only feed run()'s livelock report, which the search does not use.)
-    const sp = c.spin?.saveState();
-    if (sp?.active) {
-      for (const v of [sp.active ? 1 : 0, sp.impure ? 1 : 0, sp.pauseLo, sp.pauseHi, sp.flags, sp.reads.length, sp.writes.length, c.retired - sp.startRetired]) a = mix(a, v);
+    if (c.spin?.tracking) {
+      const sp = c.spin.saveState();
+      a = mix(a, 1);
+      a = mix(a, sp.impure ? 1 : 0);
+      a = mix(a, sp.pauseLo);
+      a = mix(a, sp.pauseHi);
+      a = mix(a, sp.flags);
+      a = mix(a, sp.reads.length);
+      a = mix(a, sp.writes.length);
+      a = mix(a, c.retired - sp.startRetired);
       for (let i = 0; i < 32; i++) b = mix(b, sp.regs[i]);
-      for (const x of [...sp.reads, ...sp.writes]) {
-        a = mix(a, x.lo);
-        b = mix(b, x.value);
-        a = mix(a, x.size);
+      for (const list of [sp.reads, sp.writes]) {
+        for (const x of list) {
+          a = mix(a, x.lo);
+          b = mix(b, x.value);
+          a = mix(a, x.size);
+        }
       }
     }
     const ev = (c.nmiPending ? 1 : 0) | (c.nmiBlocked ? 2 : 0) | (c.halted ? 4 : 0) | (c.blocked ? 8 : 0) | (c.intShadow ? 16 : 0);
-    for (const v of [readFlags(c), c.insn.lo, c.insn.hi, ev, c.contexts.length, c.serialSeq, c.apic.tpr, ...c.apic.irr, ...c.apic.isr]) {
-      a = mix(a, v);
-      b = mix(b, v + 1);
+    const fl = readFlags(c);
+    a = mix(a, fl);
+    b = mix(b, fl + 1);
+    a = mix(a, c.insn.lo);
+    b = mix(b, c.insn.lo + 1);
+    a = mix(a, c.insn.hi);
+    b = mix(b, c.insn.hi + 1);
+    a = mix(a, ev);
+    b = mix(b, ev + 1);
+    a = mix(a, c.contexts.length);
+    b = mix(b, c.contexts.length + 1);
+    a = mix(a, c.serialSeq);
+    b = mix(b, c.serialSeq + 1);
+    a = mix(a, c.apic.tpr);
+    b = mix(b, c.apic.tpr + 1);
+    const irr = c.apic.irr;
+    const isr = c.apic.isr;
+    for (let i = 0; i < 8; i++) {
+      a = mix(a, irr[i]);
+      b = mix(b, irr[i] + 1);
+    }
+    for (let i = 0; i < 8; i++) {
+      a = mix(a, isr[i]);
+      b = mix(b, isr[i] + 1);
     }
     for (const f of c.hostFrames) {
-      // Same routine fed the same values: the same generator state.
-      for (const x of f.hist.inputs) {
-        const v = x === undefined ? -1 : Number(BigInt.asUintN(32, x));
-        a = mix(a, v);
-        b = mix(b, v ^ 0x55);
-      }
-      a = mix(a, f.hist.inputs.length);
+      // Same routine fed the same values: the same generator state (the history's
+      // running hash: emu/host.ts).
+      const h = f.hist;
+      const n = h.inputs.length;
+      a = mix(a, h.hashA[n]);
+      b = mix(b, h.hashB[n]);
+      a = mix(a, n);
       // Between two generator steps: a wait still to be re-read, a guest call in
       // progress, the value the next step will be fed (a satisfied wait's).
-      const r = f.resume === undefined ? -1 : Number(BigInt.asUintN(32, f.resume));
+      const rv = f.resume === undefined ? -1 : Number(BigInt.asUintN(32, f.resume));
       a = mix(a, (f.pending ? 1 : 0) | (f.calling ? 2 : 0));
-      b = mix(b, r);
+      b = mix(b, rv);
     }
   }
   // Buffered stores (TSO) and IPIs in flight: invisible to CPUs, not to the future.
@@ -166,14 +194,29 @@ export function stateHash(m: Machine, rootMark: number): string {
     a = mix(a, v);
     b = mix(b, v + 1);
   }
-  const pages = m.mem.journal!.pagesSince(rootMark).sort((x, y) => x.key - y.key);
+  // The pages changed since the root, as a set: each page's (address, content) finalized
+  // and summed, so no order is needed (the journal keeps them in the order of change).
+  const j = m.mem.journal!;
+  const pages = j.trackedMark === rootMark ? j.changed : j.pagesSince(rootMark);
+  let sa = 0;
+  let sb = 0;
   for (const pg of pages) {
-    a = mix(a, pg.key);
     const h = pageHash(pg);
-    a = mix(a, h[0]);
-    b = mix(b, h[1]);
+    sa = (sa + h.a) | 0;
+    sb = (sb + h.b) | 0;
   }
-  return `${a >>> 0}:${b >>> 0}`;
+  a = mix(a, pages.length);
+  a = mix(a, sa);
+  b = mix(b, sb);
+  hashA = a;
+  hashB = b;
+}
+
+/** A page's part of the state hash: its address and content, finalized. */
+interface PageHash {
+  ver: number;
+  a: number;
+  b: number;
 }
 
 /**
@@ -182,21 +225,28 @@ export function stateHash(m: Machine, rootMark: number): string {
  * search hashes a state only right before it snapshots it, so no write can follow a
  * hash in the same journal epoch).
  */
-const pageHashes = new WeakMap<Page, { ver: number; h: [number, number] }>();
+const pageHashes = new WeakMap<Page, PageHash>();
 
-function pageHash(pg: Page): [number, number] {
-  const c = pageHashes.get(pg);
-  if (c && c.ver === pg.ver) return c.h;
-  let a = 2166136261;
-  let b = 0x9747b28c;
+function pageHash(pg: Page): PageHash {
+  let c = pageHashes.get(pg);
+  if (c && c.ver === pg.ver) return c;
+  let a = SEED_A;
+  let b = SEED_B;
   const w = new Int32Array(pg.data.buffer, pg.data.byteOffset, pg.data.byteLength >> 2);
   for (let i = 0; i < w.length; i++) {
     a = mix(a, w[i]);
     b = mix(b, w[i] + i);
   }
-  const h: [number, number] = [a, b];
-  pageHashes.set(pg, { ver: pg.ver, h });
-  return h;
+  const lo = pg.key | 0;
+  const hi = Math.floor(pg.key / 0x100000000) | 0;
+  a = fmix(mix(mix(a, lo), hi));
+  b = fmix(mix(mix(b, lo ^ 0x5bd1e995), hi));
+  if (c) {
+    c.ver = pg.ver;
+    c.a = a;
+    c.b = b;
+  } else pageHashes.set(pg, (c = { ver: pg.ver, a, b }));
+  return c;
 }
 
 interface Budget {
@@ -208,7 +258,18 @@ interface Budget {
 
 /** A visited state's budget, and the pass that searched it. */
 interface Seen extends Budget {
+  /** The other half of the state's hash (the table is keyed by one). */
+  h: number;
   pass: number;
+}
+
+/**
+ * Whether a state searched with budget `s` has every schedule a visit with `t` has.
+ * With another last CPU, one preemption more covers it: only the first switch's cost
+ * depends on who ran last (README: visited states).
+ */
+function covers(s: Budget, t: Budget, exactDepth: boolean): boolean {
+  return s.nmis >= t.nmis && (!exactDepth || s.depth >= t.depth) && s.preemptions >= t.preemptions + (s.last === t.last || s.last === -1 ? 0 : 1);
 }
 
 /** Who has touched one 8-byte word during the search (see README: private steps). */
@@ -261,6 +322,8 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   const reduce = (opts.reduce ?? true) && !m.cpus.some((c) => c.tso);
   const root = m.snapshot();
   const rootMark = root.mark;
+  const journal = m.mem.journal!;
+  journal.trackChanges(rootMark);
   const bugs = new Map<string, Counterexample>();
   let schedules = 0;
   let states = 0;
@@ -352,7 +415,9 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   // smaller, so what it had left is what a later pass has left after spending more
   // on the way) has every schedule the new visit has, and its bugs were reported at a
   // cost no higher (README: visited states).
-  const visited = new Map<string, Seen[]>();
+  // Keyed by one half of the state's hash; each entry holds the other half, so a state
+  // is told apart by 64 bits (a collision would prune a state wrongly).
+  const visited = new Map<number, Seen[]>();
   let pass = 0;
   // One pass per bound (nmis, preemptions), smallest first.
   for (let nb = 0; nb <= opts.nmis && !limited; nb++) {
@@ -410,23 +475,37 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           // reached when it cannot is the same search whoever ran last (last -1, which
           // covers every last CPU: each switch from it is free).
           const key: Budget = runnable.includes(b.last) ? b : { ...b, last: -1 };
-          const h = stateHash(m, rootMark);
-          const seen = visited.get(h);
-          // With another last CPU, one preemption more covers it: only the first switch's
-          // cost depends on who ran last (README: visited states).
-          const covers = (s: Budget, t: Budget): boolean =>
-            s.nmis >= t.nmis &&
-            (!exactDepth || s.depth >= t.depth) &&
-            s.preemptions >= t.preemptions + (s.last === t.last || s.last === -1 ? 0 : 1);
-          if (seen?.some((s) => covers(s, key))) {
+          hashState(m, rootMark);
+          const ha = hashA;
+          const hb = hashB;
+          const seen = visited.get(ha);
+          let covered = false;
+          let coveredOld = 0;
+          if (seen) {
+            for (const s of seen) {
+              if (s.h !== hb) continue;
+              if (covers(s, key, exactDepth)) {
+                covered = true;
+                break;
+              }
+              if (covers(key, s, exactDepth)) coveredOld++;
+            }
+          }
+          if (covered) {
             schedules++;
             return;
           }
-          if (seen) {
-            const kept = seen.filter((s) => !covers(key, s));
-            kept.push({ ...key, pass });
-            visited.set(h, kept);
-          } else visited.set(h, [{ ...key, pass }]);
+          const entry: Seen = { h: hb, nmis: key.nmis, preemptions: key.preemptions, depth: key.depth, last: key.last, pass };
+          if (!seen) visited.set(ha, [entry]);
+          else {
+            // Entries this visit covers are dropped (it has at least their budget left).
+            if (coveredOld > 0) {
+              let k = 0;
+              for (const s of seen) if (s.h !== hb || !covers(key, s, exactDepth)) seen[k++] = s;
+              seen.length = k;
+            }
+            seen.push(entry);
+          }
         }
         const lastEnabled = runnable.includes(b.last);
         const nmiOk = m.cpus.map((c) => nmiTo(c.id));
@@ -543,6 +622,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       pass++;
     }
   }
+  journal.trackChanges(-1);
   const list = [...bugs.values()].sort((x, y) => x.nmis - y.nmis || x.preemptions - y.preemptions || x.steps - y.steps);
   return {
     outcome: list.length ? 'bug' : limited ? 'limit' : 'clean',
