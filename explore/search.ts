@@ -264,12 +264,58 @@ interface Seen extends Budget {
 }
 
 /**
- * Whether a state searched with budget `s` has every schedule a visit with `t` has.
- * With another last CPU, one preemption more covers it: only the first switch's cost
- * depends on who ran last (README: visited states).
+ * Whether a state searched with budget s (NMIs, preemptions, depth, last CPU) has every
+ * schedule a visit with budget t has. With another last CPU, one preemption more
+ * covers it: only the first switch's cost depends on who ran last (README: visited states).
  */
-function covers(s: Budget, t: Budget, exactDepth: boolean): boolean {
-  return s.nmis >= t.nmis && (!exactDepth || s.depth >= t.depth) && s.preemptions >= t.preemptions + (s.last === t.last || s.last === -1 ? 0 : 1);
+function covers(sn: number, sp: number, sd: number, sl: number, tn: number, tp: number, td: number, tl: number, exactDepth: boolean): boolean {
+  return sn >= tn && (!exactDepth || sd >= td) && sp >= tp + (sl === tl || sl === -1 ? 0 : 1);
+}
+
+/** What a frame's choice does (Frame.todo holds cpu or index * OPS + op). */
+const OP_ASYNC = 0; // asyncChoices[x]: a drain or an IPI arrival
+const OP_NMI = 1; // nmiChoices[x]: an NMI on its own (not reduced)
+const OP_RUN_ON = 2; // the last CPU x's step, which may be private
+const OP_STEP = 3; // CPU x's step
+const OP_NMI_STEP = 4; // an NMI to CPU x fused with its step
+const OPS = 8;
+
+/** The choice records a schedule's path holds (never changed: shared). */
+const STEP: Choice[] = [];
+const NMI: Choice[] = [];
+
+/** One state whose choices the search is taking: its budget, snapshot and choices. */
+class Frame {
+  nmis = 0;
+  preemptions = 0;
+  depth = 0;
+  last = -1;
+  /** The CPU that ran last can run here (switching away from it costs a preemption). */
+  lastEnabled = false;
+  /** The state, if it has more than one choice; `away`: the machine has left it. */
+  here: Snapshot | null = null;
+  away = false;
+  /** The last CPU's step was private: the only step choice (README: reductions, 3). */
+  runOn = false;
+  /** The path's length at this state. */
+  pathLen = 0;
+  readonly runnable: boolean[];
+  readonly nmiOk: boolean[];
+  readonly asyncChoices: Choice[] = [];
+  readonly nmiChoices: Choice[] = [];
+  /** The choices in search order, and the next one to take. */
+  readonly todo: number[] = [];
+  next = 0;
+
+  constructor(ncpus: number) {
+    this.runnable = new Array<boolean>(ncpus).fill(false);
+    this.nmiOk = new Array<boolean>(ncpus).fill(false);
+  }
+}
+
+/** What a switch to `cpu` from frame f's state costs: a preemption if the last CPU could have run on. */
+function cost(f: Frame, cpu: number): number {
+  return f.lastEnabled && cpu !== f.last ? 1 : 0;
 }
 
 /** Who has touched one 8-byte word during the search (see README: private steps). */
@@ -336,12 +382,13 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   const words = new Map<number, WordUse>();
   const fp = new Footprint();
 
-  const report = (bug: Bug, used: { nmis: number; preemptions: number }): void => {
+  /** A bug found at the current state, its schedule having used `nmis` NMIs and `preemptions` preemptions. */
+  const report = (bug: Bug, nmis: number, preemptions: number): void => {
     const key = `${bug.kind}:${bug.signature}`;
     const old = bugs.get(key);
     const steps = path.filter((c) => c.kind === 'step').length;
-    if (old && (old.nmis < used.nmis || (old.nmis === used.nmis && (old.preemptions < used.preemptions || (old.preemptions === used.preemptions && old.steps <= steps))))) return;
-    bugs.set(key, { ...bug, choices: path.slice(), nmis: used.nmis, preemptions: used.preemptions, steps, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpuSince(cpu0) });
+    if (old && (old.nmis < nmis || (old.nmis === nmis && (old.preemptions < preemptions || (old.preemptions === preemptions && old.steps <= steps))))) return;
+    bugs.set(key, { ...bug, choices: path.slice(), nmis, preemptions, steps, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpuSince(cpu0) });
   };
 
   /**
@@ -419,185 +466,248 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   // is told apart by 64 bits (a collision would prune a state wrongly).
   const visited = new Map<number, Seen[]>();
   let pass = 0;
-  // One pass per bound (nmis, preemptions), smallest first.
-  for (let nb = 0; nb <= opts.nmis && !limited; nb++) {
-    for (let pb = 0; pb <= opts.preemptions && !limited; pb++) {
-      const pass0 = { schedules, states, cut, t: Date.now(), cpu: process.cpuUsage() };
-      // A generator per state, driven by an explicit stack (searchFrom): a schedule can be
-      // thousands of steps deep, more than the JS call stack holds. `yield b` searches
-      // the child state with budget b and resumes here when it is done.
-      function* dfs(b: Budget): Generator<Budget, void, void> {
-        if (limited) return;
-        states++;
-        const used = { nmis: nb - b.nmis, preemptions: pb - b.preemptions };
-        const found = opts.check?.(m) ?? null;
-        if (found) {
-          report(found, used);
-          schedules++;
-          return;
-        }
-        if (opts.done?.(m)) {
-          schedules++;
-          const end = opts.atEnd?.(m) ?? null;
-          if (end) report(end, used);
-          return;
-        }
-        const enabledNow = m.enabled();
-        const runnable = enabledNow.filter((c) => c.kind === 'step').map((c) => c.cpu);
+  // The search's stack: one frame per state whose choices are being searched, reused by
+  // depth (a schedule can be thousands of steps deep, more than the JS call stack holds,
+  // and the search makes no object per state but its visited-table entry and snapshot).
+  const frames: Frame[] = [];
+  const ncpus = m.cpus.length;
+  const nmiTarget = m.cpus.map((c) => nmiCpus.includes(c.id));
+  const noNmis: number[] = [];
+  let nb = 0;
+  let pb = 0;
+
+  /**
+   * Whether the explorer may send `cpu` an NMI with `nmis` left. Reduced: none arrives
+   * while its CPU blocks NMIs (in an NMI handler). It would only set the latch, which
+   * nothing reads before the CPU's iret; the arrival just after that iret, fused with
+   * the CPU's next step, is the same execution (README: reductions, 4).
+   */
+  const nmiTo = (cpu: number, nmis: number): boolean => {
+    const c = m.cpus[cpu];
+    return nmis > 0 && nmiTarget[cpu] && !c.nmiPending && !c.shutdown && !(reduce && c.nmiBlocked);
+  };
+
+  /**
+   * Arrives at a state with a budget left: counts it, checks it, ends the schedule there
+   * or skips a state already searched; else sets frames[d] up to search its choices and
+   * returns true.
+   */
+  const enter = (d: number, nmis: number, preemptions: number, depth: number, last: number): boolean => {
+    if (limited) return false;
+    states++;
+    const found = opts.check?.(m) ?? null;
+    if (found) {
+      report(found, nb - nmis, pb - preemptions);
+      schedules++;
+      return false;
+    }
+    if (opts.done?.(m)) {
+      schedules++;
+      const end = opts.atEnd?.(m) ?? null;
+      if (end) report(end, nb - nmis, pb - preemptions);
+      return false;
+    }
+    let f = frames[d];
+    if (!f) frames[d] = f = new Frame(ncpus);
+    const enabledNow = m.enabled();
+    const { runnable, nmiOk, asyncChoices } = f;
+    runnable.fill(false);
+    asyncChoices.length = 0;
+    let anyRunnable = false;
+    for (const c of enabledNow) {
+      if (c.kind === 'step') {
+        runnable[c.cpu] = true;
+        anyRunnable = true;
+      } else if (c.kind === 'drain' || c.kind === 'ipi') {
         // Drains (TSO) and IPI arrivals: no CPU runs, so no preemption and the same last
         // CPU; each is a step for depth and never private (it writes shared state).
-        const asyncChoices = enabledNow.filter((c) => c.kind === 'drain' || c.kind === 'ipi');
-        // Reduced: no NMI arrives while its CPU blocks NMIs (in an NMI handler). It
-        // would only set the latch, which nothing reads before the CPU's iret; the
-        // arrival just after that iret, fused with the CPU's next step, is the same
-        // execution (README: reductions, 4).
-        const nmiTo = (cpu: number): boolean =>
-          b.nmis > 0 && nmiCpus.includes(cpu) && !m.cpus[cpu].nmiPending && !m.cpus[cpu].shutdown && !(reduce && m.cpus[cpu].nmiBlocked);
-        if (runnable.length === 0 && asyncChoices.length === 0) {
-          // The schedule can end here (a deadlock if anything waits); with NMIs left,
-          // the reduced search also tries waking a CPU with one.
-          schedules++;
-          const t = terminalBug(m);
-          if (t) report(t, used);
-          if (!reduce || !m.cpus.some((c) => nmiTo(c.id))) return;
-        }
-        if (b.depth === 0) {
-          schedules++;
-          cut++;
-          return;
-        }
-        if ((opts.maxSchedules !== undefined && schedules >= opts.maxSchedules) || Date.now() > deadline) {
-          limited = true;
-          return;
-        }
-        if (stateful) {
-          // Whose turn was last matters only while that CPU can run (cost()); a state
-          // reached when it cannot is the same search whoever ran last (last -1, which
-          // covers every last CPU: each switch from it is free).
-          const key: Budget = runnable.includes(b.last) ? b : { ...b, last: -1 };
-          hashState(m, rootMark);
-          const ha = hashA;
-          const hb = hashB;
-          const seen = visited.get(ha);
-          let covered = false;
-          let coveredOld = 0;
-          if (seen) {
-            for (const s of seen) {
-              if (s.h !== hb) continue;
-              if (covers(s, key, exactDepth)) {
-                covered = true;
-                break;
-              }
-              if (covers(key, s, exactDepth)) coveredOld++;
-            }
-          }
-          if (covered) {
+        asyncChoices.push(c);
+      }
+    }
+    let anyNmi = false;
+    for (let i = 0; i < ncpus; i++) anyNmi = (nmiOk[i] = nmiTo(i, nmis)) || anyNmi;
+    if (!anyRunnable && asyncChoices.length === 0) {
+      // The schedule can end here (a deadlock if anything waits); with NMIs left,
+      // the reduced search also tries waking a CPU with one.
+      schedules++;
+      const t = terminalBug(m);
+      if (t) report(t, nb - nmis, pb - preemptions);
+      if (!reduce || !anyNmi) return false;
+    }
+    if (depth === 0) {
+      schedules++;
+      cut++;
+      return false;
+    }
+    if ((opts.maxSchedules !== undefined && schedules >= opts.maxSchedules) || Date.now() > deadline) {
+      limited = true;
+      return false;
+    }
+    const lastEnabled = last >= 0 && runnable[last];
+    if (stateful) {
+      // Whose turn was last matters only while that CPU can run (cost()); a state
+      // reached when it cannot is the same search whoever ran last (last -1, which
+      // covers every last CPU: each switch from it is free).
+      const keyLast = lastEnabled ? last : -1;
+      hashState(m, rootMark);
+      const ha = hashA;
+      const hb = hashB;
+      const seen = visited.get(ha);
+      let coveredOld = 0;
+      if (seen) {
+        for (const s of seen) {
+          if (s.h !== hb) continue;
+          if (covers(s.nmis, s.preemptions, s.depth, s.last, nmis, preemptions, depth, keyLast, exactDepth)) {
             schedules++;
-            return;
+            return false;
           }
-          const entry: Seen = { h: hb, nmis: key.nmis, preemptions: key.preemptions, depth: key.depth, last: key.last, pass };
-          if (!seen) visited.set(ha, [entry]);
-          else {
-            // Entries this visit covers are dropped (it has at least their budget left).
-            if (coveredOld > 0) {
-              let k = 0;
-              for (const s of seen) if (s.h !== hb || !covers(key, s, exactDepth)) seen[k++] = s;
-              seen.length = k;
-            }
-            seen.push(entry);
-          }
-        }
-        const lastEnabled = runnable.includes(b.last);
-        const nmiOk = m.cpus.map((c) => nmiTo(c.id));
-        // A state with one choice is never come back to: no snapshot (the journal still
-        // starts a new epoch, so the page hashes' versions stay exact: pageHash).
-        let others = 0;
-        for (const c of m.cpus) if (c.id !== b.last) others += (runnable.includes(c.id) ? 1 : 0) + (nmiOk[c.id] ? 1 : 0);
-        const choices = asyncChoices.length + (reduce
-          ? lastEnabled ? 1 + (nmiOk[b.last] ? 1 : 0) + (b.preemptions > 0 ? others : 0) : others + (nmiOk[b.last] ? 1 : 0)
-          : 2);
-        let here: Snapshot | null = null;
-        if (choices > 1) here = m.snapshot();
-        else {
-          m.mem.journal!.mark();
-          m.mem.flushTlb();
-        }
-        // The machine is put back to `here` only before the next choice from it, not
-        // after each child: a state whose last child has been searched leaves that to
-        // its parent, so a chain of single-choice states costs one restore, not one each
-        // (a restore re-creates the host routines' generators that moved).
-        let away = false;
-        const back = (): void => {
-          if (away) m.restore(here!);
-          away = false;
-        };
-        const cost = (cpu: number): number => (lastEnabled && cpu !== b.last ? 1 : 0);
-        /**
-         * Takes an NMI to `cpu` if `nmi` and `cpu`'s step, unless `ran` (the step was
-         * taken already, from `here`), and searches on.
-         */
-        function* go(cpu: number, nmi: boolean, ran: boolean): Generator<Budget, void, void> {
-          if (!ran) {
-            back();
-            if (nmi) {
-              m.take({ kind: 'nmi', cpu });
-              away = true;
-              if (!m.runnable(m.cpus[cpu])) return;
-            }
-            away = true;
-            step(cpu);
-          }
-          away = true;
-          if (nmi) path.push({ kind: 'nmi', cpu });
-          path.push({ kind: 'step', cpu });
-          yield { nmis: b.nmis - (nmi ? 1 : 0), preemptions: b.preemptions - cost(cpu), depth: b.depth - 1, last: cpu };
-          path.pop();
-          if (nmi) path.pop();
-        }
-        /** Takes a choice that is not a CPU's step from `here`, and searches on with `left`. */
-        function* take(c: Choice, left: Budget): Generator<Budget, void, void> {
-          back();
-          m.take(c);
-          away = true;
-          path.push(c);
-          yield left;
-          path.pop();
-        }
-        for (const c of asyncChoices) yield* take(c, { ...b, depth: b.depth - 1 });
-        if (!reduce) {
-          // The choices of `here`, not of the state the last child left behind.
-          back();
-          for (const c of m.enabled(b.nmis > 0 ? nmiCpus : [])) {
-            if (c.kind === 'drain' || c.kind === 'ipi') continue;
-            if (c.kind === 'nmi') yield* take(c, { ...b, nmis: b.nmis - 1 });
-            else if (cost(c.cpu) <= b.preemptions) {
-              yield* go(c.cpu, false, false);
-            }
-          }
-          return;
-        }
-        // Reduced: an NMI arrives fused with its CPU's next step (arrivals commute with
-        // other CPUs' steps); a private step of the last CPU is the only step choice.
-        // Order only (the same choices): with `nmisFirst` the NMI to the last CPU is
-        // tried before its step, so early arrivals are searched first.
-        const lastNmiFirst = nmisFirst && b.last >= 0 && nmiOk[b.last];
-        if (lastNmiFirst) yield* go(b.last, true, false);
-        let runOn = false;
-        if (lastEnabled) {
-          back();
-          away = true;
-          runOn = step(b.last);
-          yield* go(b.last, false, true);
-        }
-        for (const cpu of m.cpus.map((c) => c.id)) {
-          if (cost(cpu) > b.preemptions || (runOn && cpu !== b.last)) continue;
-          if (cpu !== b.last && runnable.includes(cpu)) yield* go(cpu, false, false);
-          if (nmiOk[cpu] && !(lastNmiFirst && cpu === b.last)) yield* go(cpu, true, false);
+          if (covers(nmis, preemptions, depth, keyLast, s.nmis, s.preemptions, s.depth, s.last, exactDepth)) coveredOld++;
         }
       }
+      const entry: Seen = { h: hb, nmis, preemptions, depth, last: keyLast, pass };
+      if (!seen) visited.set(ha, [entry]);
+      else {
+        // Entries this visit covers are dropped (it has at least their budget left).
+        if (coveredOld > 0) {
+          let k = 0;
+          for (const s of seen) if (s.h !== hb || !covers(nmis, preemptions, depth, keyLast, s.nmis, s.preemptions, s.depth, s.last, exactDepth)) seen[k++] = s;
+          seen.length = k;
+        }
+        seen.push(entry);
+      }
+    }
+    f.nmis = nmis;
+    f.preemptions = preemptions;
+    f.depth = depth;
+    f.last = last;
+    f.lastEnabled = lastEnabled;
+    f.runOn = false;
+    f.away = false;
+    f.pathLen = path.length;
+    f.next = 0;
+    // A state with one choice is never come back to: no snapshot (the journal still
+    // starts a new epoch, so the page hashes' versions stay exact: pageHash).
+    let others = 0;
+    for (let i = 0; i < ncpus; i++) if (i !== last) others += (runnable[i] ? 1 : 0) + (nmiOk[i] ? 1 : 0);
+    const nmiLast = last >= 0 && nmiOk[last];
+    const choices = asyncChoices.length + (reduce
+      ? lastEnabled ? 1 + (nmiLast ? 1 : 0) + (preemptions > 0 ? others : 0) : others + (nmiLast ? 1 : 0)
+      : 2);
+    if (choices > 1) f.here = m.snapshot();
+    else {
+      f.here = null;
+      m.mem.journal!.mark();
+      m.mem.flushTlb();
+    }
+    // The choices, in the order they are searched.
+    const todo = f.todo;
+    todo.length = 0;
+    for (let i = 0; i < asyncChoices.length; i++) todo.push(i * OPS + OP_ASYNC);
+    if (!reduce) {
+      const all = m.enabled(nmis > 0 ? nmiCpus : noNmis);
+      f.nmiChoices.length = 0;
+      for (const c of all) {
+        if (c.kind === 'nmi') {
+          f.nmiChoices.push(c);
+          todo.push((f.nmiChoices.length - 1) * OPS + OP_NMI);
+        } else if (c.kind === 'step' && cost(f, c.cpu) <= preemptions) todo.push(c.cpu * OPS + OP_STEP);
+      }
+      return true;
+    }
+    // Reduced: an NMI arrives fused with its CPU's next step (arrivals commute with
+    // other CPUs' steps); a private step of the last CPU is the only step choice.
+    // Order only (the same choices): with `nmisFirst` the NMI to the last CPU is
+    // tried before its step, so early arrivals are searched first.
+    const lastNmiFirst = nmisFirst && nmiLast;
+    if (lastNmiFirst) todo.push(last * OPS + OP_NMI_STEP);
+    if (lastEnabled) todo.push(last * OPS + OP_RUN_ON);
+    for (let i = 0; i < ncpus; i++) {
+      if (cost(f, i) > preemptions) continue;
+      if (i !== last && runnable[i]) todo.push(i * OPS + OP_STEP);
+      if (nmiOk[i] && !(lastNmiFirst && i === last)) todo.push(i * OPS + OP_NMI_STEP);
+    }
+    return true;
+  };
+
+  /** The machine back at frame f's state, unless it is there (a chain of single-choice states costs one restore). */
+  const back = (f: Frame): void => {
+    if (f.away) m.restore(f.here!);
+    f.away = false;
+  };
+
+  /**
+   * Takes frame d's next choice and enters the state it leads to. Returns whether that
+   * state has choices of its own (frames[d + 1] is set up), false when the child ended
+   * at once; null when frame d has no choice left.
+   */
+  const descend = (d: number): boolean | null => {
+    const f = frames[d];
+    const { todo } = f;
+    while (f.next < todo.length) {
+      const code = todo[f.next++];
+      const op = code % OPS;
+      const x = (code - op) / OPS;
+      path.length = f.pathLen;
+      switch (op) {
+        case OP_ASYNC: {
+          const c = f.asyncChoices[x];
+          back(f);
+          m.take(c);
+          f.away = true;
+          path.push(c);
+          return enter(d + 1, f.nmis, f.preemptions, f.depth - 1, f.last);
+        }
+        case OP_NMI: {
+          // Not reduced: an NMI's arrival is a choice of its own.
+          const c = f.nmiChoices[x];
+          back(f);
+          m.take(c);
+          f.away = true;
+          path.push(c);
+          return enter(d + 1, f.nmis - 1, f.preemptions, f.depth, f.last);
+        }
+        case OP_RUN_ON:
+          // The last CPU's step: if private, it is the only step choice (others are skipped below).
+          back(f);
+          f.away = true;
+          f.runOn = step(x);
+          path.push(STEP[x] ??= { kind: 'step', cpu: x });
+          return enter(d + 1, f.nmis, f.preemptions, f.depth - 1, x);
+        case OP_STEP:
+        case OP_NMI_STEP: {
+          if (f.runOn && x !== f.last) continue;
+          back(f);
+          const nmi = op === OP_NMI_STEP;
+          if (nmi) {
+            m.take({ kind: 'nmi', cpu: x });
+            f.away = true;
+            if (!m.runnable(m.cpus[x])) continue;
+          }
+          f.away = true;
+          step(x);
+          if (nmi) path.push(NMI[x] ??= { kind: 'nmi', cpu: x });
+          path.push(STEP[x] ??= { kind: 'step', cpu: x });
+          return enter(d + 1, f.nmis - (nmi ? 1 : 0), f.preemptions - cost(f, x), f.depth - 1, x);
+        }
+      }
+    }
+    return null;
+  };
+
+  // One pass per bound (nmis, preemptions), smallest first.
+  for (nb = 0; nb <= opts.nmis && !limited; nb++) {
+    for (pb = 0; pb <= opts.preemptions && !limited; pb++) {
+      const pass0 = { schedules, states, cut, t: Date.now(), cpu: process.cpuUsage() };
       for (;;) {
         try {
-          searchFrom(dfs({ nmis: nb, preemptions: pb, depth: opts.maxDepth, last: -1 }), dfs);
+          path.length = 0;
+          let d = enter(0, nb, pb, opts.maxDepth, -1) ? 0 : -1;
+          while (d >= 0) {
+            // Past a limit nothing more is counted: unwind.
+            const r = limited ? null : descend(d);
+            if (r === null) frames[d--].here = null;
+            else if (r) d++;
+          }
           break;
         } catch (e) {
           if (!(e instanceof RestartPass)) throw e;
@@ -642,19 +752,6 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
 function cpuSince(from: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(from);
   return Math.round((d.user + d.system) / 1000) / 1000;
-}
-
-/**
- * Runs a depth-first search written as generators without recursion: each yielded
- * budget starts a child search (`child(b)`), and its parent resumes when it returns.
- */
-function searchFrom<B>(root: Generator<B, void, void>, child: (b: B) => Generator<B, void, void>): void {
-  const stack: Generator<B, void, void>[] = [root];
-  while (stack.length) {
-    const r = stack[stack.length - 1].next();
-    if (r.done) stack.pop();
-    else stack.push(child(r.value));
-  }
 }
 
 /** Replays a counterexample's choices on a machine in the state exploration started from. */
