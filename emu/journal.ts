@@ -84,6 +84,12 @@ export class Journal {
   private readonly changedPages: Page[] = [];
   private readonly changedAt: number[] = [];
   private readonly changedSet = new Set<Page>();
+  /**
+   * Copies of pages whose entries were undone, for the next saves to reuse: a search
+   * saves and undoes pages at every state, and a new buffer each time is most of its
+   * garbage.
+   */
+  private readonly spare: Uint8Array[] = [];
 
   /** Number of saved entries (for benches and tests). */
   get size(): number {
@@ -98,8 +104,11 @@ export class Journal {
       this.changedPages.push(pg);
       this.changedAt.push(this.entries.length);
     }
+    let data = this.spare.pop();
+    if (data === undefined || data.length !== pg.data.length) data = pg.data.slice();
+    else data.set(pg.data);
     this.entries.push({
-      kind: 'page', page: pg, data: pg.data.slice(), gen: pg.gen, flags: pg.flags,
+      kind: 'page', page: pg, data, gen: pg.gen, flags: pg.flags,
       writer: pg.writer ? pg.writer.slice() : null, seq: pg.seq ? pg.seq.slice() : null, ver: pg.ver,
     });
     pg.ver = ++this.vers;
@@ -171,6 +180,7 @@ export class Journal {
       if (u.kind === 'page') {
         const pg = u.page;
         pg.data.set(u.data);
+        this.spare.push(u.data);
         pg.gen = u.gen;
         pg.flags = (u.flags & ~KEEP_FLAGS) | (pg.flags & KEEP_FLAGS);
         pg.writer = u.writer;
