@@ -9,7 +9,7 @@
 import type { Machine, Choice } from '../emu/machine';
 import type { Snapshot } from '../emu/snapshot';
 import { readFlags } from '../emu/flags';
-import { Footprint, type Page } from '../emu/memory';
+import { Footprint, PAGE_SIZE, type Page } from '../emu/memory';
 import { mix, fmix, SEED_A, SEED_B } from '../emu/hash';
 
 export type BugKind = 'deadlock' | 'livelock' | 'invariant' | 'xmc' | 'assertion';
@@ -217,35 +217,83 @@ interface PageHash {
   ver: number;
   a: number;
   b: number;
+  /** The content the sums are of (as 32-bit words), and the sums. */
+  copy: Int32Array;
+  sa: number;
+  sb: number;
+  /** The page's bytes as 32-bit words; both as 64-bit floats (compared two words at a time). */
+  words: Int32Array;
+  wide: Float64Array;
+  copyWide: Float64Array;
+}
+
+/**
+ * Per word of a page, the keys of the content hash's two halves: fixed pseudo-random
+ * words (splitmix32), so that the hash is a sum over words (Zobrist) and a new version
+ * of a page costs only its changed words.
+ */
+const ZA = new Int32Array(PAGE_SIZE >> 2);
+const ZB = new Int32Array(PAGE_SIZE >> 2);
+{
+  let x = 0x2545f491;
+  for (let i = 0; i < ZA.length; i++) {
+    ZA[i] = fmix((x = (x + 0x9e3779b9) | 0));
+    ZB[i] = fmix((x = (x + 0x9e3779b9) | 0));
+  }
 }
 
 /**
  * Each page's hash, once per content version (Page.ver: the journal gives a page a new
  * version whenever it saves it before a change, and puts the old one back on undo; the
  * search hashes a state only right before it snapshots it, so no write can follow a
- * hash in the same journal epoch).
+ * hash in the same journal epoch). The content's part is a sum over its words, each
+ * finalized with its index's key: a new version is compared with the content last
+ * hashed and only the words that differ change the sums (a step writes a few words).
  */
 const pageHashes = new WeakMap<Page, PageHash>();
 
 function pageHash(pg: Page): PageHash {
   let c = pageHashes.get(pg);
   if (c && c.ver === pg.ver) return c;
-  let a = SEED_A;
-  let b = SEED_B;
-  const w = new Int32Array(pg.data.buffer, pg.data.byteOffset, pg.data.byteLength >> 2);
-  for (let i = 0; i < w.length; i++) {
-    a = mix(a, w[i]);
-    b = mix(b, w[i] + i);
+  let sa = 0;
+  let sb = 0;
+  if (!c) {
+    const words = new Int32Array(pg.data.buffer, pg.data.byteOffset, pg.data.byteLength >> 2);
+    for (let i = 0; i < words.length; i++) {
+      sa = (sa + fmix(words[i] ^ ZA[i])) | 0;
+      sb = (sb + fmix(words[i] ^ ZB[i])) | 0;
+    }
+    const copy = words.slice();
+    const wide = new Float64Array(pg.data.buffer, pg.data.byteOffset, pg.data.byteLength >> 3);
+    c = { ver: pg.ver, a: 0, b: 0, copy, sa, sb, words, wide, copyWide: new Float64Array(copy.buffer) };
+    pageHashes.set(pg, c);
+  } else {
+    const { words, copy, wide, copyWide } = c;
+    sa = c.sa;
+    sb = c.sb;
+    for (let j = 0; j < wide.length; j++) {
+      // Equal doubles other than zeros have equal bits (NaNs compare unequal: only
+      // looked at more closely); +0 and -0 compare equal but differ.
+      const x = wide[j];
+      const y = copyWide[j];
+      if (x === y && (x !== 0 || 1 / x === 1 / y)) continue;
+      for (let i = 2 * j; i < 2 * j + 2; i++) {
+        const w = words[i];
+        const o = copy[i];
+        if (w === o) continue;
+        sa = (sa + fmix(w ^ ZA[i]) - fmix(o ^ ZA[i])) | 0;
+        sb = (sb + fmix(w ^ ZB[i]) - fmix(o ^ ZB[i])) | 0;
+        copy[i] = w;
+      }
+    }
+    c.ver = pg.ver;
+    c.sa = sa;
+    c.sb = sb;
   }
   const lo = pg.key | 0;
   const hi = Math.floor(pg.key / 0x100000000) | 0;
-  a = fmix(mix(mix(a, lo), hi));
-  b = fmix(mix(mix(b, lo ^ 0x5bd1e995), hi));
-  if (c) {
-    c.ver = pg.ver;
-    c.a = a;
-    c.b = b;
-  } else pageHashes.set(pg, (c = { ver: pg.ver, a, b }));
+  c.a = fmix(mix(mix(sa, lo), hi));
+  c.b = fmix(mix(mix(sb, lo ^ 0x5bd1e995), hi));
   return c;
 }
 
