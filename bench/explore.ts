@@ -50,8 +50,8 @@ export function benchExplore(o: BenchOptions): ExploreFigure[] {
     ...(o.quick ? [] : [['fixed-nmi-2cpu', 'fixed variant, nmi=true, 2 CPUs, 1 NMI to CPU1, 0 preemptions', { nmis: 1, nmiCpus: [1], preemptions: 0 }] as [string, string, Omit<ScenarioExploreOptions, 'maxDepth'>]]),
     // The explorer's own speed figure (issue 9, result 6): the bound whose profile guides
     // the work on states per CPU second (explore/README.md).
-    ['fixed-2cpu', 'fixed variant, nmi=false, 2 CPUs, 1 NMI to CPU1, 0 preemptions', { nmis: 1, nmiCpus: [1], preemptions: 0 }],
-    ...(o.quick ? [] : [['fixed-2cpu', 'fixed variant, nmi=false, 2 CPUs, 1 NMI to CPU1, 1 preemption', { nmis: 1, nmiCpus: [1], preemptions: 1 }] as [string, string, Omit<ScenarioExploreOptions, 'maxDepth'>]]),
+    ['fixed-2cpu', 'fixed-2cpu, 1 NMI to CPU1, 0 preemptions', { nmis: 1, nmiCpus: [1], preemptions: 0 }],
+    ...(o.quick ? [] : [['fixed-2cpu', 'fixed-2cpu, 1 NMI to CPU1, 1 preemption', { nmis: 1, nmiCpus: [1], preemptions: 1 }] as [string, string, Omit<ScenarioExploreOptions, 'maxDepth'>]]),
   ];
   for (const [file, label, b] of kernel) {
     const { result: r } = exploreScenario(join(root, `${file}.json`), { ...b, maxDepth: 4000 });
