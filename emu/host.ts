@@ -419,8 +419,10 @@ function sameValue(u: unknown, v: unknown, depth: number): boolean {
  */
 export function rewindHistory(cpu: Cpu, h: HostHistory, n: number, loadEntry: (entry: Map<string, unknown>) => void): HostOp | undefined {
   h.inputs.length = n;
-  h.hashA.length = n + 1;
-  h.hashB.length = n + 1;
+  if (h.hashA.length !== n + 1) {
+    h.hashA.length = n + 1;
+    h.hashB.length = n + 1;
+  }
   h.ops.length = Math.min(h.ops.length, n);
   h.readMarks.length = n;
   h.reads.length = n > 0 ? h.readMarks[n - 1] : 0;

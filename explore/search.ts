@@ -560,7 +560,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     const enabledNow = m.enabled();
     const { runnable, nmiOk, asyncChoices } = f;
     runnable.fill(false);
-    asyncChoices.length = 0;
+    if (asyncChoices.length !== 0) asyncChoices.length = 0;
     let anyRunnable = false;
     for (const c of enabledNow) {
       if (c.kind === 'step') {
@@ -649,7 +649,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     }
     // The choices, in the order they are searched.
     const todo = f.todo;
-    todo.length = 0;
+    if (todo.length !== 0) todo.length = 0;
     for (let i = 0; i < asyncChoices.length; i++) todo.push(i * OPS + OP_ASYNC);
     if (!reduce) {
       const all = m.enabled(nmis > 0 ? nmiCpus : noNmis);
@@ -695,7 +695,8 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       const code = todo[f.next++];
       const op = code % OPS;
       const x = (code - op) / OPS;
-      path.length = f.pathLen;
+      // (Setting an array's length costs even when it does not change it.)
+      if (path.length !== f.pathLen) path.length = f.pathLen;
       switch (op) {
         case OP_ASYNC: {
           const c = f.asyncChoices[x];
