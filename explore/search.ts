@@ -698,22 +698,17 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       // (Setting an array's length costs even when it does not change it.)
       if (path.length !== f.pathLen) path.length = f.pathLen;
       switch (op) {
-        case OP_ASYNC: {
-          const c = f.asyncChoices[x];
-          back(f);
-          m.take(c);
-          f.away = true;
-          path.push(c);
-          return enter(d + 1, f.nmis, f.preemptions, f.depth - 1, f.last);
-        }
+        case OP_ASYNC:
         case OP_NMI: {
-          // Not reduced: an NMI's arrival is a choice of its own.
-          const c = f.nmiChoices[x];
+          // A drain or an IPI arrival (a step for depth), or, not reduced, an NMI's
+          // arrival on its own (one NMI of the budget).
+          const nmi = op === OP_NMI;
+          const c = nmi ? f.nmiChoices[x] : f.asyncChoices[x];
           back(f);
           m.take(c);
           f.away = true;
           path.push(c);
-          return enter(d + 1, f.nmis - 1, f.preemptions, f.depth, f.last);
+          return enter(d + 1, f.nmis - (nmi ? 1 : 0), f.preemptions, f.depth - (nmi ? 0 : 1), f.last);
         }
         case OP_RUN_ON:
           // The last CPU's step: if private, it is the only step choice (others are skipped below).
