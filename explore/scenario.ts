@@ -169,6 +169,7 @@ export function exploreScenario(file: string, o: ScenarioExploreOptions): { resu
   const s = loadScenario(file);
   const outside = (o.nmiCpus ?? []).find((c) => c >= s.cpus);
   if (outside !== undefined) throw new ReplayFileError(`--cpus-nmi: CPU ${outside} is not in ${file} (CPUs 0 to ${s.cpus - 1})`);
+  if (o.nmisPerCpu !== undefined && s.cpus > 8) throw new ReplayFileError(`--nmis-per-cpu: counts NMIs per CPU for at most 8 CPUs; ${file} has ${s.cpus}`);
   const run = prepareScenario(s, o.overrides ?? {}, file);
   const ipiChoice = o.ipiLatency ?? s.ipiLatency != null;
   const from = runToStart(run, o.from ?? 'patch', ipiChoice);

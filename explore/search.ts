@@ -37,6 +37,8 @@ export interface ExploreOptions {
   nmis: number;
   /** To these CPUs (default: none when nmis is 0, else all). */
   nmiCpus?: number[];
+  /** At most this many of them to any one CPU (default: no limit but `nmis`; at most 8 CPUs, 15 per CPU). */
+  nmisPerCpu?: number;
   /** At most this many preemptions per schedule. */
   preemptions: number;
   /** Steps per schedule; a schedule that reaches it ends there (counted as cut). */
@@ -299,6 +301,8 @@ function pageHash(pg: Page): PageHash {
 
 interface Budget {
   nmis: number;
+  /** NMIs sent to each CPU so far, 4 bits per CPU (only counted under nmisPerCpu). */
+  nmiUsed: number;
   preemptions: number;
   depth: number;
   last: number;
@@ -316,8 +320,14 @@ interface Seen extends Budget {
  * schedule a visit with budget t has. With another last CPU, one preemption more
  * covers it: only the first switch's cost depends on who ran last (README: visited states).
  */
-function covers(sn: number, sp: number, sd: number, sl: number, tn: number, tp: number, td: number, tl: number, exactDepth: boolean): boolean {
-  return sn >= tn && (!exactDepth || sd >= td) && sp >= tp + (sl === tl || sl === -1 ? 0 : 1);
+function covers(sn: number, su: number, sp: number, sd: number, sl: number, tn: number, tu: number, tp: number, td: number, tl: number, exactDepth: boolean): boolean {
+  return sn >= tn && (su === tu || noMorePerCpu(su, tu)) && (!exactDepth || sd >= td) && sp >= tp + (sl === tl || sl === -1 ? 0 : 1);
+}
+
+/** Per-CPU NMI counts (4 bits each): every CPU has had at most as many in `s` as in `t`. */
+function noMorePerCpu(s: number, t: number): boolean {
+  for (; s !== 0 || t !== 0; s >>>= 4, t >>>= 4) if ((s & 15) > (t & 15)) return false;
+  return true;
 }
 
 /** What a frame's choice does (Frame.todo holds cpu or index * OPS + op). */
@@ -335,6 +345,7 @@ const NMI: Choice[] = [];
 /** One state whose choices the search is taking: its budget, snapshot and choices. */
 class Frame {
   nmis = 0;
+  nmiUsed = 0;
   preemptions = 0;
   depth = 0;
   last = -1;
@@ -410,6 +421,8 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   const nmiCpus = opts.nmiCpus ?? (opts.nmis > 0 ? m.cpus.map((c) => c.id) : []);
   const stateful = opts.stateful ?? true;
   const nmisFirst = opts.nmisFirst ?? false;
+  const perCpu = opts.nmisPerCpu ?? Infinity;
+  if (perCpu !== Infinity && (m.cpus.length > 8 || perCpu > 15 || perCpu < 0)) throw new RangeError(`nmisPerCpu: at most 8 CPUs and 15 NMIs per CPU (${m.cpus.length} CPUs, ${perCpu})`);
   const exactDepth = opts.exactDepth ?? false;
   // Buffered stores (x86-TSO) reach memory in a later step than the one that made
   // them, so footprints would be misattributed: no reduction under TSO.
@@ -530,17 +543,19 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
    * nothing reads before the CPU's iret; the arrival just after that iret, fused with
    * the CPU's next step, is the same execution (README: reductions, 4).
    */
-  const nmiTo = (cpu: number, nmis: number): boolean => {
+  const nmiTo = (cpu: number, nmis: number, used: number): boolean => {
     const c = m.cpus[cpu];
-    return nmis > 0 && nmiTarget[cpu] && !c.nmiPending && !c.shutdown && !(reduce && c.nmiBlocked);
+    return nmis > 0 && nmiTarget[cpu] && ((used >>> (4 * cpu)) & 15) < perCpu && !c.nmiPending && !c.shutdown && !(reduce && c.nmiBlocked);
   };
+  /** The per-CPU counts after one more NMI to `cpu` (counted only under nmisPerCpu). */
+  const sent = (used: number, cpu: number): number => (perCpu === Infinity ? used : used + (1 << (4 * cpu)));
 
   /**
    * Arrives at a state with a budget left: counts it, checks it, ends the schedule there
    * or skips a state already searched; else sets frames[d] up to search its choices and
    * returns true.
    */
-  const enter = (d: number, nmis: number, preemptions: number, depth: number, last: number): boolean => {
+  const enter = (d: number, nmis: number, nmiUsed: number, preemptions: number, depth: number, last: number): boolean => {
     if (limited) return false;
     states++;
     const found = opts.check?.(m) ?? null;
@@ -573,7 +588,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       }
     }
     let anyNmi = false;
-    for (let i = 0; i < ncpus; i++) anyNmi = (nmiOk[i] = nmiTo(i, nmis)) || anyNmi;
+    for (let i = 0; i < ncpus; i++) anyNmi = (nmiOk[i] = nmiTo(i, nmis, nmiUsed)) || anyNmi;
     if (!anyRunnable && asyncChoices.length === 0) {
       // The schedule can end here (a deadlock if anything waits); with NMIs left,
       // the reduced search also tries waking a CPU with one.
@@ -605,26 +620,27 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       if (seen) {
         for (const s of seen) {
           if (s.h !== hb) continue;
-          if (covers(s.nmis, s.preemptions, s.depth, s.last, nmis, preemptions, depth, keyLast, exactDepth)) {
+          if (covers(s.nmis, s.nmiUsed, s.preemptions, s.depth, s.last, nmis, nmiUsed, preemptions, depth, keyLast, exactDepth)) {
             schedules++;
             return false;
           }
-          if (covers(nmis, preemptions, depth, keyLast, s.nmis, s.preemptions, s.depth, s.last, exactDepth)) coveredOld++;
+          if (covers(nmis, nmiUsed, preemptions, depth, keyLast, s.nmis, s.nmiUsed, s.preemptions, s.depth, s.last, exactDepth)) coveredOld++;
         }
       }
-      const entry: Seen = { h: hb, nmis, preemptions, depth, last: keyLast, pass };
+      const entry: Seen = { h: hb, nmis, nmiUsed, preemptions, depth, last: keyLast, pass };
       if (!seen) visited.set(ha, [entry]);
       else {
         // Entries this visit covers are dropped (it has at least their budget left).
         if (coveredOld > 0) {
           let k = 0;
-          for (const s of seen) if (s.h !== hb || !covers(nmis, preemptions, depth, keyLast, s.nmis, s.preemptions, s.depth, s.last, exactDepth)) seen[k++] = s;
+          for (const s of seen) if (s.h !== hb || !covers(nmis, nmiUsed, preemptions, depth, keyLast, s.nmis, s.nmiUsed, s.preemptions, s.depth, s.last, exactDepth)) seen[k++] = s;
           seen.length = k;
         }
         seen.push(entry);
       }
     }
     f.nmis = nmis;
+    f.nmiUsed = nmiUsed;
     f.preemptions = preemptions;
     f.depth = depth;
     f.last = last;
@@ -656,6 +672,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       f.nmiChoices.length = 0;
       for (const c of all) {
         if (c.kind === 'nmi') {
+          if (((nmiUsed >>> (4 * c.cpu)) & 15) >= perCpu) continue;
           f.nmiChoices.push(c);
           todo.push((f.nmiChoices.length - 1) * OPS + OP_NMI);
         } else if (c.kind === 'step' && cost(f, c.cpu) <= preemptions) todo.push(c.cpu * OPS + OP_STEP);
@@ -708,7 +725,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           m.take(c);
           f.away = true;
           path.push(c);
-          return enter(d + 1, f.nmis - (nmi ? 1 : 0), f.preemptions, f.depth - (nmi ? 0 : 1), f.last);
+          return enter(d + 1, f.nmis - (nmi ? 1 : 0), nmi ? sent(f.nmiUsed, c.cpu) : f.nmiUsed, f.preemptions, f.depth - (nmi ? 0 : 1), f.last);
         }
         case OP_RUN_ON:
           // The last CPU's step: if private, it is the only step choice (others are skipped below).
@@ -716,7 +733,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           f.away = true;
           f.runOn = step(x);
           path.push(STEP[x] ??= { kind: 'step', cpu: x });
-          return enter(d + 1, f.nmis, f.preemptions, f.depth - 1, x);
+          return enter(d + 1, f.nmis, f.nmiUsed, f.preemptions, f.depth - 1, x);
         case OP_STEP:
         case OP_NMI_STEP: {
           if (f.runOn && x !== f.last) continue;
@@ -731,7 +748,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           step(x);
           if (nmi) path.push(NMI[x] ??= { kind: 'nmi', cpu: x });
           path.push(STEP[x] ??= { kind: 'step', cpu: x });
-          return enter(d + 1, f.nmis - (nmi ? 1 : 0), f.preemptions - cost(f, x), f.depth - 1, x);
+          return enter(d + 1, f.nmis - (nmi ? 1 : 0), nmi ? sent(f.nmiUsed, x) : f.nmiUsed, f.preemptions - cost(f, x), f.depth - 1, x);
         }
       }
     }
@@ -745,7 +762,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       for (;;) {
         try {
           path.length = 0;
-          let d = enter(0, nb, pb, opts.maxDepth, -1) ? 0 : -1;
+          let d = enter(0, nb, 0, pb, opts.maxDepth, -1) ? 0 : -1;
           while (d >= 0) {
             // Past a limit nothing more is counted: unwind.
             const r = limited ? null : descend(d);
