@@ -48,6 +48,12 @@ export interface ExploreOptions {
   /** Checked at every state: a bug, or null. */
   check?: (m: Machine) => Bug | null;
   maxSchedules?: number;
+  /**
+   * Entries the visited-state table may hold (default 12 million, about 2 GiB of this
+   * process's 4 GiB heap): past it the search stops as at a time limit, not exhausted,
+   * rather than running out of memory.
+   */
+  maxVisited?: number;
   timeLimitSeconds?: number;
   /**
    * Reduction (default true): NMIs arrive fused with their CPU's next step, and a
@@ -525,7 +531,12 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   // cost no higher (README: visited states).
   // Keyed by one half of the state's hash; each entry holds the other half, so a state
   // is told apart by 64 bits (a collision would prune a state wrongly).
-  const visited = new Map<number, Seen[]>();
+  // Sharded by the key's low byte: one Map holds at most 2^24 keys (V8), a bound the
+  // 3-CPU passes pass.
+  const shards = Array.from({ length: 256 }, () => new Map<number, Seen[]>());
+  const maxVisited = opts.maxVisited ?? 12_000_000;
+  // Entries added (dropped ones are not subtracted: an upper bound).
+  let visitedEntries = 0;
   let pass = 0;
   // The search's stack: one frame per state whose choices are being searched, reused by
   // depth (a schedule can be thousands of steps deep, more than the JS call stack holds,
@@ -602,7 +613,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       cut++;
       return false;
     }
-    if ((opts.maxSchedules !== undefined && schedules >= opts.maxSchedules) || Date.now() > deadline) {
+    if ((opts.maxSchedules !== undefined && schedules >= opts.maxSchedules) || Date.now() > deadline || visitedEntries >= maxVisited) {
       limited = true;
       return false;
     }
@@ -615,6 +626,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       hashState(m, rootMark);
       const ha = hashA;
       const hb = hashB;
+      const visited = shards[ha & 255];
       const seen = visited.get(ha);
       let coveredOld = 0;
       if (seen) {
@@ -628,6 +640,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
         }
       }
       const entry: Seen = { h: hb, nmis, nmiUsed, preemptions, depth, last: keyLast, pass };
+      visitedEntries++;
       if (!seen) visited.set(ha, [entry]);
       else {
         // Entries this visit covers are dropped (it has at least their budget left).
@@ -777,10 +790,12 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           path.length = 0;
           // Earlier passes' states stay: each was searched completely within its
           // budget (no word turned shared there, README: private steps).
-          for (const [h, list] of visited) {
-            const kept = list.filter((s) => s.pass !== pass);
-            if (kept.length) visited.set(h, kept);
-            else visited.delete(h);
+          for (const visited of shards) {
+            for (const [h, list] of visited) {
+              const kept = list.filter((s) => s.pass !== pass);
+              if (kept.length) visited.set(h, kept);
+              else visited.delete(h);
+            }
           }
           m.restore(root);
         }

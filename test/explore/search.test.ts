@@ -133,6 +133,13 @@ describe('explore', () => {
     expect(reducedRun().bugs.map((x) => [x.nmis, x.preemptions])).toEqual([[0, 1], [1, 0]]);
   }, 600_000);
 
+  it('a full visited table stops the search as a limit, never as exhausted', () => {
+    const r = explore(machine().m, { ...bound, maxVisited: 50 });
+    expect(r.complete).toBe(false);
+    expect(r.passes.some((p) => !p.complete)).toBe(true);
+    expect(r.states).toBeLessThan(200);
+  });
+
   it('with no NMIs and no preemptions the program is clean to that bound', () => {
     const r = explore(machine().m, { nmis: 0, preemptions: 0, maxDepth: 120 });
     expect(r.outcome).toBe('clean');
