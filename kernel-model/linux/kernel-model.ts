@@ -22,7 +22,8 @@ import { type Step, read, write, writeBytes } from './hostlib';
 import { disasmInline } from '../image/disasm';
 import { textPokeLocInit, encodePokeInsn, TextPokeLocError } from './text-poke-loc';
 import { type PokingMm, textPoke } from './text-poke-mm';
-import { SharedCell, MODEL_WORDS } from './shared-state';
+import { SharedCell, MODEL_WORDS, protocolShared, type GuestRange } from './shared-state';
+import { SM_QUEUED } from './stop-machine';
 
 /** Whether bytes start with a 5-byte `call rel32` or the 5-byte NOP (what text_poke_bp emulates). */
 function firstInsnIsCallOrNop5(b: Uint8Array): boolean {
@@ -216,7 +217,23 @@ export class KernelModel implements KernelContext {
 
   private bind(): void {
     const at = (name: string): bigint => requireSymbol(this.img, name);
-    const routine = (fn: (ctx: HostContext) => Step<bigint | void>) => (ctx: HostContext): HostGen => fn(ctx);
+    // The protocol's guest-memory state, shared by design (shared-state.ts: protocolShared).
+    const L = this.L;
+    const r = (start: bigint, len: number | bigint): GuestRange => ({ start, end: start + BigInt(len) });
+    const ranges = [
+      r(L.tps.base, L.tps.acked - L.tps.base + BigInt(4 * this.ncpus)),
+      r(L.bpDesc.base, L.bpDesc.opcode - L.bpDesc.base + 15n),
+      r(L.bpDescPtr, 8),
+      r(L.tpVec.base, L.tpVec.entrySize * L.tpVec.max),
+      r(L.tpVec.nr, 4),
+      r(L.tpVec.refs, 4),
+      r(L.csd.func, 8),
+      r(L.csd.pending, 8),
+      r(L.stopMachine, SM_QUEUED + BigInt(8 * Math.ceil(this.ncpus / 64))),
+      r(L.nmiListHead, 8),
+      r(L.textPokeNmiAction, 16),
+    ];
+    const routine = (fn: (ctx: HostContext) => Step<bigint | void>) => (ctx: HostContext): HostGen => protocolShared(this.m.mem, ranges, fn(ctx));
     this.m.bindHost(at('poke_int3_handler'), 'poke_int3_handler', routine((ctx) => this.pokeInt3Handler(ctx)));
     this.m.bindHost(at('text_poke_nmi'), 'text_poke_nmi', routine((ctx) => textPokeNmi(this, ctx)));
     this.m.bindHost(at('multi_cpu_stop'), 'multi_cpu_stop', routine((ctx) => multiCpuStop(this, ctx)));

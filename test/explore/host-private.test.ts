@@ -10,14 +10,15 @@
 // routines, the private-step reduction reports what the search without it reports.
 
 import { guest } from '../helpers/guest';
-import { explore, type ExploreOptions } from '../../explore/search';
+import { explore, type ExploreOptions, type Bug } from '../../explore/search';
+import type { Machine } from '../../emu/machine';
 import { exploreScenario } from '../../explore/scenario';
 import { Footprint } from '../../emu/memory';
 import type { HostGen } from '../../emu/host';
-import { SharedCell, MODEL_WORD_BASE } from '../../kernel-model/linux/shared-state';
+import { SharedCell, MODEL_WORD_BASE, PROTOCOL_WORD, protocolShared } from '../../kernel-model/linux/shared-state';
 import { prepareScenario } from '../../kernel-model/scenario/run';
 import { loadScenario } from '../../kernel-model/scenario/scenario-file';
-import { note, waitUntil } from '../../kernel-model/linux/hostlib';
+import { note, read, waitUntil } from '../../kernel-model/linux/hostlib';
 
 /**
  * CPU0 calls `writer`: it sets the flag in one step and clears it in the next. CPU1
@@ -79,6 +80,59 @@ function sharedFlagMachine(noted: boolean): ReturnType<typeof guest> {
   return g;
 }
 
+/**
+ * Serializing reads the code-write sequence: CPU1 runs CPUID and then a `mov` whose
+ * immediate CPU0 rewrites once CPU1 is ready. If CPU1 serializes after the rewrite,
+ * it runs the new `mov` legitimately and then spins on lock_a (held for ever): a
+ * deadlock. If it serialized before, the XMC checker reports the `mov`, and that
+ * schedule ends there. CPUID touches no memory, so without the code-write sequence in
+ * its footprint it ran on as a private step before CPU0 could write, and the deadlock
+ * was never reached.
+ */
+const SERIALIZE_LATE = `
+  .text
+  .globl cpu0
+cpu0:
+1:
+  pause
+  cmpq $0, ready(%rip)
+  je 1b
+  movb $1, site+1(%rip)
+2:
+  hlt
+  jmp 2b
+  .globl cpu1
+cpu1:
+  movq $1, ready(%rip)
+  xor %eax, %eax
+  cpuid
+  /* Long NOPs: the bytes a step is taken to fetch (15 from RIP) must not reach site. */
+  .byte 0x0f, 0x1f, 0x80, 0, 0, 0, 0
+  .byte 0x0f, 0x1f, 0x80, 0, 0, 0, 0
+  .byte 0x0f, 0x1f, 0x80, 0, 0, 0, 0
+  .byte 0x0f, 0x1f, 0x80, 0, 0, 0, 0
+site:
+  mov $0, %eax
+  test %eax, %eax
+  jz 4f
+3:
+  pause
+  cmpq $0, lock_a(%rip)
+  jne 3b
+4:
+  hlt
+  jmp 4b
+  .data
+ready: .quad 0
+lock_a: .quad 1
+`;
+
+function serializeLateMachine(): ReturnType<typeof guest> {
+  const g = guest(SERIALIZE_LATE, { cpus: 2, entry: 'cpu0' });
+  g.m.cpu(1).setRipBig(g.sym('cpu1'));
+  return g;
+}
+
 function summary(r: ReturnType<typeof explore>): string[] {
   return r.bugs.map((b) => `${b.kind} ${b.signature} nmis=${b.nmis} preemptions=${b.preemptions}`).sort();
 }
@@ -107,6 +161,17 @@ describe('host-routine steps as private steps', () => {
     expect(reduced.bugs).toEqual([]);
   });
 
+  it('a serializing step reads the code-write sequence: serializing after another CPU rewrote code is a choice (as brute force)', () => {
+    // The XMC checker's reports are bugs here, as in a scenario search (explore/scenario.ts).
+    const check = (m: Machine): Bug | null => (m.xmc.violations.length ? { kind: 'xmc', summary: 'XMC', signature: `CPU${m.xmc.violations[0].cpu}` } : null);
+    const brute = explore(serializeLateMachine().m, { ...bound, check, stateful: false, reduce: false });
+    expect(brute.complete).toBe(true);
+    expect(brute.bugs.map((b) => b.kind).sort()).toEqual(['deadlock', 'xmc']);
+    const reduced = explore(serializeLateMachine().m, { ...bound, check, stateful: true, reduce: true });
+    expect(reduced.complete).toBe(true);
+    expect(summary(reduced)).toEqual(summary(brute));
+  });
+
   it("every field of the kernel model's host-read state notes its own pseudo-word when read and when written", () => {
     const run = prepareScenario(loadScenario('fixtures/scenarios/explore/fixed-2cpu.json'), {}, 'fixed-2cpu.json');
     const { m, k } = run;
@@ -133,6 +198,26 @@ describe('host-routine steps as private steps', () => {
       expect(fp.reads[0]).toBeLessThanOrEqual(MODEL_WORD_BASE);
       expect(seen.has(fp.reads[0])).toBe(false);
       seen.add(fp.reads[0]);
+    }
+  });
+
+  it("a routine's operation on the protocol's guest-memory state notes the protocol word; other operations do not", () => {
+    const g = guest(SOURCE, { cpus: 1, entry: 'cpu0' });
+    const lock = g.sym('lock_a');
+    const ranges = [{ start: lock, end: lock + 8n }];
+    const gen = protocolShared(g.m.mem, ranges, (function* (): HostGen {
+      yield* read(lock + 8n, 8);
+      yield* read(lock + 4n, 4);
+    })());
+    const fp = new Footprint();
+    g.m.mem.footprint = fp;
+    try {
+      gen.next();
+      expect(fp.reads).toEqual([]);
+      gen.next(0n);
+      expect([fp.reads, fp.writes]).toEqual([[PROTOCOL_WORD], [PROTOCOL_WORD]]);
+    } finally {
+      g.m.mem.footprint = null;
     }
   });
 
