@@ -344,24 +344,6 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       if (u.owner === -1 && u.written) {
         priv = false;
         if (!wasShared && u.used) broken = true;
-        if (!wasShared && k >= 0) shareLine(k);
-      }
-    };
-    // A memory word turning shared takes the rest of its 64-byte line with it: the
-    // words of one structure (bp_desc, text_poke_state) turn shared together, so a
-    // pass restarts once for them, not once per word (each restart redoes the pass).
-    // Sound: taking a word as shared only makes fewer steps private.
-    const shareLine = (k: number): void => {
-      const base = k - (k % 8);
-      for (let j = base; j < base + 8; j++) {
-        if (j === k) continue;
-        const v = words.get(j);
-        if (!v) words.set(j, { owner: -1, written: true, used: false });
-        else if (!(v.owner === -1 && v.written)) {
-          if (v.used) broken = true;
-          v.owner = -1;
-          v.written = true;
-        }
       }
     };
     // Interrupts other CPUs can send it (an IPI, an NMI by ICR) are taken at a CPU's
