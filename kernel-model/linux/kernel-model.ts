@@ -233,7 +233,20 @@ export class KernelModel implements KernelContext {
       r(L.nmiListHead, 8),
       r(L.textPokeNmiAction, 16),
     ];
-    const routine = (fn: (ctx: HostContext) => Step<bigint | void>) => (ctx: HostContext): HostGen => protocolShared(this.m.mem, ranges, fn(ctx));
+    // And the text under patch: the primary reads back what it wrote (BUG_ON(memcmp)),
+    // a secondary's NMI runs it. (Without it, each word a readback relied on restarted
+    // the first NMI pass when a secondary first ran the site.)
+    let planned: PlannedSite[] | null = null;
+    let withSites: GuestRange[] = ranges;
+    const current = (): readonly GuestRange[] => {
+      const plan = this.planCell.raw();
+      if (plan !== planned) {
+        planned = plan;
+        withSites = [...ranges, ...plan.map((s) => r(s.address, s.len))];
+      }
+      return withSites;
+    };
+    const routine = (fn: (ctx: HostContext) => Step<bigint | void>) => (ctx: HostContext): HostGen => protocolShared(this.m.mem, current, fn(ctx));
     this.m.bindHost(at('poke_int3_handler'), 'poke_int3_handler', routine((ctx) => this.pokeInt3Handler(ctx)));
     this.m.bindHost(at('text_poke_nmi'), 'text_poke_nmi', routine((ctx) => textPokeNmi(this, ctx)));
     this.m.bindHost(at('multi_cpu_stop'), 'multi_cpu_stop', routine((ctx) => multiCpuStop(this, ctx)));

@@ -95,13 +95,13 @@ export interface GuestRange {
   end: bigint;
 }
 
-/** Wraps a routine's generator: each operation on a protocol range notes `PROTOCOL_WORD`. */
-export function* protocolShared<T>(mem: Memory, ranges: readonly GuestRange[], gen: Generator<HostOp, T, HostResult>): Generator<HostOp, T, HostResult> {
+/** Wraps a routine's generator: each operation on a protocol range (as `ranges()` gives them now) notes `PROTOCOL_WORD`. */
+export function* protocolShared<T>(mem: Memory, ranges: () => readonly GuestRange[], gen: Generator<HostOp, T, HostResult>): Generator<HostOp, T, HostResult> {
   let input: HostResult = undefined;
   for (;;) {
     const r = gen.next(input);
     if (r.done) return r.value;
-    if (mem.footprint !== null && touchesAny(r.value, ranges)) {
+    if (mem.footprint !== null && touchesAny(r.value, ranges())) {
       mem.footprint.reads.push(PROTOCOL_WORD);
       mem.footprint.writes.push(PROTOCOL_WORD);
     }

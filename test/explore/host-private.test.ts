@@ -205,7 +205,7 @@ describe('host-routine steps as private steps', () => {
     const g = guest(SOURCE, { cpus: 1, entry: 'cpu0' });
     const lock = g.sym('lock_a');
     const ranges = [{ start: lock, end: lock + 8n }];
-    const gen = protocolShared(g.m.mem, ranges, (function* (): HostGen {
+    const gen = protocolShared(g.m.mem, () => ranges, (function* (): HostGen {
       yield* read(lock + 8n, 8);
       yield* read(lock + 4n, 4);
     })());
