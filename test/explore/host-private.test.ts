@@ -58,7 +58,7 @@ function sharedFlagMachine(noted: boolean): ReturnType<typeof guest> {
   const g = guest(SOURCE, { cpus: 2, entry: 'cpu0' });
   g.m.cpu(1).setRipBig(g.sym('cpu1'));
   let plain = false;
-  const flag: Flag = noted ? new SharedCell(g.m.mem, 40, false) : { get: () => plain, set: (v) => void (plain = v) };
+  const flag: Flag = noted ? new SharedCell(g.m.mem, 1000, false) : { get: () => plain, set: (v) => void (plain = v) };
   // JS-side state joins snapshots, as the kernel model's does (its host-read part).
   g.m.addStatePart('flag', { saveState: () => (noted ? (flag as SharedCell<boolean>).raw() : plain), loadState: (v: boolean) => (noted ? (flag as SharedCell<boolean>).load(v) : void (plain = v)) }, { readByHostRoutines: true });
   const lock = g.sym('lock_a');
