@@ -24,6 +24,7 @@ export interface ExploreFigure {
   /** States per CPU second: the figure that compares across host loads. */
   statesPerCpuSecond: number;
   schedulesPerSecond: number;
+  schedulesPerCpuSecond: number;
   bugs: number;
 }
 
@@ -38,7 +39,7 @@ export function benchExplore(o: BenchOptions): ExploreFigure[] {
       out.push({
         label: `${name}, ${b.nmis} NMI(s), ${b.preemptions} preemption(s), ${stateful ? 'reduced' : 'brute force'}`,
         stateful, ...b, schedules: r.schedules, states: r.states, seconds: r.seconds, cpuSeconds: r.cpuSeconds,
-        statesPerSecond: r.states / r.seconds, statesPerCpuSecond: r.states / Math.max(r.cpuSeconds, 1e-3), schedulesPerSecond: r.schedules / r.seconds, bugs: r.bugs.length,
+        statesPerSecond: r.states / r.seconds, statesPerCpuSecond: r.states / Math.max(r.cpuSeconds, 1e-3), schedulesPerSecond: r.schedules / r.seconds, schedulesPerCpuSecond: r.schedules / Math.max(r.cpuSeconds, 1e-3), bugs: r.bugs.length,
       });
       o.log(`explore: ${out[out.length - 1].label}: ${r.states} states in ${r.seconds} s`);
     }
@@ -47,13 +48,17 @@ export function benchExplore(o: BenchOptions): ExploreFigure[] {
   const kernel: [string, string, Omit<ScenarioExploreOptions, 'maxDepth'>][] = [
     ['fixed-2cpu', 'fixed variant, nmi=false, 2 CPUs, 0 NMIs, 1 preemption', { nmis: 0, preemptions: 1 }],
     ...(o.quick ? [] : [['fixed-nmi-2cpu', 'fixed variant, nmi=true, 2 CPUs, 1 NMI to CPU1, 0 preemptions', { nmis: 1, nmiCpus: [1], preemptions: 0 }] as [string, string, Omit<ScenarioExploreOptions, 'maxDepth'>]]),
+    // The explorer's own speed figure (issue 9, result 6): the bound whose profile guides
+    // the work on states per CPU second (explore/README.md).
+    ['fixed-2cpu', 'fixed-2cpu, 1 NMI to CPU1, 0 preemptions', { nmis: 1, nmiCpus: [1], preemptions: 0 }],
+    ...(o.quick ? [] : [['fixed-2cpu', 'fixed-2cpu, 1 NMI to CPU1, 1 preemption', { nmis: 1, nmiCpus: [1], preemptions: 1 }] as [string, string, Omit<ScenarioExploreOptions, 'maxDepth'>]]),
   ];
   for (const [file, label, b] of kernel) {
     const { result: r } = exploreScenario(join(root, `${file}.json`), { ...b, maxDepth: 4000 });
     out.push({
       label: `fixture kernel, ${label}`, stateful: true, nmis: b.nmis, preemptions: b.preemptions,
       schedules: r.schedules, states: r.states, seconds: r.seconds, cpuSeconds: r.cpuSeconds,
-      statesPerSecond: r.states / r.seconds, statesPerCpuSecond: r.states / Math.max(r.cpuSeconds, 1e-3), schedulesPerSecond: r.schedules / r.seconds, bugs: r.bugs.length,
+      statesPerSecond: r.states / r.seconds, statesPerCpuSecond: r.states / Math.max(r.cpuSeconds, 1e-3), schedulesPerSecond: r.schedules / r.seconds, schedulesPerCpuSecond: r.schedules / Math.max(r.cpuSeconds, 1e-3), bugs: r.bugs.length,
     });
     o.log(`explore: ${out[out.length - 1].label}: ${r.states} states in ${r.seconds} s`);
   }
@@ -65,11 +70,11 @@ export function formatExplore(f: ExploreFigure[]): string {
     '',
     'Explorer (bounded DFS over choice points, one machine step per choice)',
     '=======================================================================',
-    `  ${'figure'.padEnd(74)} ${'states'.padStart(8)} ${'schedules'.padStart(9)} ${'seconds'.padStart(8)} ${'CPU s'.padStart(7)} ${'states/s'.padStart(9)} ${'st/CPU-s'.padStart(9)} ${'sched/s'.padStart(8)} ${'bugs'.padStart(4)}`,
+    `  ${'figure'.padEnd(74)} ${'states'.padStart(8)} ${'schedules'.padStart(9)} ${'seconds'.padStart(8)} ${'CPU s'.padStart(7)} ${'states/s'.padStart(9)} ${'st/CPU-s'.padStart(9)} ${'sched/s'.padStart(8)} ${'sc/CPU-s'.padStart(8)} ${'bugs'.padStart(4)}`,
     ...f.map(
       (x) =>
         `  ${x.label.padEnd(74)} ${String(x.states).padStart(8)} ${String(x.schedules).padStart(9)} ${x.seconds.toFixed(2).padStart(8)} ${(x.cpuSeconds ?? 0).toFixed(2).padStart(7)} ` +
-        `${x.statesPerSecond.toFixed(0).padStart(9)} ${(x.statesPerCpuSecond ?? 0).toFixed(0).padStart(9)} ${x.schedulesPerSecond.toFixed(0).padStart(8)} ${String(x.bugs).padStart(4)}`,
+        `${x.statesPerSecond.toFixed(0).padStart(9)} ${(x.statesPerCpuSecond ?? 0).toFixed(0).padStart(9)} ${x.schedulesPerSecond.toFixed(0).padStart(8)} ${(x.schedulesPerCpuSecond ?? 0).toFixed(0).padStart(8)} ${String(x.bugs).padStart(4)}`,
     ),
   ].join('\n');
 }

@@ -248,12 +248,14 @@ export function formatKernel(k: KernelResults | KernelSkipped): string {
 export function formatPeer(p: PeerResults): string {
   const head = heading(`Side by side with ${p.peer ?? 'a peer'}`);
   const note = `  ${p.note}`;
+  const spread = (xs: number[] | null): string => (xs === null || xs.length < 2 ? '' : ` (${fix(Math.min(...xs))}–${fix(Math.max(...xs))})`);
   const rows = p.rows.map((r) => [
     r.label,
-    fix(r.textpokeMips),
-    fix(r.peerMips),
+    fix(r.textpokeMips) + spread(r.textpokeTrials),
+    fix(r.peerMips) + spread(r.peerTrials),
     r.ratio === null ? '–' : r.ratio >= 1 ? `peer ${fix(r.ratio)}× faster` : `textpoke ${fix(1 / r.ratio)}× faster`,
     r.agree === null ? '–' : r.agree ? 'same registers' : 'REGISTERS DIFFER',
   ]);
-  return [head, note, table(['workload', 'textpoke MIPS', 'peer MIPS', 'ratio', 'check'], rows, [0, 3, 4])].join('\n');
+  const foot = '  MIPS: median of the timed trials (lowest–highest); textpoke runs untimed trials first until V8 has optimised its compiled blocks.';
+  return [head, note, table(['workload', 'textpoke MIPS', 'peer MIPS', 'ratio', 'check'], rows, [0, 3, 4]), foot].join('\n');
 }

@@ -32,7 +32,7 @@ import type { Cpu } from './cpu';
 import type { Insn, Exec } from './insn';
 import { linkNext, linkTarget } from './insn';
 import { decodeOne, isDecodeFailure, type Decoded, type Operand } from './decode';
-import { getCF, testCondition, materializeKeepingSzap, parityFlag, LZ_ADD, LZ_SUB, LZ_LOGIC, LZ_INC, LZ_DEC, LZ_IMUL64, ARITH, CF, OF, PF, AF, ZF, SF } from './flags';
+import { getCF, testCondition, materializeKeepingSzap, parityFlag, LZ_NONE, LZ_ADD, LZ_SUB, LZ_LOGIC, LZ_INC, LZ_DEC, LZ_IMUL64, ARITH, CF, OF, PF, AF, ZF, SF } from './flags';
 import { mulHiU32, imulOverflows } from './ops/muldiv';
 
 /**
@@ -104,7 +104,7 @@ export function buildBlock(cpu: Cpu, entry: Insn): Block | null {
   }
   if (insns.length < 2) return null;
   const epoch = cpu.icache.blockEpoch;
-  const run = instantiate(generate(insns, decs), insns, gen, page, epoch);
+  const run = instantiate(generate(insns, decs, cpuFlagsHint(cpu)), insns, gen, page, epoch);
   return { run, len: insns.length, gen, epoch };
 }
 
@@ -137,6 +137,7 @@ export function buildSingle(cpu: Cpu, ins: Insn): Exec | null {
   // The split-RMW wrapper (emu/ordering.ts) runs every memory form with cpu.rmw set: such forms keep their closure.
   if (m.rmw === 'split' && d.ops.some((o) => o.k === 'mem')) return null;
   const g = new Gen(true);
+  g.hint = cpuFlagsHint(cpu);
   if (inline(g, d, 0)) {
     g.flush();
     g.emit('return I[0].next ?? H.linkNext(cpu, I[0]);');
@@ -147,6 +148,22 @@ export function buildSingle(cpu: Cpu, ins: Insn): Exec | null {
 }
 
 // ---- Code generation ----
+
+/**
+ * The kind of lazy flags `cpu` holds now, as Gen.hint: complete flags, or a record of
+ * a 32- or 64-bit operation whose flags pendingFlag derives (its fields read from the
+ * CPU, compared as flags.ts's readers compare them). null for any other kind.
+ */
+function cpuFlagsHint(cpu: Cpu): Gen['hint'] {
+  const op = cpu.lzOp;
+  if (op === LZ_NONE) return { guard: `cpu.lzOp === ${LZ_NONE}`, pend: { kind: 'flags', f: 'cpu.flags' } };
+  const size = cpu.lzSize;
+  if (!(op === LZ_ADD || op === LZ_SUB || op === LZ_LOGIC || op === LZ_INC || op === LZ_DEC || (op === LZ_IMUL64 && size === 64)) || (size !== 32 && size !== 64)) return null;
+  return {
+    guard: `cpu.lzOp === ${op} && cpu.lzSize === ${size}`,
+    pend: { kind: 'lazy', op, size, al: 'cpu.aLo', ah: 'cpu.aHi', bl: 'cpu.bLo', bh: 'cpu.bHi', rl: 'cpu.rLo', rh: 'cpu.rHi', c: 'cpu.lzC' },
+  };
+}
 
 /**
  * The flags of the last inlined flag-writing instruction, not yet stored in the CPU:
@@ -173,6 +190,24 @@ const ALU: Record<string, { op: number; store: boolean }> = {
 };
 const LOGIC_OP: Record<string, string> = { and: '&', or: '|', xor: '^', test: '&' };
 
+/** A flag of the CPU's state, through the interpreter's readers. */
+function cpuFlag(bit: number): string {
+  switch (bit) {
+    case CF:
+      return '(H.getCF(cpu) !== 0)';
+    case ZF:
+      return 'H.testCondition(cpu, 5)';
+    case SF:
+      return 'H.testCondition(cpu, 9)';
+    case PF:
+      return 'H.testCondition(cpu, 11)';
+    case OF:
+      return 'H.testCondition(cpu, 1)';
+    default:
+      throw new Error('internal: AF of the CPU state is not read by inlined code');
+  }
+}
+
 class Gen {
   readonly out: string[] = [];
   /** Code for one instruction in place of its closure (buildSingle): the step loop keeps the boundary. */
@@ -182,6 +217,25 @@ class Gen {
   loadAt = -1;
   /** Per instruction: SF, ZF, AF and PF as they stand after it are never read (szapDeadAfter). */
   szapDead: boolean[] = [];
+  /**
+   * The kind of lazy flags the CPU held when the code was compiled (cpuFlagsHint): where
+   * the code reads the CPU's flags, it tests for that kind and reads them inline, the
+   * interpreter's readers being the other arm. A site sees the same kind almost always
+   * (the instruction in front of it is the same), and the test keeps any other exact.
+   */
+  hint: { guard: string; pend: Exclude<Pending, null> } | null = null;
+
+  /** `fast` evaluated with the hinted flags pending, behind the hint's test, else `slow`. */
+  private hinted(fast: () => string, slow: string): string {
+    const h = this.hint;
+    if (h === null || this.pend !== null) return slow;
+    this.pend = h.pend;
+    try {
+      return `(${h.guard} ? ${fast()} : ${slow})`;
+    } finally {
+      this.pend = null;
+    }
+  }
 
   emit(s: string): void {
     this.out.push(s);
@@ -204,24 +258,16 @@ class Gen {
 
   /** A boolean expression for one arithmetic flag as it stands now. */
   flag(bit: number): string {
-    const p = this.pend;
-    if (p === null) {
-      // The CPU's state: let the interpreter's readers decide (they know every lazy kind).
-      switch (bit) {
-        case CF:
-          return '(H.getCF(cpu) !== 0)';
-        case ZF:
-          return 'H.testCondition(cpu, 5)';
-        case SF:
-          return 'H.testCondition(cpu, 9)';
-        case PF:
-          return 'H.testCondition(cpu, 11)';
-        case OF:
-          return 'H.testCondition(cpu, 1)';
-        default:
-          throw new Error('internal: AF of the CPU state is not read by inlined code');
-      }
-    }
+    if (this.pend !== null) return this.pendingFlag(bit);
+    // The CPU's state: the interpreter's readers decide (they know every lazy kind),
+    // unless it holds the hinted kind.
+    const slow = cpuFlag(bit);
+    return bit === AF ? slow : this.hinted(() => this.pendingFlag(bit), slow);
+  }
+
+  /** A flag as the pending record says. */
+  private pendingFlag(bit: number): string {
+    const p = this.pend!;
     if (p.kind === 'flags') return `((${p.f} & ${bit}) !== 0)`;
     const { op, size, al, ah, bl, bh, rl, rh } = p;
     const w = size === 64;
@@ -253,8 +299,8 @@ class Gen {
 
   /** A condition code (iced-x86 numbering) as a boolean expression. */
   cond(cc: number): string {
-    if (this.pend === null) return cc === 6 ? '!H.testCondition(cpu, 5)' : `H.testCondition(cpu, ${cc})`;
-    const f = (b: number): string => this.flag(b);
+    if (this.pend === null) return this.hinted(() => this.cond(cc), cc === 6 ? '!H.testCondition(cpu, 5)' : `H.testCondition(cpu, ${cc})`);
+    const f = (b: number): string => this.pendingFlag(b);
     switch (cc) {
       case 1: return f(OF);
       case 2: return `!${f(OF)}`;
@@ -283,17 +329,23 @@ class Gen {
    */
   keptSzap(k: number, dead: boolean): string {
     if (dead) return `(cpu.flags & ${~ARITH})`;
-    const p = this.pend;
-    if (p === null) {
-      this.emit(`H.materializeKeepingSzap(cpu);`);
-      return `(cpu.flags & ${~(CF | OF)})`;
-    }
-    if (p.kind === 'flags') return `(${p.f} & ${~(CF | OF)})`;
     const v = `k${k}`;
-    this.emit(
-      `const ${v} = (cpu.flags & ${~ARITH}) | H.parityFlag(${p.rl}) | (${this.flag(AF)} ? ${AF} : 0) | (${this.flag(ZF)} ? ${ZF} : 0) | (${this.flag(SF)} ? ${SF} : 0);`,
-    );
+    if (this.pend === null) {
+      const slow = `(H.materializeKeepingSzap(cpu), cpu.flags & ${~(CF | OF)})`;
+      this.emit(`const ${v} = ${this.hinted(() => this.pendingSzap(), slow)};`);
+      return v;
+    }
+    if (this.pend.kind === 'flags') return this.pendingSzap();
+    this.emit(`const ${v} = ${this.pendingSzap()};`);
     return v;
+  }
+
+  /** RFLAGS with CF and OF cleared and SF, ZF, AF, PF as the pending record says. */
+  private pendingSzap(): string {
+    const p = this.pend!;
+    if (p.kind === 'flags') return `(${p.f} & ${~(CF | OF)})`;
+    const f = (b: number): string => this.pendingFlag(b);
+    return `((cpu.flags & ${~ARITH}) | H.parityFlag(${p.rl}) | (${f(AF)} ? ${AF} : 0) | (${f(ZF)} ? ${ZF} : 0) | (${f(SF)} ? ${SF} : 0))`;
   }
 }
 
@@ -372,8 +424,9 @@ function szapDeadAfter(decs: Decoded[], k: number): boolean {
   return false;
 }
 
-function generate(insns: Insn[], decs: Decoded[]): string {
+function generate(insns: Insn[], decs: Decoded[], hint: Gen['hint']): string {
   const g = new Gen();
+  g.hint = hint;
   g.szapDead = decs.map((_, k) => szapDeadAfter(decs, k));
   const n = insns.length;
   const lastDec = decs[n - 1];
@@ -532,7 +585,7 @@ function inline(g: Gen, d: Decoded, k: number): boolean {
     const D = ops[0].reg;
     const inc = name === 'inc';
     // CF is kept: taken from the flags as they stand.
-    g.emit(`const c${k} = ${g.pend === null ? 'H.getCF(cpu)' : `(${g.flag(CF)} ? 1 : 0)`};`);
+    g.emit(`const c${k} = ${g.pend === null && g.hint === null ? 'H.getCF(cpu)' : `(${g.flag(CF)} ? 1 : 0)`};`);
     const al = `a${k}`;
     const ah = size === 64 ? `ah${k}` : '0';
     g.emit(`const ${al} = r[${D}]${size === 64 ? `, ${ah} = r[${D + HI}]` : ''};`);
@@ -634,10 +687,17 @@ function emitEa(g: Gen, mo: Extract<Operand, { k: 'mem' }>, k: number): void {
     lo.push(`(r[${mo.index}] >>> 0) * ${mo.scale}`);
     hi.push(`Math.imul(r[${mo.index + HI}], ${mo.scale})`);
   }
+  if (mo.base >= 0 && mo.index < 0 && mo.dispLo === 0 && mo.dispHi === 0) {
+    // The base register itself.
+    g.emit(`const e${k} = r[${mo.base}], eh${k} = r[${mo.base + HI}];`);
+    return;
+  }
   lo.push(String(mo.dispLo >>> 0));
   hi.push(String(mo.dispHi | 0));
   g.emit(`const es${k} = ${lo.join(' + ')};`);
-  g.emit(`const e${k} = es${k} | 0, eh${k} = (${hi.join(' + ')} + Math.floor(es${k} / 4294967296)) | 0;`);
+  // Two 32-bit terms carry at most 1; a scaled index makes the carry up to 9.
+  const carry = lo.length <= 2 ? `(es${k} > 4294967295 ? 1 : 0)` : `Math.floor(es${k} / 4294967296)`;
+  g.emit(`const e${k} = es${k} | 0, eh${k} = (${hi.join(' + ')} + ${carry}) | 0;`);
 }
 
 /**

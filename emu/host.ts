@@ -29,6 +29,7 @@ import { push64, pop64 } from './ops/stack';
 import { toBig } from './u64';
 import { readFlags, writeFlags, IF } from './flags';
 import type { HostReadTap } from './memory';
+import { mix, SEED_A, SEED_B } from './hash';
 
 /** Describes why a CPU waits, for deadlock reports. */
 export interface WaitInfo {
@@ -96,6 +97,14 @@ export interface HostHistory {
   entry: Map<string, unknown> | null;
   /** Value fed into each step (the first is undefined). */
   inputs: HostResult[];
+  /**
+   * Running hash of the routine (binding, arguments) and of the values fed to it, in two
+   * 32-bit halves: entry k covers the first k inputs (so there is one more entry than
+   * inputs). Kept as the history grows and cut with it, so that the explorer's state
+   * hash reads one entry per routine instead of re-hashing every input at every state.
+   */
+  hashA: number[];
+  hashB: number[];
   /** Operation yielded by each step (absent for the final step, which returned). */
   ops: HostOp[];
   /** Direct memory reads of the body, in order, and how many there were after each step. */
@@ -195,7 +204,7 @@ export function hostExec(b: HostBinding): Exec {
 function newHistory(cpu: Cpu, b: HostBinding, ctx: HostContext): HostHistory {
   const m = cpu.machine;
   const h: HostHistory = {
-    binding: b, ctx, entry: m.hasHostReadParts ? m.saveParts(true) : null, inputs: [], ops: [], reads: [], readMarks: [],
+    binding: b, ctx, entry: m.hasHostReadParts ? m.saveParts(true) : null, inputs: [], hashA: [], hashB: [], ops: [], reads: [], readMarks: [],
     gen: b.routine(ctx), genSteps: 0,
     tap: {
       read: (addr, len, live) => {
@@ -205,12 +214,29 @@ function newHistory(cpu: Cpu, b: HostBinding, ctx: HostContext): HostHistory {
       },
     },
   };
+  // The generator is a function of the routine, its context and the values fed to it.
+  let a = mixBig(SEED_A, b.address);
+  let c = mixBig(SEED_B, b.address);
+  for (const x of ctx.args) {
+    a = mixBig(a, x);
+    c = mixBig(c, x ^ 0x55n);
+  }
+  h.hashA.push(a);
+  h.hashB.push(c);
   return h;
+}
+
+/** Both 32-bit words of a 64-bit value. */
+function mixBig(h: number, v: bigint): number {
+  return mix(mix(h, Number(BigInt.asUintN(32, v))), Number(BigInt.asUintN(32, v >> 32n)));
 }
 
 /** Runs one step of a routine's generator, recording it. */
 function advance(cpu: Cpu, h: HostHistory, input: HostResult): IteratorResult<HostOp, bigint | void> {
   h.inputs.push(input);
+  const n = h.hashA.length - 1;
+  h.hashA.push(input === undefined ? mix(h.hashA[n], 1) : mixBig(mix(h.hashA[n], 2), input));
+  h.hashB.push(input === undefined ? mix(h.hashB[n], 3) : mixBig(mix(h.hashB[n], 4), input ^ 0x55n));
   const mem = cpu.mem;
   mem.hostReads = h.tap;
   let r: IteratorResult<HostOp, bigint | void>;
@@ -393,6 +419,10 @@ function sameValue(u: unknown, v: unknown, depth: number): boolean {
  */
 export function rewindHistory(cpu: Cpu, h: HostHistory, n: number, loadEntry: (entry: Map<string, unknown>) => void): HostOp | undefined {
   h.inputs.length = n;
+  if (h.hashA.length !== n + 1) {
+    h.hashA.length = n + 1;
+    h.hashB.length = n + 1;
+  }
   h.ops.length = Math.min(h.ops.length, n);
   h.readMarks.length = n;
   h.reads.length = n > 0 ? h.readMarks[n - 1] : 0;

@@ -74,6 +74,22 @@ export class Journal {
   private readonly entries: Undo[] = [];
   /** Last page content version handed out (Page.ver). */
   private vers = 0;
+  /** The mark `changed` counts from (trackChanges), or -1: none. */
+  private from = -1;
+  /**
+   * The pages saved at or after `from`, in the order of their first such save, and the
+   * index of that save. A page leaves when that save is undone; undo runs newest first,
+   * so it is always the last one: a stack, kept as the journal grows and shrinks.
+   */
+  private readonly changedPages: Page[] = [];
+  private readonly changedAt: number[] = [];
+  private readonly changedSet = new Set<Page>();
+  /**
+   * Copies of pages whose entries were undone, for the next saves to reuse: a search
+   * saves and undoes pages at every state, and a new buffer each time is most of its
+   * garbage.
+   */
+  private readonly spare: Uint8Array[] = [];
 
   /** Number of saved entries (for benches and tests). */
   get size(): number {
@@ -83,8 +99,16 @@ export class Journal {
   /** Call before the first change of a page since the last mark. */
   savePage(pg: Page): void {
     pg.jepoch = this.epoch;
+    if (this.from >= 0 && this.entries.length >= this.from && !this.changedSet.has(pg)) {
+      this.changedSet.add(pg);
+      this.changedPages.push(pg);
+      this.changedAt.push(this.entries.length);
+    }
+    let data = this.spare.pop();
+    if (data === undefined || data.length !== pg.data.length) data = pg.data.slice();
+    else data.set(pg.data);
     this.entries.push({
-      kind: 'page', page: pg, data: pg.data.slice(), gen: pg.gen, flags: pg.flags,
+      kind: 'page', page: pg, data, gen: pg.gen, flags: pg.flags,
       writer: pg.writer ? pg.writer.slice() : null, seq: pg.seq ? pg.seq.slice() : null, ver: pg.ver,
     });
     pg.ver = ++this.vers;
@@ -110,6 +134,37 @@ export class Journal {
     return [...out];
   }
 
+  /**
+   * Keeps the pages saved since `mark` (what pagesSince(mark) returns, in another
+   * order) up to date from now on, for a search that asks at every state (`changed`);
+   * -1 stops.
+   */
+  trackChanges(mark: number): void {
+    this.from = mark;
+    this.changedPages.length = 0;
+    this.changedAt.length = 0;
+    this.changedSet.clear();
+    if (mark < 0) return;
+    for (let i = mark; i < this.entries.length; i++) {
+      const u = this.entries[i];
+      if (u.kind === 'page' && !this.changedSet.has(u.page)) {
+        this.changedSet.add(u.page);
+        this.changedPages.push(u.page);
+        this.changedAt.push(i);
+      }
+    }
+  }
+
+  /** The mark trackChanges was last given, or -1. */
+  get trackedMark(): number {
+    return this.from;
+  }
+
+  /** The pages saved since the tracked mark, in the order of their first save since it. */
+  get changed(): readonly Page[] {
+    return this.changedPages;
+  }
+
   /** Starts a new epoch; the returned mark is what a snapshot remembers. */
   mark(): number {
     this.epoch++;
@@ -125,6 +180,7 @@ export class Journal {
       if (u.kind === 'page') {
         const pg = u.page;
         pg.data.set(u.data);
+        this.spare.push(u.data);
         pg.gen = u.gen;
         pg.flags = (u.flags & ~KEEP_FLAGS) | (pg.flags & KEEP_FLAGS);
         pg.writer = u.writer;
@@ -138,6 +194,11 @@ export class Journal {
       }
     }
     e.length = mark;
+    const at = this.changedAt;
+    while (at.length > 0 && at[at.length - 1] >= mark) {
+      at.pop();
+      this.changedSet.delete(this.changedPages.pop()!);
+    }
     this.epoch++;
     return restored;
   }

@@ -17,7 +17,7 @@ import { setHooked } from './breakpoints';
 import type { Insn } from './insn';
 import type { Probe } from './probe';
 import type { EventKind } from './events';
-import { runSlice, runOne, stepPlain, eventDeliverable } from './run';
+import { runSlice, runOne, stepPlain, stepHot, eventDeliverable } from './run';
 import { Scheduler, RoundRobin, type Schedule, type SchedulerState } from './scheduler';
 import { takeSnapshot, restoreSnapshot, type Snapshot, type SavesState } from './snapshot';
 import { toBig } from './u64';
@@ -864,12 +864,25 @@ export class Machine implements IpiBus {
    */
   private batchLoop(cpus: readonly Cpu[], c: number, last: number): number {
     const n = cpus.length;
+    // The first CPU in slot order that is not plainly runnable (shadow, halt, block,
+    // shutdown, brk), or -1: the batch ends at its slot. The others stay plain unless
+    // brk is set: a step of their own that changes any of these sets it (and ends the
+    // batch), and what another CPU does to them (an IPI, a wake-up) sets it too.
+    let stop = -1;
+    // Their blockHot, if all have the same (else one no heat reaches: every step reads its CPU's).
+    let hot = cpus[c].icache.blockHot;
+    for (let k = 0, i = c; k < n; k++, i = i + 1 === n ? 0 : i + 1) {
+      const x = cpus[i];
+      if (x.icache.blockHot !== hot) hot = Number.POSITIVE_INFINITY;
+      if (stop < 0 && (x.brk || x.intShadow || x.halted || x.blocked !== null || x.shutdown !== null)) stop = i;
+    }
     // The step count in a local, stored after each step (currentStep reads it during the next).
     let steps = this.steps;
     while (steps < last) {
+      if (c === stop) return c;
       const cpu = cpus[c];
-      if (cpu.brk || cpu.intShadow || cpu.halted || cpu.blocked !== null || cpu.shutdown !== null) return c;
-      const ran = stepPlain(cpu);
+      if (cpu.brk) return c;
+      const ran = hot === Number.POSITIVE_INFINITY ? stepPlain(cpu) : stepHot(cpu, hot);
       this.steps = steps += ran;
       if (cpu.brk || ran !== 1 || this.stopRequest !== null) return -1 - (2 * c + ran);
       c = c + 1 === n ? 0 : c + 1;

@@ -167,22 +167,27 @@ export function runOne(cpu: Cpu): number {
  * block, shutdown or probe): execLoop(cpu, 1), unrolled.
  */
 export function stepPlain(cpu: Cpu): number {
+  return stepHot(cpu, cpu.icache.blockHot);
+}
+
+/** stepPlain with the CPU's `icache.blockHot` given (the batch loop reads it once for all its CPUs). */
+export function stepHot(cpu: Cpu, hot: number): number {
   // (revalidate brings the instruction up to date in place: cpu.insn stays it.)
   let ins = cpu.insn;
   try {
     if (ins.xgen !== ins.page.gen) revalidate(cpu, ins);
     // Blocks never fit a slice of one, but the hot instruction's compiled form does.
     // (A block exists only where heat reached blockHot: execLoop counts while there is none.)
-    const hot = cpu.icache.blockHot;
     if (ins.heat < hot && ++ins.heat === hot && ins.block === null) warm(cpu, ins);
     ins = ins.exec(cpu, ins);
-    cpu.retired++;
   } catch (e) {
     cpu.retired++;
     raise(cpu, e);
     return 1;
   }
-  if (!cpu.deferred) {
+  cpu.retired++;
+  // (A hook that defers the instruction sets brk too.)
+  if (!cpu.brk || !cpu.deferred) {
     cpu.insn = ins;
     return 1;
   }

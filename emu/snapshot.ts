@@ -56,8 +56,8 @@ interface FrameState {
 }
 
 interface CpuState {
-  /** Plain fields (numbers, booleans, bigints, strings, null, immutable records). */
-  plain: Record<string, unknown>;
+  /** Plain fields (numbers, booleans, bigints, strings, null, immutable records), in keysOf's order. */
+  plain: unknown[];
   r: Int32Array;
   msrs: [number, bigint][];
   contexts: Cpu['contexts'];
@@ -118,9 +118,12 @@ function keysOf(cpu: Cpu): string[] {
 }
 
 function saveCpu(cpu: Cpu): CpuState {
-  const plain: Record<string, unknown> = {};
+  // An array, not a record: a search snapshots at most states, and a record built key by
+  // key (and Object.assign back) is a slow dictionary-mode object.
+  const keys = keysOf(cpu);
+  const plain = new Array<unknown>(keys.length);
   const c = cpu as unknown as Record<string, unknown>;
-  for (const k of keysOf(cpu)) plain[k] = c[k];
+  for (let i = 0; i < keys.length; i++) plain[i] = c[keys[i]];
   return {
     plain,
     r: cpu.r.slice(),
@@ -137,7 +140,9 @@ function saveCpu(cpu: Cpu): CpuState {
 }
 
 function loadCpu(m: Machine, cpu: Cpu, s: CpuState): void {
-  Object.assign(cpu, s.plain);
+  const keys = keysOf(cpu);
+  const c = cpu as unknown as Record<string, unknown>;
+  for (let i = 0; i < keys.length; i++) c[keys[i]] = s.plain[i];
   cpu.r.set(s.r);
   cpu.msrs.clear();
   for (const [k, v] of s.msrs) cpu.msrs.set(k, v);

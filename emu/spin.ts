@@ -68,6 +68,11 @@ export class SpinTracker {
 
   constructor(private readonly cpu: Cpu) {}
 
+  /** Whether an iteration is being watched (the explorer's state hash reads the rest only then). */
+  get tracking(): boolean {
+    return this.active;
+  }
+
   /** Everything this tracker knows (machine snapshots save it). */
   saveState(): SpinState {
     return {

@@ -9,7 +9,8 @@
 import type { Machine, Choice } from '../emu/machine';
 import type { Snapshot } from '../emu/snapshot';
 import { readFlags } from '../emu/flags';
-import { Footprint, type Page } from '../emu/memory';
+import { Footprint, PAGE_SIZE, type Page } from '../emu/memory';
+import { mix, fmix, SEED_A, SEED_B } from '../emu/hash';
 
 export type BugKind = 'deadlock' | 'livelock' | 'invariant' | 'xmc' | 'assertion';
 
@@ -36,6 +37,8 @@ export interface ExploreOptions {
   nmis: number;
   /** To these CPUs (default: none when nmis is 0, else all). */
   nmiCpus?: number[];
+  /** At most this many of them to any one CPU (default: no limit but `nmis`; at most 8 CPUs, 15 per CPU). */
+  nmisPerCpu?: number;
   /** At most this many preemptions per schedule. */
   preemptions: number;
   /** Steps per schedule; a schedule that reaches it ends there (counted as cut). */
@@ -104,61 +107,88 @@ export function terminalBug(m: Machine): Bug | null {
   return { kind: 'deadlock', summary: `deadlock: ${m.cpus.map((c) => `CPU${c.id} ${c.blocked ? `waits (${c.blocked.detail})` : c.halted ? 'halted' : 'runs'} at ${m.symbolize(c.rip)}`).join('; ')}`, signature: parts.join(',') };
 }
 
-// Bound once: under jest every test file runs in a vm context, where each lookup of a
-// global such as `Math` goes through the context's interceptors; in this loop, the
-// hottest of a search, that made the explorer 5-13x slower in the test suite than on the
-// command line (the same search: 16 s in jest, 2.5 s in node; 3.5 s with this binding).
-const imul = Math.imul;
-
-/** FNV-1a over 32-bit words. */
-function mix(h: number, v: number): number {
-  h ^= v & 0xffff;
-  h = imul(h, 16777619);
-  h ^= v >>> 16;
-  return imul(h, 16777619);
-}
-
 /** A hash of the state: CPUs (registers, flags, RIP, event state, host routines) and the pages changed since the root. */
 export function stateHash(m: Machine, rootMark: number): string {
-  let a = 2166136261;
-  let b = 0x9747b28c;
+  hashState(m, rootMark);
+  return `${hashA >>> 0}:${hashB >>> 0}`;
+}
+
+/** The two 32-bit halves of the last hashState (no allocation: the search hashes every state). */
+let hashA = 0;
+let hashB = 0;
+
+/** The state's hash, into hashA and hashB. */
+function hashState(m: Machine, rootMark: number): void {
+  let a = SEED_A;
+  let b = SEED_B;
   for (const c of m.cpus) {
+    const r = c.r;
     for (let i = 0; i < 32; i++) {
-      a = mix(a, c.r[i]);
-      b = mix(b, c.r[i] ^ i);
+      a = mix(a, r[i]);
+      b = mix(b, r[i] ^ i);
     }
     // The spin detector's progress decides when a spinning CPU blocks (a deadlock is seen then).
     // Everything its next PAUSE decides by (block or not): the iteration's start
     // registers and flags, what it read and wrote, its length so far. (Not the loop's
     // retired counts: they only feed run()'s livelock report, which the search does not use.)
-    const sp = c.spin?.saveState();
-    if (sp?.active) {
-      for (const v of [sp.active ? 1 : 0, sp.impure ? 1 : 0, sp.pauseLo, sp.pauseHi, sp.flags, sp.reads.length, sp.writes.length, c.retired - sp.startRetired]) a = mix(a, v);
+    if (c.spin?.tracking) {
+      const sp = c.spin.saveState();
+      a = mix(a, 1);
+      a = mix(a, sp.impure ? 1 : 0);
+      a = mix(a, sp.pauseLo);
+      a = mix(a, sp.pauseHi);
+      a = mix(a, sp.flags);
+      a = mix(a, sp.reads.length);
+      a = mix(a, sp.writes.length);
+      a = mix(a, c.retired - sp.startRetired);
       for (let i = 0; i < 32; i++) b = mix(b, sp.regs[i]);
-      for (const x of [...sp.reads, ...sp.writes]) {
-        a = mix(a, x.lo);
-        b = mix(b, x.value);
-        a = mix(a, x.size);
+      for (const list of [sp.reads, sp.writes]) {
+        for (const x of list) {
+          a = mix(a, x.lo);
+          b = mix(b, x.value);
+          a = mix(a, x.size);
+        }
       }
     }
     const ev = (c.nmiPending ? 1 : 0) | (c.nmiBlocked ? 2 : 0) | (c.halted ? 4 : 0) | (c.blocked ? 8 : 0) | (c.intShadow ? 16 : 0);
-    for (const v of [readFlags(c), c.insn.lo, c.insn.hi, ev, c.contexts.length, c.serialSeq, c.apic.tpr, ...c.apic.irr, ...c.apic.isr]) {
-      a = mix(a, v);
-      b = mix(b, v + 1);
+    const fl = readFlags(c);
+    a = mix(a, fl);
+    b = mix(b, fl + 1);
+    a = mix(a, c.insn.lo);
+    b = mix(b, c.insn.lo + 1);
+    a = mix(a, c.insn.hi);
+    b = mix(b, c.insn.hi + 1);
+    a = mix(a, ev);
+    b = mix(b, ev + 1);
+    a = mix(a, c.contexts.length);
+    b = mix(b, c.contexts.length + 1);
+    a = mix(a, c.serialSeq);
+    b = mix(b, c.serialSeq + 1);
+    a = mix(a, c.apic.tpr);
+    b = mix(b, c.apic.tpr + 1);
+    const irr = c.apic.irr;
+    const isr = c.apic.isr;
+    for (let i = 0; i < 8; i++) {
+      a = mix(a, irr[i]);
+      b = mix(b, irr[i] + 1);
+    }
+    for (let i = 0; i < 8; i++) {
+      a = mix(a, isr[i]);
+      b = mix(b, isr[i] + 1);
     }
     for (const f of c.hostFrames) {
-      // Same routine fed the same values: the same generator state.
-      for (const x of f.hist.inputs) {
-        const v = x === undefined ? -1 : Number(BigInt.asUintN(32, x));
-        a = mix(a, v);
-        b = mix(b, v ^ 0x55);
-      }
-      a = mix(a, f.hist.inputs.length);
+      // Same routine fed the same values: the same generator state (the history's
+      // running hash: emu/host.ts).
+      const h = f.hist;
+      const n = h.inputs.length;
+      a = mix(a, h.hashA[n]);
+      b = mix(b, h.hashB[n]);
+      a = mix(a, n);
       // Between two generator steps: a wait still to be re-read, a guest call in
       // progress, the value the next step will be fed (a satisfied wait's).
-      const r = f.resume === undefined ? -1 : Number(BigInt.asUintN(32, f.resume));
+      const rv = f.resume === undefined ? -1 : Number(BigInt.asUintN(32, f.resume));
       a = mix(a, (f.pending ? 1 : 0) | (f.calling ? 2 : 0));
-      b = mix(b, r);
+      b = mix(b, rv);
     }
   }
   // Buffered stores (TSO) and IPIs in flight: invisible to CPUs, not to the future.
@@ -166,41 +196,113 @@ export function stateHash(m: Machine, rootMark: number): string {
     a = mix(a, v);
     b = mix(b, v + 1);
   }
-  const pages = m.mem.journal!.pagesSince(rootMark).sort((x, y) => x.key - y.key);
+  // The pages changed since the root, as a set: each page's (address, content) finalized
+  // and summed, so no order is needed (the journal keeps them in the order of change).
+  const j = m.mem.journal!;
+  const pages = j.trackedMark === rootMark ? j.changed : j.pagesSince(rootMark);
+  let sa = 0;
+  let sb = 0;
   for (const pg of pages) {
-    a = mix(a, pg.key);
     const h = pageHash(pg);
-    a = mix(a, h[0]);
-    b = mix(b, h[1]);
+    sa = (sa + h.a) | 0;
+    sb = (sb + h.b) | 0;
   }
-  return `${a >>> 0}:${b >>> 0}`;
+  a = mix(a, pages.length);
+  a = mix(a, sa);
+  b = mix(b, sb);
+  hashA = a;
+  hashB = b;
+}
+
+/** A page's part of the state hash: its address and content, finalized. */
+interface PageHash {
+  ver: number;
+  a: number;
+  b: number;
+  /** The content the sums are of (as 32-bit words), and the sums. */
+  copy: Int32Array;
+  sa: number;
+  sb: number;
+  /** The page's bytes as 32-bit words; both as 64-bit floats (compared two words at a time). */
+  words: Int32Array;
+  wide: Float64Array;
+  copyWide: Float64Array;
+}
+
+/**
+ * Per word of a page, the keys of the content hash's two halves: fixed pseudo-random
+ * words (splitmix32), so that the hash is a sum over words (Zobrist) and a new version
+ * of a page costs only its changed words.
+ */
+const ZA = new Int32Array(PAGE_SIZE >> 2);
+const ZB = new Int32Array(PAGE_SIZE >> 2);
+{
+  let x = 0x2545f491;
+  for (let i = 0; i < ZA.length; i++) {
+    ZA[i] = fmix((x = (x + 0x9e3779b9) | 0));
+    ZB[i] = fmix((x = (x + 0x9e3779b9) | 0));
+  }
 }
 
 /**
  * Each page's hash, once per content version (Page.ver: the journal gives a page a new
  * version whenever it saves it before a change, and puts the old one back on undo; the
  * search hashes a state only right before it snapshots it, so no write can follow a
- * hash in the same journal epoch).
+ * hash in the same journal epoch). The content's part is a sum over its words, each
+ * finalized with its index's key: a new version is compared with the content last
+ * hashed and only the words that differ change the sums (a step writes a few words).
  */
-const pageHashes = new WeakMap<Page, { ver: number; h: [number, number] }>();
+const pageHashes = new WeakMap<Page, PageHash>();
 
-function pageHash(pg: Page): [number, number] {
-  const c = pageHashes.get(pg);
-  if (c && c.ver === pg.ver) return c.h;
-  let a = 2166136261;
-  let b = 0x9747b28c;
-  const w = new Int32Array(pg.data.buffer, pg.data.byteOffset, pg.data.byteLength >> 2);
-  for (let i = 0; i < w.length; i++) {
-    a = mix(a, w[i]);
-    b = mix(b, w[i] + i);
+function pageHash(pg: Page): PageHash {
+  let c = pageHashes.get(pg);
+  if (c && c.ver === pg.ver) return c;
+  let sa = 0;
+  let sb = 0;
+  if (!c) {
+    const words = new Int32Array(pg.data.buffer, pg.data.byteOffset, pg.data.byteLength >> 2);
+    for (let i = 0; i < words.length; i++) {
+      sa = (sa + fmix(words[i] ^ ZA[i])) | 0;
+      sb = (sb + fmix(words[i] ^ ZB[i])) | 0;
+    }
+    const copy = words.slice();
+    const wide = new Float64Array(pg.data.buffer, pg.data.byteOffset, pg.data.byteLength >> 3);
+    c = { ver: pg.ver, a: 0, b: 0, copy, sa, sb, words, wide, copyWide: new Float64Array(copy.buffer) };
+    pageHashes.set(pg, c);
+  } else {
+    const { words, copy, wide, copyWide } = c;
+    sa = c.sa;
+    sb = c.sb;
+    for (let j = 0; j < wide.length; j++) {
+      // Equal doubles other than zeros have equal bits (NaNs compare unequal: only
+      // looked at more closely); +0 and -0 compare equal but differ.
+      const x = wide[j];
+      const y = copyWide[j];
+      if (x === y && (x !== 0 || 1 / x === 1 / y)) continue;
+      for (let i = 2 * j; i < 2 * j + 2; i++) {
+        const w = words[i];
+        const o = copy[i];
+        if (w === o) continue;
+        sa = (sa + fmix(w ^ ZA[i]) - fmix(o ^ ZA[i])) | 0;
+        sb = (sb + fmix(w ^ ZB[i]) - fmix(o ^ ZB[i])) | 0;
+        copy[i] = w;
+      }
+    }
+    c.ver = pg.ver;
+    c.sa = sa;
+    c.sb = sb;
   }
-  const h: [number, number] = [a, b];
-  pageHashes.set(pg, { ver: pg.ver, h });
-  return h;
+  const lo = pg.key | 0;
+  const hi = Math.floor(pg.key / 0x100000000) | 0;
+  c.a = fmix(mix(mix(sa, lo), hi));
+  c.b = fmix(mix(mix(sb, lo ^ 0x5bd1e995), hi));
+  return c;
 }
 
 interface Budget {
   nmis: number;
+  /** NMIs sent to each CPU so far, 4 bits per CPU (only counted under nmisPerCpu). */
+  nmiUsed: number;
   preemptions: number;
   depth: number;
   last: number;
@@ -208,7 +310,71 @@ interface Budget {
 
 /** A visited state's budget, and the pass that searched it. */
 interface Seen extends Budget {
+  /** The other half of the state's hash (the table is keyed by one). */
+  h: number;
   pass: number;
+}
+
+/**
+ * Whether a state searched with budget s (NMIs, preemptions, depth, last CPU) has every
+ * schedule a visit with budget t has. With another last CPU, one preemption more
+ * covers it: only the first switch's cost depends on who ran last (README: visited states).
+ */
+function covers(sn: number, su: number, sp: number, sd: number, sl: number, tn: number, tu: number, tp: number, td: number, tl: number, exactDepth: boolean): boolean {
+  return sn >= tn && (su === tu || noMorePerCpu(su, tu)) && (!exactDepth || sd >= td) && sp >= tp + (sl === tl || sl === -1 ? 0 : 1);
+}
+
+/** Per-CPU NMI counts (4 bits each): every CPU has had at most as many in `s` as in `t`. */
+function noMorePerCpu(s: number, t: number): boolean {
+  for (; s !== 0 || t !== 0; s >>>= 4, t >>>= 4) if ((s & 15) > (t & 15)) return false;
+  return true;
+}
+
+/** What a frame's choice does (Frame.todo holds cpu or index * OPS + op). */
+const OP_ASYNC = 0; // asyncChoices[x]: a drain or an IPI arrival
+const OP_NMI = 1; // nmiChoices[x]: an NMI on its own (not reduced)
+const OP_RUN_ON = 2; // the last CPU x's step, which may be private
+const OP_STEP = 3; // CPU x's step
+const OP_NMI_STEP = 4; // an NMI to CPU x fused with its step
+const OPS = 8;
+
+/** The choice records a schedule's path holds (never changed: shared). */
+const STEP: Choice[] = [];
+const NMI: Choice[] = [];
+
+/** One state whose choices the search is taking: its budget, snapshot and choices. */
+class Frame {
+  nmis = 0;
+  nmiUsed = 0;
+  preemptions = 0;
+  depth = 0;
+  last = -1;
+  /** The CPU that ran last can run here (switching away from it costs a preemption). */
+  lastEnabled = false;
+  /** The state, if it has more than one choice; `away`: the machine has left it. */
+  here: Snapshot | null = null;
+  away = false;
+  /** The last CPU's step was private: the only step choice (README: reductions, 3). */
+  runOn = false;
+  /** The path's length at this state. */
+  pathLen = 0;
+  readonly runnable: boolean[];
+  readonly nmiOk: boolean[];
+  readonly asyncChoices: Choice[] = [];
+  readonly nmiChoices: Choice[] = [];
+  /** The choices in search order, and the next one to take. */
+  readonly todo: number[] = [];
+  next = 0;
+
+  constructor(ncpus: number) {
+    this.runnable = new Array<boolean>(ncpus).fill(false);
+    this.nmiOk = new Array<boolean>(ncpus).fill(false);
+  }
+}
+
+/** What a switch to `cpu` from frame f's state costs: a preemption if the last CPU could have run on. */
+function cost(f: Frame, cpu: number): number {
+  return f.lastEnabled && cpu !== f.last ? 1 : 0;
 }
 
 /** Who has touched one 8-byte word during the search (see README: private steps). */
@@ -262,12 +428,16 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   const nmiCpus = opts.nmiCpus ?? (opts.nmis > 0 ? m.cpus.map((c) => c.id) : []);
   const stateful = opts.stateful ?? true;
   const nmisFirst = opts.nmisFirst ?? false;
+  const perCpu = opts.nmisPerCpu ?? Infinity;
+  if (perCpu !== Infinity && (m.cpus.length > 8 || perCpu > 15 || perCpu < 0)) throw new RangeError(`nmisPerCpu: at most 8 CPUs and 15 NMIs per CPU (${m.cpus.length} CPUs, ${perCpu})`);
   const exactDepth = opts.exactDepth ?? false;
   // Buffered stores (x86-TSO) reach memory in a later step than the one that made
   // them, so footprints would be misattributed: no reduction under TSO.
   const reduce = (opts.reduce ?? true) && !m.cpus.some((c) => c.tso);
   const root = m.snapshot();
   const rootMark = root.mark;
+  const journal = m.mem.journal!;
+  journal.trackChanges(rootMark);
   const bugs = new Map<string, Counterexample>();
   let schedules = 0;
   let states = 0;
@@ -280,12 +450,13 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   const words = new Map<number, WordUse>();
   const fp = new Footprint();
 
-  const report = (bug: Bug, used: { nmis: number; preemptions: number }): void => {
+  /** A bug found at the current state, its schedule having used `nmis` NMIs and `preemptions` preemptions. */
+  const report = (bug: Bug, nmis: number, preemptions: number): void => {
     const key = `${bug.kind}:${bug.signature}`;
     const old = bugs.get(key);
     const steps = path.filter((c) => c.kind === 'step').length;
-    if (old && (old.nmis < used.nmis || (old.nmis === used.nmis && (old.preemptions < used.preemptions || (old.preemptions === used.preemptions && old.steps <= steps))))) return;
-    bugs.set(key, { ...bug, choices: path.slice(), nmis: used.nmis, preemptions: used.preemptions, steps, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpuSince(cpu0) });
+    if (old && (old.nmis < nmis || (old.nmis === nmis && (old.preemptions < preemptions || (old.preemptions === preemptions && old.steps <= steps))))) return;
+    bugs.set(key, { ...bug, choices: path.slice(), nmis, preemptions, steps, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpuSince(cpu0) });
   };
 
   /**
@@ -372,173 +543,252 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   // smaller, so what it had left is what a later pass has left after spending more
   // on the way) has every schedule the new visit has, and its bugs were reported at a
   // cost no higher (README: visited states).
-  const visited = new Map<string, Seen[]>();
+  // Keyed by one half of the state's hash; each entry holds the other half, so a state
+  // is told apart by 64 bits (a collision would prune a state wrongly).
+  const visited = new Map<number, Seen[]>();
   let pass = 0;
-  // One pass per bound (nmis, preemptions), smallest first.
-  for (let nb = 0; nb <= opts.nmis && !limited; nb++) {
-    for (let pb = 0; pb <= opts.preemptions && !limited; pb++) {
-      const pass0 = { schedules, states, cut, t: Date.now(), cpu: process.cpuUsage() };
-      // A generator per state, driven by an explicit stack (searchFrom): a schedule can be
-      // thousands of steps deep, more than the JS call stack holds. `yield b` searches
-      // the child state with budget b and resumes here when it is done.
-      function* dfs(b: Budget): Generator<Budget, void, void> {
-        if (limited) return;
-        states++;
-        const used = { nmis: nb - b.nmis, preemptions: pb - b.preemptions };
-        const found = opts.check?.(m) ?? null;
-        if (found) {
-          report(found, used);
-          schedules++;
-          return;
-        }
-        if (opts.done?.(m)) {
-          schedules++;
-          const end = opts.atEnd?.(m) ?? null;
-          if (end) report(end, used);
-          return;
-        }
-        const enabledNow = m.enabled();
-        const runnable = enabledNow.filter((c) => c.kind === 'step').map((c) => c.cpu);
+  // The search's stack: one frame per state whose choices are being searched, reused by
+  // depth (a schedule can be thousands of steps deep, more than the JS call stack holds,
+  // and the search makes no object per state but its visited-table entry and snapshot).
+  const frames: Frame[] = [];
+  const ncpus = m.cpus.length;
+  const nmiTarget = m.cpus.map((c) => nmiCpus.includes(c.id));
+  const noNmis: number[] = [];
+  let nb = 0;
+  let pb = 0;
+
+  /**
+   * Whether the explorer may send `cpu` an NMI with `nmis` left. Reduced: none arrives
+   * while its CPU blocks NMIs (in an NMI handler). It would only set the latch, which
+   * nothing reads before the CPU's iret; the arrival just after that iret, fused with
+   * the CPU's next step, is the same execution (README: reductions, 4).
+   */
+  const nmiTo = (cpu: number, nmis: number, used: number): boolean => {
+    const c = m.cpus[cpu];
+    return nmis > 0 && nmiTarget[cpu] && ((used >>> (4 * cpu)) & 15) < perCpu && !c.nmiPending && !c.shutdown && !(reduce && c.nmiBlocked);
+  };
+  /** The per-CPU counts after one more NMI to `cpu` (counted only under nmisPerCpu). */
+  const sent = (used: number, cpu: number): number => (perCpu === Infinity ? used : used + (1 << (4 * cpu)));
+
+  /**
+   * Arrives at a state with a budget left: counts it, checks it, ends the schedule there
+   * or skips a state already searched; else sets frames[d] up to search its choices and
+   * returns true.
+   */
+  const enter = (d: number, nmis: number, nmiUsed: number, preemptions: number, depth: number, last: number): boolean => {
+    if (limited) return false;
+    states++;
+    const found = opts.check?.(m) ?? null;
+    if (found) {
+      report(found, nb - nmis, pb - preemptions);
+      schedules++;
+      return false;
+    }
+    if (opts.done?.(m)) {
+      schedules++;
+      const end = opts.atEnd?.(m) ?? null;
+      if (end) report(end, nb - nmis, pb - preemptions);
+      return false;
+    }
+    let f = frames[d];
+    if (!f) frames[d] = f = new Frame(ncpus);
+    const enabledNow = m.enabled();
+    const { runnable, nmiOk, asyncChoices } = f;
+    runnable.fill(false);
+    if (asyncChoices.length !== 0) asyncChoices.length = 0;
+    let anyRunnable = false;
+    for (const c of enabledNow) {
+      if (c.kind === 'step') {
+        runnable[c.cpu] = true;
+        anyRunnable = true;
+      } else if (c.kind === 'drain' || c.kind === 'ipi') {
         // Drains (TSO) and IPI arrivals: no CPU runs, so no preemption and the same last
         // CPU; each is a step for depth and never private (it writes shared state).
-        const asyncChoices = enabledNow.filter((c) => c.kind === 'drain' || c.kind === 'ipi');
-        // Reduced: no NMI arrives while its CPU blocks NMIs (in an NMI handler). It
-        // would only set the latch, which nothing reads before the CPU's iret; the
-        // arrival just after that iret, fused with the CPU's next step, is the same
-        // execution (README: reductions, 4).
-        const nmiTo = (cpu: number): boolean =>
-          b.nmis > 0 && nmiCpus.includes(cpu) && !m.cpus[cpu].nmiPending && !m.cpus[cpu].shutdown && !(reduce && m.cpus[cpu].nmiBlocked);
-        if (runnable.length === 0 && asyncChoices.length === 0) {
-          // The schedule can end here (a deadlock if anything waits); with NMIs left,
-          // the reduced search also tries waking a CPU with one.
-          schedules++;
-          const t = terminalBug(m);
-          if (t) report(t, used);
-          if (!reduce || !m.cpus.some((c) => nmiTo(c.id))) return;
-        }
-        if (b.depth === 0) {
-          schedules++;
-          cut++;
-          return;
-        }
-        if ((opts.maxSchedules !== undefined && schedules >= opts.maxSchedules) || Date.now() > deadline) {
-          limited = true;
-          return;
-        }
-        if (stateful) {
-          // Whose turn was last matters only while that CPU can run (cost()); a state
-          // reached when it cannot is the same search whoever ran last (last -1, which
-          // covers every last CPU: each switch from it is free).
-          const key: Budget = runnable.includes(b.last) ? b : { ...b, last: -1 };
-          const h = stateHash(m, rootMark);
-          const seen = visited.get(h);
-          // With another last CPU, one preemption more covers it: only the first switch's
-          // cost depends on who ran last (README: visited states).
-          const covers = (s: Budget, t: Budget): boolean =>
-            s.nmis >= t.nmis &&
-            (!exactDepth || s.depth >= t.depth) &&
-            s.preemptions >= t.preemptions + (s.last === t.last || s.last === -1 ? 0 : 1);
-          if (seen?.some((s) => covers(s, key))) {
+        asyncChoices.push(c);
+      }
+    }
+    let anyNmi = false;
+    for (let i = 0; i < ncpus; i++) anyNmi = (nmiOk[i] = nmiTo(i, nmis, nmiUsed)) || anyNmi;
+    if (!anyRunnable && asyncChoices.length === 0) {
+      // The schedule can end here (a deadlock if anything waits); with NMIs left,
+      // the reduced search also tries waking a CPU with one.
+      schedules++;
+      const t = terminalBug(m);
+      if (t) report(t, nb - nmis, pb - preemptions);
+      if (!reduce || !anyNmi) return false;
+    }
+    if (depth === 0) {
+      schedules++;
+      cut++;
+      return false;
+    }
+    if ((opts.maxSchedules !== undefined && schedules >= opts.maxSchedules) || Date.now() > deadline) {
+      limited = true;
+      return false;
+    }
+    const lastEnabled = last >= 0 && runnable[last];
+    if (stateful) {
+      // Whose turn was last matters only while that CPU can run (cost()); a state
+      // reached when it cannot is the same search whoever ran last (last -1, which
+      // covers every last CPU: each switch from it is free).
+      const keyLast = lastEnabled ? last : -1;
+      hashState(m, rootMark);
+      const ha = hashA;
+      const hb = hashB;
+      const seen = visited.get(ha);
+      let coveredOld = 0;
+      if (seen) {
+        for (const s of seen) {
+          if (s.h !== hb) continue;
+          if (covers(s.nmis, s.nmiUsed, s.preemptions, s.depth, s.last, nmis, nmiUsed, preemptions, depth, keyLast, exactDepth)) {
             schedules++;
-            return;
+            return false;
           }
-          if (seen) {
-            const kept = seen.filter((s) => !covers(key, s));
-            kept.push({ ...key, pass });
-            visited.set(h, kept);
-          } else visited.set(h, [{ ...key, pass }]);
-        }
-        const lastEnabled = runnable.includes(b.last);
-        const nmiOk = m.cpus.map((c) => nmiTo(c.id));
-        // A state with one choice is never come back to: no snapshot (the journal still
-        // starts a new epoch, so the page hashes' versions stay exact: pageHash).
-        let others = 0;
-        for (const c of m.cpus) if (c.id !== b.last) others += (runnable.includes(c.id) ? 1 : 0) + (nmiOk[c.id] ? 1 : 0);
-        const choices = asyncChoices.length + (reduce
-          ? lastEnabled ? 1 + (nmiOk[b.last] ? 1 : 0) + (b.preemptions > 0 ? others : 0) : others + (nmiOk[b.last] ? 1 : 0)
-          : 2);
-        let here: Snapshot | null = null;
-        if (choices > 1) here = m.snapshot();
-        else {
-          m.mem.journal!.mark();
-          m.mem.flushTlb();
-        }
-        // The machine is put back to `here` only before the next choice from it, not
-        // after each child: a state whose last child has been searched leaves that to
-        // its parent, so a chain of single-choice states costs one restore, not one each
-        // (a restore re-creates the host routines' generators that moved).
-        let away = false;
-        const back = (): void => {
-          if (away) m.restore(here!);
-          away = false;
-        };
-        const cost = (cpu: number): number => (lastEnabled && cpu !== b.last ? 1 : 0);
-        /**
-         * Takes an NMI to `cpu` if `nmi` and `cpu`'s step, unless `ran` (the step was
-         * taken already, from `here`), and searches on.
-         */
-        function* go(cpu: number, nmi: boolean, ran: boolean): Generator<Budget, void, void> {
-          if (!ran) {
-            back();
-            if (nmi) {
-              m.take({ kind: 'nmi', cpu });
-              away = true;
-              if (!m.runnable(m.cpus[cpu])) return;
-            }
-            away = true;
-            step(cpu);
-          }
-          away = true;
-          if (nmi) path.push({ kind: 'nmi', cpu });
-          path.push({ kind: 'step', cpu });
-          yield { nmis: b.nmis - (nmi ? 1 : 0), preemptions: b.preemptions - cost(cpu), depth: b.depth - 1, last: cpu };
-          path.pop();
-          if (nmi) path.pop();
-        }
-        /** Takes a choice that is not a CPU's step from `here`, and searches on with `left`. */
-        function* take(c: Choice, left: Budget): Generator<Budget, void, void> {
-          back();
-          m.take(c);
-          away = true;
-          path.push(c);
-          yield left;
-          path.pop();
-        }
-        for (const c of asyncChoices) yield* take(c, { ...b, depth: b.depth - 1 });
-        if (!reduce) {
-          // The choices of `here`, not of the state the last child left behind.
-          back();
-          for (const c of m.enabled(b.nmis > 0 ? nmiCpus : [])) {
-            if (c.kind === 'drain' || c.kind === 'ipi') continue;
-            if (c.kind === 'nmi') yield* take(c, { ...b, nmis: b.nmis - 1 });
-            else if (cost(c.cpu) <= b.preemptions) {
-              yield* go(c.cpu, false, false);
-            }
-          }
-          return;
-        }
-        // Reduced: an NMI arrives fused with its CPU's next step (arrivals commute with
-        // other CPUs' steps); a private step of the last CPU is the only step choice.
-        // Order only (the same choices): with `nmisFirst` the NMI to the last CPU is
-        // tried before its step, so early arrivals are searched first.
-        const lastNmiFirst = nmisFirst && b.last >= 0 && nmiOk[b.last];
-        if (lastNmiFirst) yield* go(b.last, true, false);
-        let runOn = false;
-        if (lastEnabled) {
-          back();
-          away = true;
-          runOn = step(b.last);
-          yield* go(b.last, false, true);
-        }
-        for (const cpu of m.cpus.map((c) => c.id)) {
-          if (cost(cpu) > b.preemptions || (runOn && cpu !== b.last)) continue;
-          if (cpu !== b.last && runnable.includes(cpu)) yield* go(cpu, false, false);
-          if (nmiOk[cpu] && !(lastNmiFirst && cpu === b.last)) yield* go(cpu, true, false);
+          if (covers(nmis, nmiUsed, preemptions, depth, keyLast, s.nmis, s.nmiUsed, s.preemptions, s.depth, s.last, exactDepth)) coveredOld++;
         }
       }
+      const entry: Seen = { h: hb, nmis, nmiUsed, preemptions, depth, last: keyLast, pass };
+      if (!seen) visited.set(ha, [entry]);
+      else {
+        // Entries this visit covers are dropped (it has at least their budget left).
+        if (coveredOld > 0) {
+          let k = 0;
+          for (const s of seen) if (s.h !== hb || !covers(nmis, nmiUsed, preemptions, depth, keyLast, s.nmis, s.nmiUsed, s.preemptions, s.depth, s.last, exactDepth)) seen[k++] = s;
+          seen.length = k;
+        }
+        seen.push(entry);
+      }
+    }
+    f.nmis = nmis;
+    f.nmiUsed = nmiUsed;
+    f.preemptions = preemptions;
+    f.depth = depth;
+    f.last = last;
+    f.lastEnabled = lastEnabled;
+    f.runOn = false;
+    f.away = false;
+    f.pathLen = path.length;
+    f.next = 0;
+    // A state with one choice is never come back to: no snapshot (the journal still
+    // starts a new epoch, so the page hashes' versions stay exact: pageHash).
+    let others = 0;
+    for (let i = 0; i < ncpus; i++) if (i !== last) others += (runnable[i] ? 1 : 0) + (nmiOk[i] ? 1 : 0);
+    const nmiLast = last >= 0 && nmiOk[last];
+    const choices = asyncChoices.length + (reduce
+      ? lastEnabled ? 1 + (nmiLast ? 1 : 0) + (preemptions > 0 ? others : 0) : others + (nmiLast ? 1 : 0)
+      : 2);
+    if (choices > 1) f.here = m.snapshot();
+    else {
+      f.here = null;
+      m.mem.journal!.mark();
+      m.mem.flushTlb();
+    }
+    // The choices, in the order they are searched.
+    const todo = f.todo;
+    if (todo.length !== 0) todo.length = 0;
+    for (let i = 0; i < asyncChoices.length; i++) todo.push(i * OPS + OP_ASYNC);
+    if (!reduce) {
+      const all = m.enabled(nmis > 0 ? nmiCpus : noNmis);
+      f.nmiChoices.length = 0;
+      for (const c of all) {
+        if (c.kind === 'nmi') {
+          if (((nmiUsed >>> (4 * c.cpu)) & 15) >= perCpu) continue;
+          f.nmiChoices.push(c);
+          todo.push((f.nmiChoices.length - 1) * OPS + OP_NMI);
+        } else if (c.kind === 'step' && cost(f, c.cpu) <= preemptions) todo.push(c.cpu * OPS + OP_STEP);
+      }
+      return true;
+    }
+    // Reduced: an NMI arrives fused with its CPU's next step (arrivals commute with
+    // other CPUs' steps); a private step of the last CPU is the only step choice.
+    // Order only (the same choices): with `nmisFirst` the NMI to the last CPU is
+    // tried before its step, so early arrivals are searched first.
+    const lastNmiFirst = nmisFirst && nmiLast;
+    if (lastNmiFirst) todo.push(last * OPS + OP_NMI_STEP);
+    if (lastEnabled) todo.push(last * OPS + OP_RUN_ON);
+    for (let i = 0; i < ncpus; i++) {
+      if (cost(f, i) > preemptions) continue;
+      if (i !== last && runnable[i]) todo.push(i * OPS + OP_STEP);
+      if (nmiOk[i] && !(lastNmiFirst && i === last)) todo.push(i * OPS + OP_NMI_STEP);
+    }
+    return true;
+  };
+
+  /** The machine back at frame f's state, unless it is there (a chain of single-choice states costs one restore). */
+  const back = (f: Frame): void => {
+    if (f.away) m.restore(f.here!);
+    f.away = false;
+  };
+
+  /**
+   * Takes frame d's next choice and enters the state it leads to. Returns whether that
+   * state has choices of its own (frames[d + 1] is set up), false when the child ended
+   * at once; null when frame d has no choice left.
+   */
+  const descend = (d: number): boolean | null => {
+    const f = frames[d];
+    const { todo } = f;
+    while (f.next < todo.length) {
+      const code = todo[f.next++];
+      const op = code % OPS;
+      const x = (code - op) / OPS;
+      // (Setting an array's length costs even when it does not change it.)
+      if (path.length !== f.pathLen) path.length = f.pathLen;
+      switch (op) {
+        case OP_ASYNC:
+        case OP_NMI: {
+          // A drain or an IPI arrival (a step for depth), or, not reduced, an NMI's
+          // arrival on its own (one NMI of the budget).
+          const nmi = op === OP_NMI;
+          const c = nmi ? f.nmiChoices[x] : f.asyncChoices[x];
+          back(f);
+          m.take(c);
+          f.away = true;
+          path.push(c);
+          return enter(d + 1, f.nmis - (nmi ? 1 : 0), nmi ? sent(f.nmiUsed, c.cpu) : f.nmiUsed, f.preemptions, f.depth - (nmi ? 0 : 1), f.last);
+        }
+        case OP_RUN_ON:
+          // The last CPU's step: if private, it is the only step choice (others are skipped below).
+          back(f);
+          f.away = true;
+          f.runOn = step(x);
+          path.push(STEP[x] ??= { kind: 'step', cpu: x });
+          return enter(d + 1, f.nmis, f.nmiUsed, f.preemptions, f.depth - 1, x);
+        case OP_STEP:
+        case OP_NMI_STEP: {
+          if (f.runOn && x !== f.last) continue;
+          back(f);
+          const nmi = op === OP_NMI_STEP;
+          if (nmi) {
+            m.take({ kind: 'nmi', cpu: x });
+            f.away = true;
+            if (!m.runnable(m.cpus[x])) continue;
+          }
+          f.away = true;
+          step(x);
+          if (nmi) path.push(NMI[x] ??= { kind: 'nmi', cpu: x });
+          path.push(STEP[x] ??= { kind: 'step', cpu: x });
+          return enter(d + 1, f.nmis - (nmi ? 1 : 0), nmi ? sent(f.nmiUsed, x) : f.nmiUsed, f.preemptions - cost(f, x), f.depth - 1, x);
+        }
+      }
+    }
+    return null;
+  };
+
+  // One pass per bound (nmis, preemptions), smallest first.
+  for (nb = 0; nb <= opts.nmis && !limited; nb++) {
+    for (pb = 0; pb <= opts.preemptions && !limited; pb++) {
+      const pass0 = { schedules, states, cut, t: Date.now(), cpu: process.cpuUsage() };
       for (;;) {
         try {
-          searchFrom(dfs({ nmis: nb, preemptions: pb, depth: opts.maxDepth, last: -1 }), dfs);
+          path.length = 0;
+          let d = enter(0, nb, 0, pb, opts.maxDepth, -1) ? 0 : -1;
+          while (d >= 0) {
+            // Past a limit nothing more is counted: unwind.
+            const r = limited ? null : descend(d);
+            if (r === null) frames[d--].here = null;
+            else if (r) d++;
+          }
           break;
         } catch (e) {
           if (!(e instanceof RestartPass)) throw e;
@@ -563,6 +813,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       pass++;
     }
   }
+  journal.trackChanges(-1);
   const list = [...bugs.values()].sort((x, y) => x.nmis - y.nmis || x.preemptions - y.preemptions || x.steps - y.steps);
   return {
     outcome: list.length ? 'bug' : limited ? 'limit' : 'clean',
@@ -582,19 +833,6 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
 function cpuSince(from: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(from);
   return Math.round((d.user + d.system) / 1000) / 1000;
-}
-
-/**
- * Runs a depth-first search written as generators without recursion: each yielded
- * budget starts a child search (`child(b)`), and its parent resumes when it returns.
- */
-function searchFrom<B>(root: Generator<B, void, void>, child: (b: B) => Generator<B, void, void>): void {
-  const stack: Generator<B, void, void>[] = [root];
-  while (stack.length) {
-    const r = stack[stack.length - 1].next();
-    if (r.done) stack.pop();
-    else stack.push(child(r.value));
-  }
 }
 
 /** Replays a counterexample's choices on a machine in the state exploration started from. */

@@ -16,6 +16,7 @@ export interface ExploreArgs {
   nmis: number;
   preemptions: number;
   'cpus-nmi'?: string;
+  'nmis-per-cpu'?: number;
   'max-depth': number;
   from: string;
   to: string;
@@ -37,6 +38,7 @@ export function exploreCommand(y: Argv): Argv<ExploreArgs> {
     .option('nmis', { type: 'number', default: 0, describe: 'at most this many explorer NMIs per schedule' })
     .option('preemptions', { type: 'number', default: 1, describe: 'at most this many preemptions per schedule' })
     .option('cpus-nmi', { type: 'string', describe: 'comma-separated CPUs the NMIs may go to (default: all)' })
+    .option('nmis-per-cpu', { type: 'number', describe: 'at most this many of the NMIs to any one CPU (at most 8 CPUs)' })
     .option('max-depth', { type: 'number', default: 10000, describe: 'machine steps per schedule from the start point (a schedule cut there makes the search not exhaustive)' })
     .option('from', { type: 'string', default: 'patch', describe: "start point: 'patch' (text_poke_state first changes), 'site:<op>' (bp_desc first holds a site of op), or a step number" })
     .option('to', { type: 'string', default: 'patch-end', choices: ['patch-end', 'depth'], describe: "where a schedule ends: 'patch-end' (the patch request returned, every CPU back in its thread; sites checked) or only at --max-depth" })
@@ -83,7 +85,7 @@ export function runExplore(a: ExploreArgs): number {
     });
   }
   const { result, from: at, ipiChoice, machine } = exploreScenario(file, {
-    nmis, preemptions, nmiCpus, maxDepth, from, to: a.to === 'depth' ? 'depth' : 'patch-end', maxSchedules: checkInt(a['max-schedules'], '--max-schedules', 1, Number.MAX_SAFE_INTEGER), timeLimitSeconds: checkPositive(a['time-limit'], '--time-limit'), reduce: a.reduce, nmisFirst: a['nmis-first'],
+    nmis, preemptions, nmiCpus, nmisPerCpu: checkInt(a['nmis-per-cpu'], '--nmis-per-cpu', 0, 15), maxDepth, from, to: a.to === 'depth' ? 'depth' : 'patch-end', maxSchedules: checkInt(a['max-schedules'], '--max-schedules', 1, Number.MAX_SAFE_INTEGER), timeLimitSeconds: checkPositive(a['time-limit'], '--time-limit'), reduce: a.reduce, nmisFirst: a['nmis-first'],
     overrides: { memoryModel: a['memory-model'], rmw: a.rmw }, ipiLatency: a['ipi-latency'],
   });
   const replays = a.o ? writeReplays(a.o, file, at, result, ipiChoice, machine) : [];

@@ -451,3 +451,77 @@ describe('under x86-TSO an inlined load reads the CPU\'s own buffered store', ()
     });
   }
 });
+
+describe('compiled flag readers are right whatever kind of lazy flags reaches them', () => {
+  // A compiled reader of the CPU's flags tests for the kind of lazy record the CPU held
+  // when it was compiled and reads that kind inline (emu/block.ts cpuFlagsHint). Here
+  // each reader is a join reached from five producers in turn (64-bit add, 32-bit sub,
+  // 64-bit imul, 32-bit dec, 8-bit add): one matches the hint, the others take the
+  // interpreter's readers. Three CPUs start at different counts, so their readers
+  // compile with different kinds held. Everything must match the interpreter.
+  const READERS = ['rol $1, %r10', 'ror $3, %r10', 'inc %r12', 'dec %r12d', 'jc', 'jz', 'jl', 'jle', 'jo', 'js', 'jp', 'ja', 'jge'];
+  const src = `
+    .text
+    .globl _start
+  _start:
+  1:
+  ${READERS.map((r, i) => `
+    test $1, %cl
+    jz a${i}
+    add %rdx, %rbx
+    jmp c${i}
+  a${i}:
+    test $2, %cl
+    jz b${i}
+    sub %edx, %esi
+    jmp c${i}
+  b${i}:
+    test $4, %cl
+    jz d${i}
+    imul %rdx, %rbx
+    jmp c${i}
+  d${i}:
+    test $8, %cl
+    jz e${i}
+    dec %edi
+    jmp c${i}
+  e${i}:
+    add %dl, %bl
+    jmp c${i}
+  c${i}:
+    ${r.startsWith('j') ? `${r} f${i}\n    inc %r13\n  f${i}:` : r}
+    pushf
+    pop %rax
+    add %rax, %r11
+    rol $13, %rdx
+    xor %rcx, %rdx
+    add %rbx, %rdx`).join('\n')}
+    dec %rcx
+    jnz 1b
+    hlt
+  `;
+  for (const quantum of [1, 1000]) {
+    test(`quantum ${quantum}`, () => {
+      const state = (blocks: boolean): unknown => {
+        const g = blockGuest(src, blocks, { cpus: 3 });
+        for (const cpu of g.m.cpus) {
+          cpu.setReg(RCX, 200n + 5n * BigInt(cpu.id));
+          cpu.setReg(RDX, 0x9e3779b97f4a7c15n + BigInt(cpu.id));
+          cpu.setReg(RBX, 0x7fffffffffffff00n);
+          cpu.setReg(RSI, 0x80000000n);
+          cpu.setReg(7, 3n); // rdi
+        }
+        const r = g.m.run({ schedule: { kind: 'round-robin', quantum }, maxSteps: 1_000_000, stopOnHlt: false });
+        const cpus = g.m.cpus.map((cpu) => {
+          const regs: string[] = [];
+          for (let i = 0; i < 16; i++) regs.push(cpu.getReg(i).toString(16));
+          return { rip: cpu.rip.toString(16), regs, rflags: readFlags(cpu), halted: cpu.halted };
+        });
+        return { stop: r.stop, steps: r.steps, cpus };
+      };
+      const on = state(true);
+      expect(on).toEqual(state(false));
+      expect((on as { stop: string }).stop).toBe('halted');
+    });
+  }
+});

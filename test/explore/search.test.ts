@@ -74,6 +74,25 @@ describe('explore', () => {
     }
   }, 600_000);
 
+  it('NMIs per CPU: a cap of one hides the bug that needs two on the same CPU, exactly as brute force', () => {
+    // TWO_NMIS deadlocks only when CPU0's handler has run twice.
+    const b: ExploreOptions = { nmis: 2, nmiCpus: [0], preemptions: 0, maxDepth: 80 };
+    for (const [perCpu, bugs] of [[1, 0], [2, 1]] as const) {
+      const brute = explore(twoNmisMachine().m, { ...b, nmisPerCpu: perCpu, stateful: false, reduce: false });
+      expect(brute.complete).toBe(true);
+      expect(brute.bugs.filter((x) => x.nmis === 2 && x.kind === 'deadlock')).toHaveLength(bugs);
+      const reduced = explore(twoNmisMachine().m, { ...b, nmisPerCpu: perCpu });
+      expect(reduced.complete).toBe(true);
+      expect(summary(reduced)).toEqual(summary(brute));
+    }
+    // With both CPUs as targets the visited table must tell the per-CPU counts apart.
+    const both: ExploreOptions = { ...b, nmiCpus: [0, 1], nmisPerCpu: 1 };
+    const brute = explore(twoNmisMachine().m, { ...both, stateful: false, reduce: false });
+    const reduced = explore(twoNmisMachine().m, both);
+    expect(reduced.complete).toBe(true);
+    expect(summary(reduced)).toEqual(summary(brute));
+  }, 600_000);
+
   it('one search over both budgets (visited states kept across passes) reports what brute force at that bound reports', () => {
     // The visited table is shared by the passes (a state searched in a smaller bound
     // covers one reached later with no more budget left): the bugs and their minimal
