@@ -418,6 +418,13 @@ function pendingWord(cpu: number): number {
   return -1 - cpu;
 }
 
+/**
+ * The ownership map's key for the code-write sequence (Memory.writeSeq): read by every
+ * serializing step, written by every code write. Negative, below the CPUs' pending words
+ * and above the kernel model's pseudo-words (kernel-model/linux/shared-state.ts, ≤ -2^32).
+ */
+const CODE_WRITE_SEQ_WORD = -(2 ** 31);
+
 class RestartPass extends Error {}
 
 /** Explores every schedule within the bound from the machine's current state; leaves the machine there. */
@@ -461,8 +468,12 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   /**
    * One step of `cpu`, its footprint recorded into the ownership map. Returns whether
    * it was private: it touched only words no other CPU has written or that only it has
-   * touched, changed no CPU's event state, ran no host routine, read no clock or device.
-   * A word becoming shared after a private step relied on it restarts the pass.
+   * touched, changed no CPU's event state, read no clock or device, wrote no code, and
+   * neither started nor finished a host routine. A host routine's step counts like a
+   * guest instruction: its memory accesses are recorded by the machine, and the kernel
+   * model's JS-side state its body reads or writes as pseudo-words of their own
+   * (kernel-model/linux/shared-state.ts). A word becoming shared after a private step
+   * relied on it restarts the pass.
    */
   const step = (cpu: number): boolean => {
     if (!reduce) {
@@ -472,13 +483,20 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     const c = m.cpus[cpu];
     const sig = eventSignature(m, opts.observe);
     const pendingBefore = m.cpus.map(pendingSignature);
-    const host = c.hostFrames.length > 0;
+    // A routine starting or returning changes what `done` reads (every CPU back in its
+    // own thread), so such a step is not private; steps within it may be.
+    const frames = c.hostFrames.length;
+    // Serializing reads the code-write sequence (Cpu.serialize: serialSeq, which the
+    // XMC checker and the end-of-patch check compare), which every code write advances.
+    const serialEpoch = c.serialEpoch;
+    const writeSeq = m.mem.writeSeq;
     fp.clear();
     // The instruction this step runs is read too: a step that fetches bytes another CPU
     // later writes does not commute with that write (the footprint leaves fetches out,
-    // and a decoded instruction is not fetched again). Up to 15 bytes from RIP; a step
-    // that delivers an event instead changes event state and is not private anyway.
-    if (!host) fp.noteRange(c.rip, 15, false);
+    // and a decoded instruction is not fetched again). Up to 15 bytes from RIP (for a
+    // host routine's step, the bytes at its binding: a harmless over-approximation); a
+    // step that delivers an event instead changes event state and is not private anyway.
+    fp.noteRange(c.rip, 15, false);
     m.mem.footprint = fp;
     // Cached pages would let an access bypass the slow path that records it.
     m.mem.flushTlb();
@@ -487,7 +505,9 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
     } finally {
       m.mem.footprint = null;
     }
-    let priv = !fp.global && !host && c.hostFrames.length === 0 && eventSignature(m, opts.observe) === sig;
+    if (c.serialEpoch !== serialEpoch) fp.reads.push(CODE_WRITE_SEQ_WORD);
+    if (m.mem.writeSeq !== writeSeq) fp.writes.push(CODE_WRITE_SEQ_WORD);
+    let priv = !fp.global && c.hostFrames.length === frames && eventSignature(m, opts.observe) === sig;
     let broken = false;
     const touch = (k: number, write: boolean): void => {
       let u = words.get(k);

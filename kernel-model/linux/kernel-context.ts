@@ -9,6 +9,8 @@ import type { PatchForm } from './paravirt-patch';
 import type { Int3Emulation } from './text-poke-loc';
 import type { HostOp, HostResult } from '../../emu/host';
 import type { PokingMm } from './text-poke-mm';
+import type { Memory } from '../../emu/memory';
+import { noteModelAccess, modelWord, MODEL_WORDS } from './shared-state';
 
 /**
  * 'rfc': poke_sync in the series' order (write, publish state, clear acks, sync,
@@ -62,7 +64,13 @@ export class KernelCalls {
    * operations are not performed): entering a function then must not fire anything.
    */
   replaying = false;
-  constructor(ncpus: number) {
+  /**
+   * `mem`: for the explorer's footprint. Listeners (scenario injections) keep state
+   * of their own that any CPU's entry reads and writes (what has fired), so with any
+   * registered an entry notes a write of their pseudo-word (shared-state.ts).
+   * Each CPU's stack is its own: no other CPU's routine reads it.
+   */
+  constructor(ncpus: number, private readonly mem: Memory | null = null) {
     this.stacks = Array.from({ length: ncpus }, () => []);
   }
   onEnter(listener: (cpu: number, fn: string) => void): void {
@@ -70,6 +78,7 @@ export class KernelCalls {
   }
   enter(cpu: number, fn: string): void {
     this.stacks[cpu].push(fn);
+    if (this.listeners.length && this.mem) noteModelAccess(this.mem, modelWord(MODEL_WORDS.callListeners), true);
     // Listeners run on a replay too (their reads must repeat); they act only when not replaying.
     for (const l of this.listeners) l(cpu, fn);
   }

@@ -22,6 +22,8 @@ import { type Step, read, write, writeBytes } from './hostlib';
 import { disasmInline } from '../image/disasm';
 import { textPokeLocInit, encodePokeInsn, TextPokeLocError } from './text-poke-loc';
 import { type PokingMm, textPoke } from './text-poke-mm';
+import { SharedCell, MODEL_WORDS, protocolShared, type GuestRange } from './shared-state';
+import { SM_QUEUED } from './stop-machine';
 
 /** Whether bytes start with a 5-byte `call rel32` or the 5-byte NOP (what text_poke_bp emulates). */
 function firstInsnIsCallOrNop5(b: Uint8Array): boolean {
@@ -103,20 +105,59 @@ export class KernelModel implements KernelContext {
   readonly calls: KernelCalls;
   readonly pv: PvOps;
   readonly locks: LockTracker;
-  plan: PlannedSite[] = [];
-  stopFn: ((cpu: number) => Step) | null = null;
   readonly poking: PokingMm | null;
-  request: PatchRequest | null = null;
+  // Read and written by host routines on several CPUs (the primary sets them, every
+  // CPU's stopper or int3 handler reads them): each access is a pseudo-word of the
+  // explorer's step footprint (shared-state.ts).
+  private readonly planCell: SharedCell<PlannedSite[]>;
+  private readonly stopFnCell: SharedCell<((cpu: number) => Step) | null>;
+  private readonly requestCell: SharedCell<PatchRequest | null>;
+  private readonly patchDoneCell: SharedCell<boolean>;
+  private readonly activeCell: SharedCell<Protocol | null>;
+
+  get plan(): PlannedSite[] {
+    return this.planCell.get();
+  }
+  set plan(v: PlannedSite[]) {
+    this.planCell.set(v);
+  }
+  get stopFn(): ((cpu: number) => Step) | null {
+    return this.stopFnCell.get();
+  }
+  set stopFn(v: ((cpu: number) => Step) | null) {
+    this.stopFnCell.set(v);
+  }
+  get request(): PatchRequest | null {
+    return this.requestCell.get();
+  }
+  set request(v: PatchRequest | null) {
+    this.requestCell.set(v);
+  }
   /** Set when the patch request has run to the end. */
-  patchDone = false;
+  get patchDone(): boolean {
+    return this.patchDoneCell.get();
+  }
+  set patchDone(v: boolean) {
+    this.patchDoneCell.set(v);
+  }
   /** The protocol in progress ('batch' decides how the int3 handler reads an int3). */
-  private active: Protocol | null = null;
+  private get active(): Protocol | null {
+    return this.activeCell.get();
+  }
+  private set active(v: Protocol | null) {
+    this.activeCell.set(v);
+  }
 
   constructor(
     readonly m: Machine,
     readonly img: KernelImage,
     opts: KernelModelOptions = {},
   ) {
+    this.planCell = new SharedCell(m.mem, MODEL_WORDS.plan, []);
+    this.stopFnCell = new SharedCell<((cpu: number) => Step) | null>(m.mem, MODEL_WORDS.stopFn, null);
+    this.requestCell = new SharedCell<PatchRequest | null>(m.mem, MODEL_WORDS.request, null);
+    this.patchDoneCell = new SharedCell(m.mem, MODEL_WORDS.patchDone, false);
+    this.activeCell = new SharedCell<Protocol | null>(m.mem, MODEL_WORDS.active, null);
     this.L = new KernelLayout(img);
     this.ncpus = m.cpus.length;
     if (this.ncpus > this.L.maxCpus) throw new Error(`${img.path} supports at most ${this.L.maxCpus} CPUs`);
@@ -124,7 +165,7 @@ export class KernelModel implements KernelContext {
     this.mutation = opts.mutate ?? null;
     this.poking = opts.poking ?? null;
     this.log = new KernelLog(m);
-    this.calls = new KernelCalls(this.ncpus);
+    this.calls = new KernelCalls(this.ncpus, m.mem);
     this.pv = new PvOps(img);
     this.locks = new LockTracker(m);
     const locks = opts.locks ?? { shared_lock: 'shared_lock', nmi_lock: 'nmi_lock', nmi_reason_lock: 'nmi_reason_lock' };
@@ -135,16 +176,18 @@ export class KernelModel implements KernelContext {
     this.bind();
     // The plan, the stop_machine function and the protocol in progress are read by the
     // host routines' bodies: they join snapshots, and each routine's start (emu/host.ts).
+    // Saved and loaded without noting an access: a routine's start saves them for its
+    // replay, not because its body reads them.
     m.addStatePart('kernel-model', {
       saveState: (): KernelModelState => ({
-        plan: this.plan, stopFn: this.stopFn, request: this.request, patchDone: this.patchDone, active: this.active,
+        plan: this.planCell.raw(), stopFn: this.stopFnCell.raw(), request: this.requestCell.raw(), patchDone: this.patchDoneCell.raw(), active: this.activeCell.raw(),
       }),
       loadState: (st: KernelModelState) => {
-        this.plan = st.plan;
-        this.stopFn = st.stopFn;
-        this.request = st.request;
-        this.patchDone = st.patchDone;
-        this.active = st.active;
+        this.planCell.load(st.plan);
+        this.stopFnCell.load(st.stopFn);
+        this.requestCell.load(st.request);
+        this.patchDoneCell.load(st.patchDone);
+        this.activeCell.load(st.active);
       },
     }, { readByHostRoutines: true });
     // Which kernel functions each CPU is in joins snapshots. A restore loads the
@@ -174,7 +217,36 @@ export class KernelModel implements KernelContext {
 
   private bind(): void {
     const at = (name: string): bigint => requireSymbol(this.img, name);
-    const routine = (fn: (ctx: HostContext) => Step<bigint | void>) => (ctx: HostContext): HostGen => fn(ctx);
+    // The protocol's guest-memory state, shared by design (shared-state.ts: protocolShared).
+    const L = this.L;
+    const r = (start: bigint, len: number | bigint): GuestRange => ({ start, end: start + BigInt(len) });
+    const ranges = [
+      r(L.tps.base, L.tps.acked - L.tps.base + BigInt(4 * this.ncpus)),
+      r(L.bpDesc.base, L.bpDesc.opcode - L.bpDesc.base + 15n),
+      r(L.bpDescPtr, 8),
+      r(L.tpVec.base, L.tpVec.entrySize * L.tpVec.max),
+      r(L.tpVec.nr, 4),
+      r(L.tpVec.refs, 4),
+      r(L.csd.func, 8),
+      r(L.csd.pending, 8),
+      r(L.stopMachine, SM_QUEUED + BigInt(8 * Math.ceil(this.ncpus / 64))),
+      r(L.nmiListHead, 8),
+      r(L.textPokeNmiAction, 16),
+    ];
+    // And the text under patch: the primary reads back what it wrote (BUG_ON(memcmp)),
+    // a secondary's NMI runs it. (Without it, each word a readback relied on restarted
+    // the first NMI pass when a secondary first ran the site.)
+    let planned: PlannedSite[] | null = null;
+    let withSites: GuestRange[] = ranges;
+    const current = (): readonly GuestRange[] => {
+      const plan = this.planCell.raw();
+      if (plan !== planned) {
+        planned = plan;
+        withSites = [...ranges, ...plan.map((s) => r(s.address, s.len))];
+      }
+      return withSites;
+    };
+    const routine = (fn: (ctx: HostContext) => Step<bigint | void>) => (ctx: HostContext): HostGen => protocolShared(this.m.mem, current, fn(ctx));
     this.m.bindHost(at('poke_int3_handler'), 'poke_int3_handler', routine((ctx) => this.pokeInt3Handler(ctx)));
     this.m.bindHost(at('text_poke_nmi'), 'text_poke_nmi', routine((ctx) => textPokeNmi(this, ctx)));
     this.m.bindHost(at('multi_cpu_stop'), 'multi_cpu_stop', routine((ctx) => multiCpuStop(this, ctx)));

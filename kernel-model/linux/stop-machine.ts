@@ -16,6 +16,7 @@
 import type { HostContext } from '../../emu/host';
 import type { KernelContext } from './kernel-context';
 import { type Step, read, write, waitUntil, xadd, wrmsr, irqs, lockOr, lockAnd } from './hostlib';
+import { noteModelAccess, modelWord, MODEL_WORDS } from './shared-state';
 
 /** stop_machine_state: stop_cpus_in_progress (u64). */
 export const SM_ACTIVE = 0n;
@@ -110,7 +111,7 @@ export function* cpuStopperThread(k: KernelContext, cpu: number): Step<boolean> 
 export function* multiCpuStopLoop(k: KernelContext, cpu: number, fn: (cpu: number) => Step): Step {
   const st = k.L.stopMachine;
   let cur = MULTI_STOP_NONE;
-  ackedBy(k)[cpu] = MULTI_STOP_NONE;
+  setAcked(k, cpu, MULTI_STOP_NONE);
   do {
     const seen = cur;
     const next = Number(
@@ -122,14 +123,18 @@ export function* multiCpuStopLoop(k: KernelContext, cpu: number, fn: (cpu: numbe
     cur = next;
     if (cur === MULTI_STOP_DISABLE_IRQ) yield* irqs(false); // local_irq_disable(); hard_irq_disable()
     else if (cur === MULTI_STOP_RUN) yield* fn(cpu);
-    ackedBy(k)[cpu] = cur;
+    setAcked(k, cpu, cur);
     yield* ackState(k);
   } while (cur !== MULTI_STOP_EXIT);
   // local_irq_restore(): a stopper thread (and the caller's thread) runs with interrupts on.
   yield* irqs(true);
 }
 
-/** The last state each CPU acknowledged (host-side bookkeeping for reports only). */
+/**
+ * The last state each CPU acknowledged (host-side bookkeeping, read only to describe a
+ * wait for the wait-for graph). Each CPU writes its own slot and a waiting CPU reads
+ * every slot, so each slot is a pseudo-word of the explorer's footprint (shared-state.ts).
+ */
 const acked = new WeakMap<KernelContext, Int8Array>();
 
 function ackedBy(k: KernelContext): Int8Array {
@@ -138,10 +143,16 @@ function ackedBy(k: KernelContext): Int8Array {
   return a;
 }
 
+function setAcked(k: KernelContext, cpu: number, state: number): void {
+  noteModelAccess(k.m.mem, modelWord(MODEL_WORDS.stopAcked + cpu), true);
+  ackedBy(k)[cpu] = state;
+}
+
 /** CPUs that have not acknowledged the current state, for the wait-for graph. */
 function laggards(k: KernelContext): number[] {
   // The newest state any CPU acknowledged (no guest read: a replay could not repeat it).
   const a = ackedBy(k);
+  for (let c = 0; c < k.ncpus; c++) noteModelAccess(k.m.mem, modelWord(MODEL_WORDS.stopAcked + c), false);
   const cur = Math.max(...a) + 1;
   const out: number[] = [];
   for (let c = 0; c < k.ncpus; c++) if (a[c] < cur) out.push(c);
