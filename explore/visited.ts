@@ -55,21 +55,28 @@ export function entriesWithin(bytes: number, exactDepth: boolean): number {
 export class VisitedTable {
   /** Entries held (a dropped entry is subtracted). */
   size = 0;
-  private mask: number;
-  private ha: Int32Array;
-  private hb: Int32Array;
-  private used: Int32Array;
-  private packed: Int32Array;
-  private depth: Int32Array | null;
+  // One array per field (set by allocate): the hash halves, the per-CPU NMI counts,
+  // the packed word, and the depth left (only with exactDepth).
+  private mask!: number;
+  private ha!: Int32Array;
+  private hb!: Int32Array;
+  private used!: Int32Array;
+  private packed!: Int32Array;
+  private depth!: Int32Array | null;
 
   constructor(private readonly exactDepth: boolean, capacity = 1 << 12) {
     if (capacity < 2 || (capacity & (capacity - 1)) !== 0) throw new RangeError(`VisitedTable capacity: a power of two, at least 2 (${capacity})`);
+    this.allocate(capacity);
+  }
+
+  /** Empty arrays of `capacity` slots. */
+  private allocate(capacity: number): void {
     this.mask = capacity - 1;
     this.ha = new Int32Array(capacity);
     this.hb = new Int32Array(capacity);
     this.used = new Int32Array(capacity);
     this.packed = new Int32Array(capacity);
-    this.depth = exactDepth ? new Int32Array(capacity) : null;
+    this.depth = this.exactDepth ? new Int32Array(capacity) : null;
   }
 
   /** Slots allocated (a power of two). */
@@ -186,12 +193,7 @@ export class VisitedTable {
 
   private resize(capacity: number): void {
     const { ha, hb, used, packed, depth } = this;
-    this.mask = capacity - 1;
-    this.ha = new Int32Array(capacity);
-    this.hb = new Int32Array(capacity);
-    this.used = new Int32Array(capacity);
-    this.packed = new Int32Array(capacity);
-    this.depth = depth ? new Int32Array(capacity) : null;
+    this.allocate(capacity);
     for (let i = 0; i < packed.length; i++) {
       if (packed[i] === 0) continue;
       this.put(this.freeSlot(ha[i]), ha[i], hb[i], packed[i], used[i], depth ? depth[i] : 0);
