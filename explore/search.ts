@@ -11,6 +11,7 @@ import type { Snapshot } from '../emu/snapshot';
 import { readFlags } from '../emu/flags';
 import { Footprint, PAGE_SIZE, type Page } from '../emu/memory';
 import { mix, fmix, SEED_A, SEED_B } from '../emu/hash';
+import { VisitedTable, VISITED_LIMITS, entriesWithin } from './visited';
 
 export type BugKind = 'deadlock' | 'livelock' | 'invariant' | 'xmc' | 'assertion';
 
@@ -49,9 +50,9 @@ export interface ExploreOptions {
   check?: (m: Machine) => Bug | null;
   maxSchedules?: number;
   /**
-   * Entries the visited-state table may hold (default 12 million, about 2 GiB of this
-   * process's 4 GiB heap): past it the search stops as at a time limit, not exhausted,
-   * rather than running out of memory.
+   * Entries the visited-state table may hold (default about 50 million: what fits in
+   * 2.5 GiB, explore/visited.ts): past it the search stops as at a time limit, not
+   * exhausted, rather than running out of memory.
    */
   maxVisited?: number;
   timeLimitSeconds?: number;
@@ -305,37 +306,6 @@ function pageHash(pg: Page): PageHash {
   return c;
 }
 
-interface Budget {
-  nmis: number;
-  /** NMIs sent to each CPU so far, 4 bits per CPU (only counted under nmisPerCpu). */
-  nmiUsed: number;
-  preemptions: number;
-  depth: number;
-  last: number;
-}
-
-/** A visited state's budget, and the pass that searched it. */
-interface Seen extends Budget {
-  /** The other half of the state's hash (the table is keyed by one). */
-  h: number;
-  pass: number;
-}
-
-/**
- * Whether a state searched with budget s (NMIs, preemptions, depth, last CPU) has every
- * schedule a visit with budget t has. With another last CPU, one preemption more
- * covers it: only the first switch's cost depends on who ran last (README: visited states).
- */
-function covers(sn: number, su: number, sp: number, sd: number, sl: number, tn: number, tu: number, tp: number, td: number, tl: number, exactDepth: boolean): boolean {
-  return sn >= tn && (su === tu || noMorePerCpu(su, tu)) && (!exactDepth || sd >= td) && sp >= tp + (sl === tl || sl === -1 ? 0 : 1);
-}
-
-/** Per-CPU NMI counts (4 bits each): every CPU has had at most as many in `s` as in `t`. */
-function noMorePerCpu(s: number, t: number): boolean {
-  for (; s !== 0 || t !== 0; s >>>= 4, t >>>= 4) if ((s & 15) > (t & 15)) return false;
-  return true;
-}
-
 /** What a frame's choice does (Frame.todo holds cpu or index * OPS + op). */
 const OP_ASYNC = 0; // asyncChoices[x]: a drain or an IPI arrival
 const OP_NMI = 1; // nmiChoices[x]: an NMI on its own (not reduced)
@@ -435,6 +405,10 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   const stateful = opts.stateful ?? true;
   const nmisFirst = opts.nmisFirst ?? false;
   const perCpu = opts.nmisPerCpu ?? Infinity;
+  const lim = VISITED_LIMITS;
+  if (opts.nmis > lim.nmis || opts.preemptions > lim.preemptions || m.cpus.length > lim.cpus || (opts.exactDepth && opts.maxDepth > lim.depth)) {
+    throw new RangeError(`explore: the visited table holds at most ${lim.nmis} NMIs, ${lim.preemptions} preemptions, ${lim.cpus} CPUs and (exactDepth) depth ${lim.depth} (${opts.nmis}, ${opts.preemptions}, ${m.cpus.length}, ${opts.maxDepth})`);
+  }
   if (perCpu !== Infinity && (m.cpus.length > 8 || perCpu > 15 || perCpu < 0)) throw new RangeError(`nmisPerCpu: at most 8 CPUs and 15 NMIs per CPU (${m.cpus.length} CPUs, ${perCpu})`);
   const exactDepth = opts.exactDepth ?? false;
   // Buffered stores (x86-TSO) reach memory in a later step than the one that made
@@ -549,14 +523,12 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   // smaller, so what it had left is what a later pass has left after spending more
   // on the way) has every schedule the new visit has, and its bugs were reported at a
   // cost no higher (README: visited states).
-  // Keyed by one half of the state's hash; each entry holds the other half, so a state
-  // is told apart by 64 bits (a collision would prune a state wrongly).
-  // Sharded by the key's low byte: one Map holds at most 2^24 keys (V8), a bound the
-  // 3-CPU passes pass.
-  const shards = Array.from({ length: 256 }, () => new Map<number, Seen[]>());
-  const maxVisited = opts.maxVisited ?? 12_000_000;
-  // Entries added (dropped ones are not subtracted: an upper bound).
-  let visitedEntries = 0;
+  // A state is told apart by its 64-bit hash (a collision would prune a state wrongly).
+  // The table lives in typed arrays outside the JS heap; by default it stops (as at a
+  // limit) at what fits in about 2.5 GiB, counting the old and new arrays of its last
+  // doubling (explore/visited.ts).
+  const visited = new VisitedTable(exactDepth);
+  const maxVisited = opts.maxVisited ?? entriesWithin(2.5 * 2 ** 30, exactDepth);
   let pass = 0;
   // The search's stack: one frame per state whose choices are being searched, reused by
   // depth (a schedule can be thousands of steps deep, more than the JS call stack holds,
@@ -633,7 +605,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       cut++;
       return false;
     }
-    if ((opts.maxSchedules !== undefined && schedules >= opts.maxSchedules) || Date.now() > deadline || visitedEntries >= maxVisited) {
+    if ((opts.maxSchedules !== undefined && schedules >= opts.maxSchedules) || Date.now() > deadline || visited.size >= maxVisited) {
       limited = true;
       return false;
     }
@@ -644,32 +616,9 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       // covers every last CPU: each switch from it is free).
       const keyLast = lastEnabled ? last : -1;
       hashState(m, rootMark);
-      const ha = hashA;
-      const hb = hashB;
-      const visited = shards[ha & 255];
-      const seen = visited.get(ha);
-      let coveredOld = 0;
-      if (seen) {
-        for (const s of seen) {
-          if (s.h !== hb) continue;
-          if (covers(s.nmis, s.nmiUsed, s.preemptions, s.depth, s.last, nmis, nmiUsed, preemptions, depth, keyLast, exactDepth)) {
-            schedules++;
-            return false;
-          }
-          if (covers(nmis, nmiUsed, preemptions, depth, keyLast, s.nmis, s.nmiUsed, s.preemptions, s.depth, s.last, exactDepth)) coveredOld++;
-        }
-      }
-      const entry: Seen = { h: hb, nmis, nmiUsed, preemptions, depth, last: keyLast, pass };
-      visitedEntries++;
-      if (!seen) visited.set(ha, [entry]);
-      else {
-        // Entries this visit covers are dropped (it has at least their budget left).
-        if (coveredOld > 0) {
-          let k = 0;
-          for (const s of seen) if (s.h !== hb || !covers(nmis, nmiUsed, preemptions, depth, keyLast, s.nmis, s.nmiUsed, s.preemptions, s.depth, s.last, exactDepth)) seen[k++] = s;
-          seen.length = k;
-        }
-        seen.push(entry);
+      if (visited.visit(hashA, hashB, nmis, nmiUsed, preemptions, depth, keyLast, pass)) {
+        schedules++;
+        return false;
       }
     }
     f.nmis = nmis;
@@ -810,13 +759,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
           path.length = 0;
           // Earlier passes' states stay: each was searched completely within its
           // budget (no word turned shared there, README: private steps).
-          for (const visited of shards) {
-            for (const [h, list] of visited) {
-              const kept = list.filter((s) => s.pass !== pass);
-              if (kept.length) visited.set(h, kept);
-              else visited.delete(h);
-            }
-          }
+          visited.dropPass(pass);
           m.restore(root);
         }
       }
