@@ -548,8 +548,10 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
    */
   const nmiTo = (cpu: number, nmis: number, used: number): boolean => {
     const c = m.cpus[cpu];
-    return nmis > 0 && nmiTarget[cpu] && ((used >>> (4 * cpu)) & 15) < perCpu && !c.nmiPending && !c.shutdown && !(reduce && c.nmiBlocked);
+    return nmis > 0 && nmiTarget[cpu] && roomFor(used, cpu) && !c.nmiPending && !c.shutdown && !(reduce && c.nmiBlocked);
   };
+  /** Whether `cpu` may take one more NMI under nmisPerCpu, given the per-CPU counts. */
+  const roomFor = (used: number, cpu: number): boolean => ((used >>> (4 * cpu)) & 15) < perCpu;
   /** The per-CPU counts after one more NMI to `cpu` (counted only under nmisPerCpu). */
   const sent = (used: number, cpu: number): number => (perCpu === Infinity ? used : used + (1 << (4 * cpu)));
 
@@ -654,7 +656,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
       f.nmiChoices.length = 0;
       for (const c of all) {
         if (c.kind === 'nmi') {
-          if (((nmiUsed >>> (4 * c.cpu)) & 15) >= perCpu) continue;
+          if (!roomFor(nmiUsed, c.cpu)) continue;
           f.nmiChoices.push(c);
           todo.push((f.nmiChoices.length - 1) * OPS + OP_NMI);
         } else if (c.kind === 'step' && cost(f, c.cpu) <= preemptions) todo.push(c.cpu * OPS + OP_STEP);

@@ -109,7 +109,10 @@ describe('explore', () => {
     // Brute force at each depth bound; the reduced search with exactDepth finds what it
     // finds (a state first met deep, its subtree cut, is searched again when met with
     // more steps left). Without exactDepth, a pass is complete only if nothing was cut,
-    // and then it must agree with brute force at that depth.
+    // and then it must agree with brute force at that depth. What can fail here: a cut
+    // pass reported complete, or either search disagreeing with brute force. (On this
+    // program exactDepth itself makes no difference: no state is met first deep, cut,
+    // then again with more steps left; a search that ignored exactDepth passes too.)
     const depths = [20, 30, 40, 60];
     let sawCut = false;
     for (const maxDepth of depths) {
