@@ -55,6 +55,8 @@ export interface ExploreOptions {
    * exhausted, rather than running out of memory.
    */
   maxVisited?: number;
+  /** Memory the visited-state table may take, in bytes (default 2.5 GiB); sets `maxVisited` when that is not given. */
+  visitedBytes?: number;
   timeLimitSeconds?: number;
   /**
    * Reduction (default true): NMIs arrive fused with their CPU's next step, and a
@@ -528,7 +530,7 @@ export function explore(m: Machine, opts: ExploreOptions): ExploreResult {
   // limit) at what fits in about 2.5 GiB, counting the old and new arrays of its last
   // doubling (explore/visited.ts).
   const visited = new VisitedTable(exactDepth);
-  const maxVisited = opts.maxVisited ?? entriesWithin(2.5 * 2 ** 30, exactDepth);
+  const maxVisited = opts.maxVisited ?? entriesWithin(opts.visitedBytes ?? 2.5 * 2 ** 30, exactDepth);
   let pass = 0;
   // The search's stack: one frame per state whose choices are being searched, reused by
   // depth (a schedule can be thousands of steps deep, more than the JS call stack holds,

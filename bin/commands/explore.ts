@@ -22,6 +22,7 @@ export interface ExploreArgs {
   to: string;
   'max-schedules'?: number;
   'time-limit'?: number;
+  'visited-gib'?: number;
   json: boolean;
   reduce: boolean;
   'nmis-first': boolean;
@@ -44,6 +45,7 @@ export function exploreCommand(y: Argv): Argv<ExploreArgs> {
     .option('to', { type: 'string', default: 'patch-end', choices: ['patch-end', 'depth'], describe: "where a schedule ends: 'patch-end' (the patch request returned, every CPU back in its thread; sites checked) or only at --max-depth" })
     .option('max-schedules', { type: 'number', describe: 'stop after this many schedules' })
     .option('time-limit', { type: 'number', describe: 'stop after this many seconds' })
+    .option('visited-gib', { type: 'number', describe: 'memory for the visited-state table, in GiB (default 2.5, about 50 M states); a search that fills it stops as not exhausted' })
     .option('reduce', { type: 'boolean', default: true, describe: 'partial-order reduction (--no-reduce: every interleaving, for comparison)' })
     .option('nmis-first', { type: 'boolean', default: false, describe: 'search order: at each state the NMI to the CPU that ran last before its step (early NMIs first; the same schedules are searched)' })
     .option('memory-model', { choices: MEMORY_MODELS, describe: "sc, or tso: x86-TSO store buffers, each drain a choice (default: the scenario's)" })
@@ -54,6 +56,14 @@ export function exploreCommand(y: Argv): Argv<ExploreArgs> {
     .example('$0 explore fixtures/scenarios/explore/deadlock-primary.json --nmis 1 --cpus-nmi 0 -o /tmp/bugs', 'search, write replays')
     .example('$0 explore --list-mutations', 'the seeded protocol bugs')
     .example('$0 run fixtures/scenarios/explore/deadlock-primary.json --replay /tmp/bugs/bug-1-deadlock.json', 'reproduce one') as unknown as Argv<ExploreArgs>;
+}
+
+/** --visited-gib in bytes: at least 1/64 GiB, and no more than the 16 GiB a table's arrays can address here. */
+function visitedBytes(gib: number | undefined): number | undefined {
+  const g = checkPositive(gib, '--visited-gib');
+  if (g === undefined) return undefined;
+  if (g < 1 / 64 || g > 16) throw new UserError(`--visited-gib: expected a size from 0.015625 to 16 (GiB), got ${gib}`);
+  return g * 2 ** 30;
 }
 
 /** Exit 0 clean, 1 bug, 2 bad input. */
@@ -85,7 +95,7 @@ export function runExplore(a: ExploreArgs): number {
     });
   }
   const { result, from: at, ipiChoice, machine } = exploreScenario(file, {
-    nmis, preemptions, nmiCpus, nmisPerCpu: checkInt(a['nmis-per-cpu'], '--nmis-per-cpu', 0, 15), maxDepth, from, to: a.to === 'depth' ? 'depth' : 'patch-end', maxSchedules: checkInt(a['max-schedules'], '--max-schedules', 1, Number.MAX_SAFE_INTEGER), timeLimitSeconds: checkPositive(a['time-limit'], '--time-limit'), reduce: a.reduce, nmisFirst: a['nmis-first'],
+    nmis, preemptions, nmiCpus, nmisPerCpu: checkInt(a['nmis-per-cpu'], '--nmis-per-cpu', 0, 15), maxDepth, from, to: a.to === 'depth' ? 'depth' : 'patch-end', maxSchedules: checkInt(a['max-schedules'], '--max-schedules', 1, Number.MAX_SAFE_INTEGER), timeLimitSeconds: checkPositive(a['time-limit'], '--time-limit'), visitedBytes: visitedBytes(a['visited-gib']), reduce: a.reduce, nmisFirst: a['nmis-first'],
     overrides: { memoryModel: a['memory-model'], rmw: a.rmw }, ipiLatency: a['ipi-latency'],
   });
   const replays = a.o ? writeReplays(a.o, file, at, result, ipiChoice, machine) : [];
